@@ -1,0 +1,279 @@
+"""The admin REST API, ``/api/v1``: rooms, participants, tokens. JSON in and out; every error is
+``{"error": CODE, "message": TEXT}`` with a fitting HTTP status (docs/API.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .errors import ServiceError
+from .rooms import (
+    RoomService,
+    check_empty_timeout,
+    check_max_participants,
+    check_metadata,
+    check_room_name,
+    participant_info,
+)
+from .signaling.websocket import SIGNALING
+from .store import Room, RoomUpdate, Store
+from .tokens import ROLE_PERMISSIONS, SigningKey, TokenError, TokenVerifier, mint_join_token
+
+log = logging.getLogger("confserver.api")
+
+PREFIX = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    rooms: RoomService
+    store: Store
+    verifier: TokenVerifier
+    signing_key: SigningKey
+    public_url: str
+    token_default_ttl: int
+    token_max_ttl: int
+    leeway: int
+    max_body_bytes: int
+
+
+API = web.AppKey("api", ApiContext)
+ADMIN_SUBJECT = web.AppKey("admin_subject", str)
+
+
+def error_response(code: str, message: str, status: int) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(PREFIX + "/") or request.path == PREFIX + "/openapi.json":
+        return await handler(request)
+    ctx = request.app[API]
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        return error_response("unauthorized", "an admin bearer token is required", 401)
+    try:
+        subject = ctx.verifier.verify_admin(header[7:].strip(), now=time.time())
+    except TokenError as e:
+        request.app[SIGNALING].metrics.token_rejections.labels(e.reason).inc()
+        if e.reason == "not_admin":
+            return error_response("forbidden", "this token has no admin grant", 403)
+        return error_response("unauthorized", f"bearer token refused: {e.reason}", 401)
+    request["admin"] = subject
+    return await handler(request)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    ctx = request.app[API]
+    if request.content_length is not None and request.content_length > ctx.max_body_bytes:
+        raise ServiceError("body_too_large", f"bodies are at most {ctx.max_body_bytes} bytes", 413)
+    if request.content_type != "application/json":
+        raise ServiceError("unsupported_media_type", "send Content-Type: application/json", 415)
+    raw = await request.content.read(ctx.max_body_bytes + 1)
+    if len(raw) > ctx.max_body_bytes:
+        raise ServiceError("body_too_large", f"bodies are at most {ctx.max_body_bytes} bytes", 413)
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise ServiceError("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ServiceError("invalid_json", "the body must be a JSON object")
+    return data
+
+
+def _only(data: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise ServiceError("invalid_field", f"unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
+    return {
+        "name": room.name,
+        "max_participants": room.max_participants,
+        "empty_timeout": room.empty_timeout,
+        "metadata": dict(room.metadata),
+        "locked": room.locked,
+        "auto_created": room.auto_created,
+        "created_at": int(room.created_at),
+        "updated_at": int(room.updated_at),
+        "num_participants": await ctx.rooms.count(room.name),
+    }
+
+
+# --- rooms ---------------------------------------------------------------------------------------
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    rooms = await ctx.rooms.list_rooms()
+    return web.json_response({"rooms": [await _room_json(ctx, r) for r in rooms]})
+
+
+async def create_room(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    data = await _body(request)
+    _only(data, {"name", "max_participants", "empty_timeout", "metadata"})
+    if "name" not in data:
+        raise ServiceError("invalid_room_name", "name is required")
+    room = await ctx.rooms.create_room(
+        check_room_name(data["name"]),
+        max_participants=check_max_participants(data["max_participants"]) if "max_participants" in data else None,
+        empty_timeout=check_empty_timeout(data.get("empty_timeout", 0)),
+        metadata=check_metadata(data.get("metadata", {})),
+    )
+    log.info("admin created room", extra={"room": room.name, "admin": request["admin"]})
+    return web.json_response(await _room_json(ctx, room), status=201)
+
+
+async def get_room(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    room = await ctx.rooms.get_room(request.match_info["name"])
+    return web.json_response(await _room_json(ctx, room))
+
+
+async def update_room(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = check_room_name(request.match_info["name"])
+    data = await _body(request)
+    _only(data, {"max_participants", "empty_timeout", "metadata", "locked"})
+    locked = data.get("locked")
+    if locked is not None and not isinstance(locked, bool):
+        raise ServiceError("invalid_field", "locked must be true or false")
+    changes = RoomUpdate(
+        max_participants=check_max_participants(data["max_participants"]) if "max_participants" in data else None,
+        empty_timeout=check_empty_timeout(data["empty_timeout"]) if "empty_timeout" in data else None,
+        metadata=check_metadata(data["metadata"]) if "metadata" in data else None,
+        locked=locked,
+    )
+    room = await ctx.rooms.update_room(name, changes)
+    log.info("admin updated room", extra={"room": name, "admin": request["admin"]})
+    return web.json_response(await _room_json(ctx, room))
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = request.match_info["name"]
+    await ctx.rooms.delete_room(name, reason="deleted")
+    log.info("admin deleted room", extra={"room": name, "admin": request["admin"]})
+    return web.Response(status=204)
+
+
+# --- participants --------------------------------------------------------------------------------
+
+
+async def list_participants(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    people = await ctx.rooms.participants(request.match_info["name"])
+    return web.json_response({"participants": [participant_info(p) for p in people]})
+
+
+async def get_participant(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    p = await ctx.rooms.find_participant(request.match_info["name"], request.match_info["identity"])
+    return web.json_response(participant_info(p))
+
+
+async def kick_participant(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    room, identity = request.match_info["name"], request.match_info["identity"]
+    await ctx.rooms.kick(room, identity, by="admin")
+    log.info("admin removed participant", extra={"room": room, "identity": identity, "admin": request["admin"]})
+    return web.Response(status=204)
+
+
+async def mute_participant(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    room, identity = request.match_info["name"], request.match_info["identity"]
+    data = await _body(request)
+    _only(data, {"kind", "muted"})
+    kind = data.get("kind", "audio")
+    if kind not in ("audio", "video"):
+        raise ServiceError("invalid_field", "kind must be audio or video")
+    if data.get("muted", True) is not True:
+        raise ServiceError("invalid_field", "muted must be true: a participant unmutes themselves")
+    p = await ctx.rooms.mute(room, identity, kind, by="admin")
+    await request.app[SIGNALING].media.set_muted(room, p.sid, kind, True)
+    log.info("admin muted participant", extra={"room": room, "identity": identity, "kind": kind})
+    return web.json_response(participant_info(p))
+
+
+# --- tokens --------------------------------------------------------------------------------------
+
+
+async def create_token(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    data = await _body(request)
+    _only(data, {"room", "identity", "name", "role", "ttl", "permissions"})
+    room = check_room_name(data.get("room"))
+    ttl = data.get("ttl", ctx.token_default_ttl)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= ctx.token_max_ttl:
+        raise ServiceError("invalid_field", f"ttl must be an integer from 1 to {ctx.token_max_ttl} seconds")
+    role = data.get("role", "participant")
+    if role not in ROLE_PERMISSIONS:
+        raise ServiceError("invalid_field", f"role must be one of {', '.join(sorted(ROLE_PERMISSIONS))}")
+    perms = data.get("permissions")
+    if perms is not None and (not isinstance(perms, list) or not all(isinstance(p, str) for p in perms)):
+        raise ServiceError("invalid_field", "permissions must be a list of strings")
+    try:
+        token, claims = mint_join_token(
+            ctx.signing_key,
+            room=room,
+            identity=data.get("identity"),  # type: ignore[arg-type]  # validated by mint_join_token
+            name=data.get("name"),
+            role=role,
+            permissions=perms,
+            ttl=ttl,
+            now=time.time(),
+        )
+    except (ValueError, TypeError) as e:
+        raise ServiceError("invalid_field", str(e)) from None
+    log.info("admin created token", extra={"room": room, "identity": claims.identity, "jti": claims.jti})
+    return web.json_response(
+        {
+            "token": token,
+            "jti": claims.jti,
+            "expires_at": claims.expires_at,
+            "join_url": f"{ctx.public_url}/r/{quote(room)}#token={token}",
+        },
+        status=201,
+    )
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    jti = request.match_info["jti"]
+    if not 1 <= len(jti) <= 128:
+        raise ServiceError("invalid_field", "jti must be 1-128 characters")
+    now = time.time()
+    # The token's own expiry is not known from its id alone: remember it for the longest lifetime
+    # a token may have, so it can never be used again.
+    until = int(now) + ctx.token_max_ttl + ctx.leeway
+    await ctx.store.revocations.revoke(jti, expires_at=until, now=now)
+    dropped = request.app[SIGNALING].rooms.disconnect_token(jti)
+    log.info("admin revoked token", extra={"jti": jti, "sessions_closed": dropped})
+    return web.json_response({"jti": jti, "revoked_until": until, "sessions_closed": dropped})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(PREFIX + "/rooms", list_rooms)
+    r.add_post(PREFIX + "/rooms", create_room)
+    r.add_get(PREFIX + "/rooms/{name}", get_room)
+    r.add_patch(PREFIX + "/rooms/{name}", update_room)
+    r.add_delete(PREFIX + "/rooms/{name}", delete_room)
+    r.add_get(PREFIX + "/rooms/{name}/participants", list_participants)
+    r.add_get(PREFIX + "/rooms/{name}/participants/{identity}", get_participant)
+    r.add_delete(PREFIX + "/rooms/{name}/participants/{identity}", kick_participant)
+    r.add_post(PREFIX + "/rooms/{name}/participants/{identity}/mute", mute_participant)
+    r.add_post(PREFIX + "/tokens", create_token)
+    r.add_post(PREFIX + "/tokens/{jti}/revoke", revoke_token)

@@ -1,0 +1,228 @@
+"""The app factory: builds the aiohttp application from a Config and the parts chosen at start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from . import api, pages
+from .config import Config
+from .credentials import ApiCredentials
+from .errors import ServiceError
+from .media import MediaController, NoMediaController
+from .metrics import Metrics
+from .rooms import RoomService
+from .signaling.websocket import SIGNALING, SignalingContext, close_all, handle_ws
+from .store import StoreUnavailableError, Store
+from .tokens import KeyRing, SigningKey, TokenVerifier, VerificationKey
+
+log = logging.getLogger("confserver.app")
+
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG = web.AppKey("config", Config)
+
+
+def build_keyring(cfg: Config, creds: ApiCredentials) -> KeyRing:
+    keys = [VerificationKey.hs256(creds.api_key, creds.api_secret)]
+    for k in cfg.auth.keys:
+        try:
+            pem = Path(k.public_key_file).expanduser().read_bytes()
+        except OSError as e:
+            raise RuntimeError(f"auth.keys: cannot read public_key_file for kid {k.kid}: {e}") from None
+        keys.append(VerificationKey.from_public_pem(k.kid, k.alg, pem))
+    return KeyRing(keys)
+
+
+def allowed_origins(cfg: Config) -> frozenset[str]:
+    if cfg.signaling.allowed_origins:
+        return frozenset(o.rstrip("/") for o in cfg.signaling.allowed_origins)
+    public = urlsplit(cfg.public_url)
+    origins = {f"{public.scheme}://{public.netloc}"}
+    for host in (*cfg.tls.hostnames, "127.0.0.1", "[::1]"):
+        origins.add(f"{cfg.scheme}://{host}:{cfg.server.port}")
+    return frozenset(origins)
+
+
+def create_app(
+    cfg: Config,
+    *,
+    store: Store,
+    credentials: ApiCredentials,
+    metrics: Metrics | None = None,
+    media: MediaController | None = None,
+) -> web.Application:
+    """Everything is passed in; the caller owns the store's lifetime."""
+    metrics = metrics or Metrics.create()
+    media = media or NoMediaController()
+    keyring = build_keyring(cfg, credentials)
+    verifier = TokenVerifier(keyring, max_ttl=cfg.auth.token_max_ttl, leeway=cfg.auth.leeway)
+    node = cfg.signaling.node_id or "node-" + secrets.token_hex(4)
+    rooms = RoomService(
+        store,
+        metrics,
+        node=node,
+        auto_create=cfg.auto_create_rooms,
+        default_max_participants=cfg.rooms.default_max_participants,
+        auto_created_empty_timeout=cfg.rooms.auto_created_empty_timeout,
+        seat_lease=cfg.store.seat_lease,
+    )
+    app = web.Application(
+        middlewares=[_http_metrics(metrics), _security_headers(cfg), _errors, api.admin_auth],
+        client_max_size=cfg.server.max_body_bytes,
+    )
+    app[CONFIG] = cfg
+    app[STORE] = store
+    app[METRICS] = metrics
+    app[SIGNALING] = SignalingContext(
+        cfg=cfg.signaling,
+        rooms=rooms,
+        verifier=verifier,
+        revocations=store.revocations,
+        media=media,
+        metrics=metrics,
+        allowed_origins=allowed_origins(cfg),
+    )
+    app[api.API] = api.ApiContext(
+        rooms=rooms,
+        store=store,
+        verifier=verifier,
+        signing_key=SigningKey.hs256(credentials.api_key, credentials.api_secret),
+        public_url=cfg.public_url,
+        token_default_ttl=cfg.auth.token_default_ttl,
+        token_max_ttl=cfg.auth.token_max_ttl,
+        leeway=cfg.auth.leeway,
+        max_body_bytes=cfg.server.max_body_bytes,
+    )
+    app.router.add_get("/ws", handle_ws)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    api.add_routes(app)
+    pages.add_routes(app)
+    app.cleanup_ctx.append(_background(cfg, rooms))
+    app.on_shutdown.append(close_all)
+    app.on_cleanup.append(lambda _app: media.close())
+    return app
+
+
+def _background(cfg: Config, rooms: RoomService):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(_every(cfg.signaling.heartbeat_interval, rooms.refresh_leases), name="lease-refresh"),
+            asyncio.create_task(_every(cfg.rooms.sweep_interval, rooms.close_expired_rooms), name="room-sweeper"),
+        ]
+        yield
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    return ctx
+
+
+async def _every(interval: float, job) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except StoreUnavailableError:
+            log.warning("store unavailable in a background job", extra={"job": job.__name__})
+        except Exception:
+            log.exception("background job failed", extra={"job": job.__name__})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    try:
+        ok = await asyncio.wait_for(request.app[STORE].ping(), 2.0)
+    except (TimeoutError, StoreUnavailableError):
+        ok = False
+    if not ok:
+        return web.json_response({"status": "unavailable", "store": "unreachable"}, status=503)
+    return web.json_response({"status": "ready", "store": "ok"})
+
+
+def _http_metrics(metrics: Metrics):  # type: ignore[no-untyped-def]
+    @web.middleware
+    async def mw(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            info = request.match_info
+            resource = info.route.resource if info.route is not None else None
+            route = resource.canonical if resource is not None and info.http_exception is None else "unmatched"
+            if request.path.startswith("/static/"):
+                route = "/static"
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
+
+    return mw
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """Errors as JSON for the API; pages keep aiohttp's plain answers."""
+    is_api = request.path.startswith(api.PREFIX)
+    try:
+        return await handler(request)
+    except Exception as e:
+        return _error_response(e, is_api, request)
+
+
+def _error_response(e: Exception, is_api: bool, request: web.Request) -> web.StreamResponse:
+    if isinstance(e, ServiceError):
+        return api.error_response(e.code, e.message, e.status)
+    if isinstance(e, StoreUnavailableError):
+        log.error("store unavailable", extra={"path": request.path})
+        return api.error_response("store_unavailable", "the store is unreachable; try again", 503)
+    if isinstance(e, web.HTTPException):
+        if not is_api or e.status < 400:
+            raise e
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        return api.error_response(codes.get(e.status, "http_error"), e.reason, e.status)
+    log.exception("internal error", extra={"path": request.path})
+    return api.error_response("internal", "internal error", 500)
+
+
+def _security_headers(cfg: Config):  # type: ignore[no-untyped-def]
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+    tls = cfg.tls.mode != "off" or cfg.server.trust_proxy_tls
+
+    @web.middleware
+    async def mw(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        h = resp.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("Content-Security-Policy", csp)
+        h.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+        if tls:
+            h.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if request.path.startswith(api.PREFIX):
+            h.setdefault("Cache-Control", "no-store")
+        return resp
+
+    return mw
+
+

@@ -1,0 +1,356 @@
+"""Configuration: one frozen dataclass tree, loaded once: defaults <- TOML file <- ``CONF_*`` env.
+
+Unknown keys and bad values stop the start with a ``ConfigError`` naming the key. The tree is passed
+into the app factory; nothing reads configuration from anywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Mode = Literal["dev", "production"]
+TlsMode = Literal["dev", "files", "off"]
+StoreKind = Literal["memory", "redis"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+KeyAlg = Literal["EdDSA", "ES256"]
+
+ENV_PREFIX = "CONF_"
+CLIENT_ENV = frozenset({"CONF_URL", "CONF_API_KEY", "CONF_API_SECRET", "CONF_CACERT", "CONF_CREDENTIALS_FILE"})
+"""Variables read by confctl, not by the server: ignored here rather than rejected."""
+
+
+class ConfigError(Exception):
+    """A configuration key is unknown or its value is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    public_url: str = ""
+    """The URL users reach (in join links); derived from host and port when empty."""
+    max_body_bytes: int = 65536
+    trust_proxy_tls: bool = False
+    """Allow ``tls.mode = "off"`` on a non-loopback host because a TLS proxy in front terminates TLS."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    mode: TlsMode = "dev"
+    dev_dir: str = "certs"
+    hostnames: tuple[str, ...] = ("localhost",)
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    kid: str
+    alg: KeyAlg
+    public_key_file: str
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    api_key: str = ""
+    api_secret: str = ""
+    credentials_file: str = "~/.local/state/confserver/credentials.json"
+    """Where a generated API key/secret is kept (dev), and where confctl finds them."""
+    token_default_ttl: int = 7200
+    token_max_ttl: int = 86400
+    leeway: int = 30
+    keys: tuple[KeyConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoomsConfig:
+    auto_create: bool | None = None
+    """Create a room on the first join with a valid token; defaults to on in dev mode only."""
+    default_max_participants: int = 100
+    auto_created_empty_timeout: int = 300
+    sweep_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    kind: StoreKind = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "conf:"
+    seat_lease: float = 30.0
+    """Seconds a seat survives without a heartbeat refresh (a crashed node frees its seats)."""
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open /ws; empty means the server's own public origin only."""
+    max_message_bytes: int = 65536
+    outbound_queue: int = 256
+    send_timeout: float = 5.0
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 30.0
+    join_timeout: float = 10.0
+    rate_per_second: float = 20.0
+    rate_burst: int = 60
+    chat_max_chars: int = 2000
+    node_id: str = ""
+    """This node's id in the store; a random one per start when empty."""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: LogLevel = "info"
+    format: LogFormat = "text"
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: Mode = "dev"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    signaling: SignalingConfig = field(default_factory=SignalingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def auto_create_rooms(self) -> bool:
+        if self.rooms.auto_create is None:
+            return self.mode == "dev"
+        return self.rooms.auto_create
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.tls.mode == "off" else "https"
+
+    @property
+    def public_url(self) -> str:
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        host = self.server.host
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - only naming the wildcard, not binding
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.server.port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file at ``path`` (if any), then ``CONF_*`` variables from ``env``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    _merge_env(data, os.environ if env is None else env)
+    cfg = _build(Config, data, "")
+    _check(cfg)
+    return cfg
+
+
+def _merge_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in CLIENT_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if rest in sections and not _is_section(sections[rest]):
+            data[rest] = raw
+            continue
+        for sec_name, sec in sections.items():
+            if _is_section(sec) and rest.startswith(sec_name + "_"):
+                key = rest[len(sec_name) + 1 :]
+                section = data.setdefault(sec_name, {})
+                if not isinstance(section, dict):
+                    raise ConfigError(f"{sec_name}: must be a table")
+                section[key] = _EnvValue(raw, name)
+                break
+        else:
+            raise ConfigError(f"unknown environment variable {name}")
+
+
+def _is_section(f: dataclasses.Field[Any]) -> bool:
+    return dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith("Config"))
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A value from the environment: always text, converted by the field's type."""
+
+    raw: str
+    var: str
+
+
+def _build(cls: type[Any], data: Any, where: str) -> Any:
+    label = where or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        bad = data[unknown[0]]
+        if isinstance(bad, _EnvValue):
+            raise ConfigError(f"unknown environment variable {bad.var}")
+        raise ConfigError(f"unknown key {_join(where, unknown[0])}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], _join(where, f.name))
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{label}: {e}") from None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    env_var = value.var if isinstance(value, _EnvValue) else None
+    shown = f"{key} (from {env_var})" if env_var else key
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if env_var:
+            raise ConfigError(f"{shown}: cannot be set from the environment")
+        return _build(tp, value, key)  # type: ignore[arg-type]
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if isinstance(value, _EnvValue) and value.raw == "":
+            return None
+        return _convert(inner[0], value, key)
+    if origin is Literal:
+        v = value.raw if isinstance(value, _EnvValue) else value
+        if v not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{shown}: {v!r} is not one of {choices}")
+        return v
+    if origin is tuple:
+        item = args[0]
+        if isinstance(value, _EnvValue):
+            if dataclasses.is_dataclass(item):
+                raise ConfigError(f"{shown}: cannot be set from the environment")
+            parts = [p.strip() for p in value.raw.split(",") if p.strip()]
+            return tuple(_convert(item, _EnvValue(p, value.var), key) for p in parts)
+        if not isinstance(value, list):
+            raise ConfigError(f"{shown}: must be a list")
+        return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, _EnvValue):
+        return _from_text(tp, value.raw, shown)
+    return _checked_scalar(tp, value, shown)
+
+
+def _from_text(tp: Any, raw: str, shown: str) -> Any:
+    try:
+        if tp is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if tp is int:
+            return int(raw)
+        if tp is float:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{shown}: {raw!r} is not a valid {tp.__name__}") from None
+    return raw
+
+
+def _checked_scalar(tp: Any, value: Any, shown: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{shown}: must be an integer")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{shown}: must be {_type_word(tp)}, not {type(value).__name__}")
+    return value
+
+
+def _type_word(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check(cfg: Config) -> None:
+    """Value ranges and combinations that types alone do not catch."""
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {msg}")
+
+    need(0 < cfg.server.port < 65536, "server.port", "must be 1-65535")
+    need(0 <= cfg.metrics.port < 65536, "metrics.port", "must be 0-65535")
+    need(1024 <= cfg.server.max_body_bytes <= 16 * 1024 * 1024, "server.max_body_bytes", "must be 1 KiB-16 MiB")
+    need(
+        cfg.server.public_url == "" or cfg.server.public_url.startswith(("https://", "http://")),
+        "server.public_url",
+        "must start with https:// or http://",
+    )
+    need(1 <= cfg.rooms.default_max_participants <= 100, "rooms.default_max_participants", "must be 1-100")
+    need(cfg.rooms.auto_created_empty_timeout >= 0, "rooms.auto_created_empty_timeout", "must be >= 0")
+    need(cfg.rooms.sweep_interval > 0, "rooms.sweep_interval", "must be > 0")
+    need(60 <= cfg.auth.token_max_ttl <= 30 * 86400, "auth.token_max_ttl", "must be 60 s to 30 days")
+    need(
+        0 < cfg.auth.token_default_ttl <= cfg.auth.token_max_ttl,
+        "auth.token_default_ttl",
+        "must be > 0 and <= auth.token_max_ttl",
+    )
+    need(0 <= cfg.auth.leeway <= 300, "auth.leeway", "must be 0-300")
+    need(bool(cfg.auth.api_key) == bool(cfg.auth.api_secret), "auth.api_secret", "set both api_key and api_secret")
+    need(cfg.auth.api_secret == "" or len(cfg.auth.api_secret) >= 32, "auth.api_secret", "must be >= 32 chars")
+    kids = [k.kid for k in cfg.auth.keys]
+    need(len(kids) == len(set(kids)), "auth.keys", "kid values must be unique")
+    need(cfg.auth.api_key not in kids, "auth.keys", "a kid must differ from auth.api_key")
+    need(cfg.store.seat_lease >= 5, "store.seat_lease", "must be >= 5 s")
+    need(cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")), "store.redis_url", "bad URL scheme")
+    s = cfg.signaling
+    need(1024 <= s.max_message_bytes <= 1024 * 1024, "signaling.max_message_bytes", "must be 1 KiB-1 MiB")
+    need(8 <= s.outbound_queue <= 65536, "signaling.outbound_queue", "must be 8-65536")
+    need(s.send_timeout > 0, "signaling.send_timeout", "must be > 0")
+    need(s.heartbeat_interval > 0, "signaling.heartbeat_interval", "must be > 0")
+    need(s.heartbeat_timeout > s.heartbeat_interval, "signaling.heartbeat_timeout", "must exceed heartbeat_interval")
+    need(cfg.store.seat_lease > s.heartbeat_interval, "store.seat_lease", "must exceed signaling.heartbeat_interval")
+    need(s.join_timeout > 0, "signaling.join_timeout", "must be > 0")
+    need(s.rate_per_second > 0 and s.rate_burst >= 1, "signaling.rate_per_second", "rate and burst must be > 0")
+    need(1 <= s.chat_max_chars <= 100_000, "signaling.chat_max_chars", "must be 1-100000")
+    if cfg.tls.mode == "files":
+        need(bool(cfg.tls.cert_file and cfg.tls.key_file), "tls.cert_file", "tls.mode = files needs cert_file and key_file")
+    if cfg.tls.mode == "off":
+        loopback = cfg.server.host in ("127.0.0.1", "::1", "localhost")
+        need(
+            loopback or cfg.server.trust_proxy_tls,
+            "tls.mode",
+            "off is allowed only on a loopback host, or behind a TLS proxy (server.trust_proxy_tls = true)",
+        )
+    if cfg.mode == "production":
+        need(cfg.tls.mode != "dev", "tls.mode", "production needs real certificates (files) or a TLS proxy (off)")
+        need(bool(cfg.auth.api_key), "auth.api_key", "production needs a configured api_key and api_secret")

@@ -1,0 +1,140 @@
+"""``confserver``: start the service. With no configuration: https://127.0.0.1:8443 with a dev
+certificate, an in-memory store and an API key/secret created once and kept."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import shlex
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__
+from .app import create_app
+from .config import Config, ConfigError, load_config
+from .credentials import ApiCredentials, ensure_credentials
+from .devcerts import ensure_dev_certs, ssl_context
+from .logsetup import setup_logging
+from .metrics import Metrics, metrics_app
+from .store import open_store
+
+log = logging.getLogger("confserver")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="confserver",
+        description="Self-hostable video-conferencing server: pages, signaling, admin API, metrics.",
+        epilog="Every config key can also be set as CONF_<SECTION>_<KEY> (e.g. CONF_SERVER_PORT=9443); "
+        "see docs/CONFIG.md.",
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
+    p.add_argument("--check-config", action="store_true", help="load the configuration, print it, and exit")
+    p.add_argument("--version", action="version", version=f"confserver {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"confserver: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(cfg)
+        return 0
+    try:
+        return asyncio.run(serve(cfg))
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, OSError, ValueError) as e:
+        print(f"confserver: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+def _tls(cfg: Config) -> tuple[ssl.SSLContext | None, Path | None]:
+    if cfg.tls.mode == "off":
+        return None, None
+    if cfg.tls.mode == "dev":
+        hosts = [*cfg.tls.hostnames]
+        ips = ["127.0.0.1", "::1"]
+        host = cfg.server.host
+        if host not in ("0.0.0.0", "::", "localhost", *ips):  # noqa: S104 - names, not binds
+            (ips if _is_ip(host) else hosts).append(host)
+        dev = ensure_dev_certs(Path(cfg.tls.dev_dir), hostnames=hosts, ips=ips)
+        return ssl_context(dev), dev.ca_cert
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cfg.tls.cert_file, cfg.tls.key_file)
+    return ctx, None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
+    lines = [
+        f"confserver {__version__} is running ({cfg.mode} mode, {cfg.store.kind} store)",
+        f"  URL:          {cfg.public_url}/",
+        f"  API key:      {creds.api_key}",
+        f"  API secret:   kept in {creds.source}" if creds.source != "config" else "  API secret:   from config",
+    ]
+    if cacert is not None:
+        lines.append(f"  CA cert:      {cacert.resolve()}  (trust it in your browser for dev)")
+    if cfg.metrics.enabled:
+        lines.append(f"  Metrics:      http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
+    cmd = ["confctl", "--url", cfg.public_url]
+    if cacert is not None:
+        cmd += ["--cacert", str(cacert.resolve())]
+    lines.append("  Try:          " + shlex.join([*cmd, "room", "list"]))
+    return "\n".join(lines)
+
+
+async def serve(cfg: Config) -> int:
+    ssl_ctx, cacert = _tls(cfg)
+    creds = ensure_credentials(cfg, cacert=cacert)
+    setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret])
+    store = await open_store(cfg.store.kind, redis_url=cfg.store.redis_url, prefix=cfg.store.prefix)
+    metrics = Metrics.create()
+    app = create_app(cfg, store=store, credentials=creds, metrics=metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, ssl_context=ssl_ctx)
+    metrics_runner = None
+    try:
+        await site.start()
+        if cfg.metrics.enabled:
+            metrics_runner = web.AppRunner(metrics_app(metrics), access_log=None, handle_signals=False)
+            await metrics_runner.setup()
+            await web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port).start()
+        print(banner(cfg, creds, cacert), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        await runner.cleanup()
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

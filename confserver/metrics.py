@@ -1,0 +1,83 @@
+"""Prometheus metrics: one registry per app, served on its own listener."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    rooms: Gauge
+    participants: Gauge
+    joins: Counter
+    join_duration: Histogram
+    ws_connections: Gauge
+    token_rejections: Counter
+    http_requests: Counter
+    ws_messages: Counter
+    ws_errors: Counter
+    ws_disconnects: Counter
+
+    @classmethod
+    def create(cls, *, process: bool = True) -> Metrics:
+        reg = CollectorRegistry(auto_describe=True)
+        if process:
+            ProcessCollector(registry=reg)
+            PlatformCollector(registry=reg)
+            GCCollector(registry=reg)
+        return cls(
+            registry=reg,
+            rooms=Gauge("conf_rooms", "Rooms with at least one participant connected to this node.", registry=reg),
+            participants=Gauge("conf_participants", "Participants connected to this node.", registry=reg),
+            joins=Counter("conf_joins", "Join attempts by result.", ["result"], registry=reg),
+            join_duration=Histogram(
+                "conf_join_duration_seconds",
+                "Time from the join message to the joined answer.",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                registry=reg,
+            ),
+            ws_connections=Gauge("conf_ws_connections", "Open signaling WebSocket connections.", registry=reg),
+            token_rejections=Counter(
+                "conf_token_rejections", "Tokens refused, by reason.", ["reason"], registry=reg
+            ),
+            http_requests=Counter(
+                "conf_http_requests", "HTTP requests by method, route and status.",
+                ["method", "route", "status"], registry=reg,
+            ),
+            ws_messages=Counter("conf_ws_messages", "Signaling messages received, by type.", ["type"], registry=reg),
+            ws_errors=Counter("conf_ws_errors", "Signaling errors sent to clients, by code.", ["code"], registry=reg),
+            ws_disconnects=Counter(
+                "conf_ws_disconnects", "Signaling connections closed, by reason.", ["reason"], registry=reg
+            ),
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_app(metrics: Metrics) -> web.Application:
+    """The small app behind the metrics listener (loopback by default)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        resp = web.Response(body=metrics.render())
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        resp.charset = "utf-8"
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app

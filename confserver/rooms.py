@@ -1,0 +1,384 @@
+"""Room state on this node: admin operations on rooms, joins and leaves with the exact seat cap,
+and the local hub of connected peers that presence, chat and moderation go through.
+
+Seats live in the Store (atomic cap, leases); the hub holds only what is connected here. A room is
+served by one node, so a room's peers are all in this hub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from .errors import ServiceError, not_found
+from .metrics import Metrics
+from .signaling.messages import encode
+from .store import ROOM_CAP, ClaimResult, Participant, Room, RoomExistsError, RoomUpdate, Store
+
+log = logging.getLogger("confserver.rooms")
+
+ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_METADATA_BYTES = 4096
+MAX_EMPTY_TIMEOUT = 7 * 86400
+DEFAULT_STATE: Mapping[str, bool] = {"audio_muted": False, "video_muted": False, "hand_raised": False}
+
+
+class Peer(Protocol):
+    """What a connected session offers the room: non-blocking sends and a close."""
+
+    sid: str
+
+    def send_text(self, text: str) -> None:
+        """Queue an encoded message; never blocks (a peer that cannot keep up is dropped)."""
+
+    def close_with(self, msg: Mapping[str, Any], close_code: int) -> None:
+        """Queue a last message, then close the connection."""
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    room: str
+    sid: str
+    identity: str
+    name: str
+    role: str
+    permissions: frozenset[str]
+    state: Mapping[str, bool]
+    jti: str = ""
+
+
+@dataclass
+class _LocalRoom:
+    peers: dict[str, Peer]
+    participants: dict[str, Participant]
+    jtis: dict[str, str]
+    """sid -> id of the token the session joined with (to disconnect on revocation)."""
+
+
+def check_room_name(name: object) -> str:
+    if not isinstance(name, str) or not ROOM_NAME_RE.fullmatch(name):
+        raise ServiceError("invalid_room_name", "room names are 1-64 characters of A-Z a-z 0-9 _ -")
+    return name
+
+
+def check_max_participants(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= ROOM_CAP:
+        raise ServiceError("invalid_field", f"max_participants must be an integer from 1 to {ROOM_CAP}")
+    return value
+
+
+def check_empty_timeout(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EMPTY_TIMEOUT:
+        raise ServiceError("invalid_field", f"empty_timeout must be an integer from 0 to {MAX_EMPTY_TIMEOUT} seconds")
+    return value
+
+
+def check_metadata(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ServiceError("invalid_field", "metadata must be a JSON object")
+    if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        raise ServiceError("invalid_field", f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    return value
+
+
+def room_info(room: Room) -> dict[str, Any]:
+    """A room as clients see it in signaling."""
+    return {
+        "name": room.name,
+        "max_participants": room.max_participants,
+        "metadata": dict(room.metadata),
+        "locked": room.locked,
+    }
+
+
+def participant_info(p: Participant) -> dict[str, Any]:
+    return {
+        "sid": p.sid,
+        "identity": p.identity,
+        "name": p.name,
+        "role": p.role,
+        "permissions": sorted(p.permissions),
+        "joined_at": int(p.joined_at),
+        "state": {**DEFAULT_STATE, **p.state},
+    }
+
+
+_CLAIM_ERRORS = {
+    ClaimResult.ROOM_FULL: ServiceError("room_full", "the room is full", 409),
+    ClaimResult.ROOM_NOT_FOUND: ServiceError("room_not_found", "the room does not exist", 404),
+    ClaimResult.ROOM_LOCKED: ServiceError("room_locked", "the room is locked", 403),
+    ClaimResult.DUPLICATE: ServiceError("duplicate_session", "this session already holds a seat", 409),
+}
+
+
+class RoomService:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        node: str,
+        auto_create: bool,
+        default_max_participants: int,
+        auto_created_empty_timeout: int,
+        seat_lease: float,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._node = node
+        self._auto_create = auto_create
+        self._default_max = default_max_participants
+        self._auto_timeout = auto_created_empty_timeout
+        self._lease = seat_lease
+        self._rooms: dict[str, _LocalRoom] = {}
+
+    # --- admin operations -------------------------------------------------------------------
+
+    async def create_room(
+        self, name: str, *, max_participants: int | None, empty_timeout: int, metadata: Mapping[str, Any]
+    ) -> Room:
+        now = time.time()
+        room = Room(
+            name=check_room_name(name),
+            max_participants=self._default_max if max_participants is None else max_participants,
+            empty_timeout=empty_timeout,
+            metadata=dict(metadata),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await self._store.rooms.create(room)
+        except RoomExistsError:
+            raise ServiceError("room_exists", f"a room named {name} exists already", 409) from None
+        log.info("room created", extra={"room": name})
+        return room
+
+    async def get_room(self, name: str) -> Room:
+        room = await self._store.rooms.get(check_room_name(name))
+        if room is None:
+            raise not_found("room_not_found", f"no room named {name}")
+        return room
+
+    async def list_rooms(self) -> list[Room]:
+        return await self._store.rooms.list()
+
+    async def count(self, name: str) -> int:
+        return await self._store.seats.count(name, time.time())
+
+    async def update_room(self, name: str, changes: RoomUpdate) -> Room:
+        room = await self._store.rooms.update(check_room_name(name), changes, time.time())
+        if room is None:
+            raise not_found("room_not_found", f"no room named {name}")
+        self.broadcast(name, {"type": "room_updated", "room": room_info(room)})
+        log.info("room updated", extra={"room": name})
+        return room
+
+    async def delete_room(self, name: str, reason: str = "deleted") -> None:
+        if not await self._store.rooms.delete(check_room_name(name)):
+            raise not_found("room_not_found", f"no room named {name}")
+        self.close_local_room(name, reason)
+        log.info("room deleted", extra={"room": name, "reason": reason})
+
+    def close_local_room(self, name: str, reason: str) -> None:
+        local = self._rooms.pop(name, None)
+        if local is None:
+            return
+        msg = {"type": "room_closed", "reason": reason}
+        for peer in list(local.peers.values()):
+            peer.close_with(msg, 4002)
+        self._update_gauges()
+
+    async def participants(self, room: str) -> list[Participant]:
+        await self.get_room(room)
+        return await self._store.seats.list(room, time.time())
+
+    async def find_participant(self, room: str, identity: str) -> Participant:
+        for p in await self.participants(room):
+            if p.identity == identity:
+                return p
+        raise not_found("participant_not_found", f"no participant {identity} in room {room}")
+
+    # --- joins and leaves -------------------------------------------------------------------
+
+    async def join(self, req: JoinRequest, peer: Peer) -> tuple[Room, Participant, list[Participant]]:
+        """Take a seat (exact cap), register the peer here and tell the others."""
+        now = time.time()
+        existing = self._local_by_identity(req.room, req.identity)
+        if existing is not None:
+            # The same identity joins again (a reload, a second device): the new session replaces
+            # the old one, as a reconnect would.
+            self._kick_local(req.room, existing, "duplicate_identity", "you joined from another session")
+            await self.leave(req.room, existing.sid, "replaced")
+        participant = Participant(
+            room=req.room,
+            sid=req.sid,
+            identity=req.identity,
+            name=req.name,
+            role=req.role,
+            permissions=tuple(sorted(req.permissions)),
+            joined_at=now,
+            node=self._node,
+            state={**DEFAULT_STATE, **req.state},
+        )
+        auto = None
+        if self._auto_create:
+            auto = Room(
+                name=req.room,
+                max_participants=self._default_max,
+                empty_timeout=self._auto_timeout,
+                metadata={},
+                created_at=now,
+                updated_at=now,
+                auto_created=True,
+            )
+        result = await self._store.seats.claim(participant, now=now, lease=self._lease, auto_create=auto)
+        if result is not ClaimResult.ADMITTED:
+            raise _CLAIM_ERRORS[result]
+        room = await self._store.rooms.get(req.room)
+        if room is None:  # deleted between claim and read
+            await self._store.seats.release(req.room, req.sid, now)
+            raise _CLAIM_ERRORS[ClaimResult.ROOM_NOT_FOUND]
+        others = [p for p in await self._store.seats.list(req.room, now) if p.sid != req.sid]
+        local = self._rooms.setdefault(req.room, _LocalRoom(peers={}, participants={}, jtis={}))
+        self.broadcast(req.room, {"type": "participant_joined", "participant": participant_info(participant)})
+        local.peers[req.sid] = peer
+        local.participants[req.sid] = participant
+        local.jtis[req.sid] = req.jti
+        self._update_gauges()
+        log.info("participant joined", extra={"room": req.room, "sid": req.sid, "identity": req.identity})
+        return room, participant, others
+
+    async def leave(self, room: str, sid: str, reason: str) -> None:
+        """Free the seat and tell the others; safe to call twice."""
+        local = self._rooms.get(room)
+        participant = None
+        if local is not None:
+            local.peers.pop(sid, None)
+            participant = local.participants.pop(sid, None)
+            local.jtis.pop(sid, None)
+            if not local.peers:
+                del self._rooms[room]
+        self._update_gauges()
+        await self._store.seats.release(room, sid, time.time())
+        if participant is not None:
+            self.broadcast(
+                room,
+                {"type": "participant_left", "sid": sid, "identity": participant.identity, "reason": reason},
+            )
+            log.info("participant left", extra={"room": room, "sid": sid, "reason": reason})
+
+    async def refresh_leases(self) -> None:
+        """Extend the seats held by this node's connections (run every heartbeat interval)."""
+        now = time.time()
+        for name, local in list(self._rooms.items()):
+            await self._store.seats.refresh(name, list(local.peers), now=now, lease=self._lease)
+
+    async def close_expired_rooms(self) -> list[str]:
+        closed = await self._store.rooms.close_expired(time.time())
+        for name in closed:
+            self.close_local_room(name, "empty_timeout")
+            log.info("room closed after empty timeout", extra={"room": name})
+        return closed
+
+    # --- presence, chat, moderation ---------------------------------------------------------
+
+    def local_participants(self, room: str) -> Iterable[Participant]:
+        local = self._rooms.get(room)
+        return list(local.participants.values()) if local else []
+
+    def peer(self, room: str, sid: str) -> Peer | None:
+        local = self._rooms.get(room)
+        return local.peers.get(sid) if local else None
+
+    def broadcast(self, room: str, msg: Mapping[str, Any], exclude: str | None = None) -> None:
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        text = encode(msg)  # encoded once for all recipients
+        for sid, peer in list(local.peers.items()):
+            if sid != exclude:
+                peer.send_text(text)
+
+    def send_to_identity(self, room: str, identity: str, msg: Mapping[str, Any]) -> bool:
+        p = self._local_by_identity(room, identity)
+        if p is None:
+            return False
+        peer = self.peer(room, p.sid)
+        if peer is None:
+            return False
+        peer.send_text(encode(msg))
+        return True
+
+    async def update_state(
+        self, room: str, sid: str, state: Mapping[str, bool], name: str | None = None
+    ) -> Participant | None:
+        local = self._rooms.get(room)
+        if local is None or sid not in local.participants:
+            return None
+        updated = await self._store.seats.update_state(room, sid, state)
+        current = local.participants.get(sid)
+        if current is None:
+            return None
+        merged = replace(current, state={**current.state, **state}, name=name or current.name)
+        if updated is not None and name is None:
+            merged = replace(merged, state={**DEFAULT_STATE, **updated.state})
+        local.participants[sid] = merged
+        self.broadcast(room, {"type": "participant_updated", "participant": participant_info(merged)})
+        return merged
+
+    async def mute(self, room: str, identity: str, kind: str, by: str) -> Participant:
+        """Mute a participant's audio or video. Forced unmute is not offered: a moderator may only
+        ask (privacy); see ``ask_unmute``."""
+        target = await self.find_participant(room, identity)
+        key = "audio_muted" if kind == "audio" else "video_muted"
+        self.send_to_identity(room, identity, {"type": "muted", "kind": kind, "by": by})
+        updated = await self.update_state(room, target.sid, {key: True})
+        if updated is None:
+            stored = await self._store.seats.update_state(room, target.sid, {key: True})
+            if stored is None:
+                raise not_found("participant_not_found", f"no participant {identity} in room {room}")
+            updated = stored
+        log.info("participant muted", extra={"room": room, "identity": identity, "kind": kind, "by": by})
+        return updated
+
+    async def kick(self, room: str, identity: str, by: str) -> None:
+        target = await self.find_participant(room, identity)
+        local_p = self._local_by_identity(room, identity)
+        if local_p is not None:
+            self._kick_local(room, local_p, "removed", f"removed by {by}")
+        await self.leave(room, target.sid, "removed")
+        log.info("participant removed", extra={"room": room, "identity": identity, "by": by})
+
+    def disconnect_token(self, jti: str) -> int:
+        """Close every session here that joined with the token ``jti`` (it was revoked)."""
+        closed = 0
+        for local in self._rooms.values():
+            for sid, token_id in list(local.jtis.items()):
+                peer = local.peers.get(sid)
+                if token_id == jti and peer is not None:
+                    peer.close_with({"type": "kicked", "reason": "token_revoked", "message": "access revoked"}, 4001)
+                    closed += 1
+        return closed
+
+    def _kick_local(self, room: str, p: Participant, reason: str, message: str) -> None:
+        peer = self.peer(room, p.sid)
+        if peer is not None:
+            peer.close_with({"type": "kicked", "reason": reason, "message": message}, 4001)
+
+    def _local_by_identity(self, room: str, identity: str) -> Participant | None:
+        local = self._rooms.get(room)
+        if local is None:
+            return None
+        for p in local.participants.values():
+            if p.identity == identity:
+                return p
+        return None
+
+    def _update_gauges(self) -> None:
+        self._metrics.rooms.set(len(self._rooms))
+        self._metrics.participants.set(sum(len(r.peers) for r in self._rooms.values()))

@@ -1,0 +1,1 @@
+"""WebSocket signaling: the wire protocol, transport-agnostic sessions and the aiohttp adapter."""

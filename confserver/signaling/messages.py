@@ -1,0 +1,307 @@
+"""The signaling wire protocol, version 1: typed client messages and one parser.
+
+Every client message is a JSON object with a ``type``. ``parse_client_message`` turns text into one
+of the frozen dataclasses below or raises ``ProtocolError`` with a stable code; nothing else escapes.
+Server messages are plain dicts built by the helpers at the end (their shapes are in docs/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TOKEN_CHARS = 8192
+MAX_NAME_CHARS = 64
+MAX_IDENTITY_CHARS = 128
+MAX_SDP_CHARS = 64 * 1024
+MAX_CANDIDATE_CHARS = 1024
+MAX_TRACK_ID_CHARS = 64
+MAX_SUBSCRIPTIONS = 100
+STATE_KEYS = ("audio_muted", "video_muted", "hand_raised")
+MEDIA_KINDS = ("audio", "video")
+
+
+class ProtocolError(Exception):
+    """An untrusted message was refused; ``code`` is stable, ``message`` readable."""
+
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+# --- client messages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Join:
+    token: str
+    room: str | None = None
+    """The room the page is for; when given, a token for another room is refused (wrong_room)."""
+    version: int = PROTOCOL_VERSION
+    name: str | None = None
+    state: Mapping[str, bool] | None = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    t: float | None = None
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True)
+class Chat:
+    text: str
+    to: str | None = None
+    """An identity for a private message; ``None`` for the whole room."""
+
+
+@dataclass(frozen=True)
+class UpdateSelf:
+    state: Mapping[str, bool]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class MuteParticipant:
+    identity: str
+    kind: str
+    muted: bool = True
+
+
+@dataclass(frozen=True)
+class KickParticipant:
+    identity: str
+
+
+@dataclass(frozen=True)
+class LockRoom:
+    locked: bool
+
+
+@dataclass(frozen=True)
+class EndRoom:
+    pass
+
+
+@dataclass(frozen=True)
+class MediaMessage:
+    """A media-negotiation message handed to the MediaController as it is (validated for shape
+    and size here): ``publish_offer``, ``subscribe_answer``, ``ice_candidate``,
+    ``update_subscription``, ``unpublish``."""
+
+    type: str
+    body: Mapping[str, Any]
+
+
+ClientMessage = (
+    Join | Ping | Leave | Chat | UpdateSelf | MuteParticipant | KickParticipant | LockRoom | EndRoom | MediaMessage
+)
+
+
+# --- field readers -------------------------------------------------------------------------------
+
+
+def _str(
+    obj: Mapping[str, Any], key: str, ref: str, *, max_len: int, required: bool = True, min_len: int = 1
+) -> str | None:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise ProtocolError("missing_field", f"{key} is required", ref)
+        return None
+    v = obj[key]
+    if not isinstance(v, str):
+        raise ProtocolError("bad_field", f"{key} must be a string", ref)
+    if not min_len <= len(v) <= max_len:
+        raise ProtocolError("bad_field", f"{key} must be {min_len}-{max_len} characters", ref)
+    return v
+
+
+def _req_str(obj: Mapping[str, Any], key: str, ref: str, *, max_len: int) -> str:
+    v = _str(obj, key, ref, max_len=max_len)
+    if v is None:  # pragma: no cover - _str raises for required fields
+        raise ProtocolError("missing_field", f"{key} is required", ref)
+    return v
+
+
+def _bool(obj: Mapping[str, Any], key: str, ref: str, default: bool | None = None) -> bool:
+    if key not in obj:
+        if default is None:
+            raise ProtocolError("missing_field", f"{key} is required", ref)
+        return default
+    v = obj[key]
+    if not isinstance(v, bool):
+        raise ProtocolError("bad_field", f"{key} must be true or false", ref)
+    return v
+
+
+def clean_display_name(raw: str, ref: str) -> str:
+    name = raw.strip()
+    if not 1 <= len(name) <= MAX_NAME_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ProtocolError("bad_field", f"name must be 1-{MAX_NAME_CHARS} printable characters", ref)
+    return name
+
+
+def _state(obj: Mapping[str, Any], ref: str, required: bool) -> dict[str, bool] | None:
+    if "state" not in obj:
+        if required:
+            raise ProtocolError("missing_field", "state is required", ref)
+        return None
+    st = obj["state"]
+    if not isinstance(st, dict):
+        raise ProtocolError("bad_field", "state must be an object", ref)
+    out: dict[str, bool] = {}
+    for k, v in st.items():
+        if k not in STATE_KEYS:
+            raise ProtocolError("bad_field", f"state.{k} is not one of {', '.join(STATE_KEYS)}", ref)
+        if not isinstance(v, bool):
+            raise ProtocolError("bad_field", f"state.{k} must be true or false", ref)
+        out[k] = v
+    return out
+
+
+# --- parsers per type ----------------------------------------------------------------------------
+
+
+def _join(o: Mapping[str, Any]) -> Join:
+    v = o.get("v", PROTOCOL_VERSION)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ProtocolError("bad_field", "v must be an integer", "join")
+    if v != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"this server speaks protocol version {PROTOCOL_VERSION}", "join")
+    name = _str(o, "name", "join", max_len=256, required=False)
+    room = _str(o, "room", "join", max_len=64, required=False)
+    if room is not None and not ROOM_NAME_RE.fullmatch(room):
+        raise ProtocolError("invalid_room_name", "room names are 1-64 characters of A-Z a-z 0-9 _ -", "join")
+    return Join(
+        token=_req_str(o, "token", "join", max_len=MAX_TOKEN_CHARS),
+        room=room,
+        version=v,
+        name=clean_display_name(name, "join") if name is not None else None,
+        state=_state(o, "join", required=False),
+    )
+
+
+def _ping(o: Mapping[str, Any]) -> Ping:
+    t = o.get("t")
+    if t is not None and (not isinstance(t, int | float) or isinstance(t, bool)):
+        raise ProtocolError("bad_field", "t must be a number", "ping")
+    return Ping(t=float(t) if t is not None else None)
+
+
+def _chat(o: Mapping[str, Any]) -> Chat:
+    # The room's own limit (signaling.chat_max_chars) is applied by the session; this is a sanity cap.
+    return Chat(
+        text=_req_str(o, "text", "chat", max_len=100_000),
+        to=_str(o, "to", "chat", max_len=MAX_IDENTITY_CHARS, required=False),
+    )
+
+
+def _update(o: Mapping[str, Any]) -> UpdateSelf:
+    name = _str(o, "name", "update", max_len=256, required=False)
+    st = _state(o, "update", required=name is None)
+    return UpdateSelf(state=st or {}, name=clean_display_name(name, "update") if name is not None else None)
+
+
+def _kind(o: Mapping[str, Any], ref: str) -> str:
+    kind = o.get("kind", "audio")
+    if kind not in MEDIA_KINDS:
+        raise ProtocolError("bad_field", "kind must be audio or video", ref)
+    return str(kind)
+
+
+def _mute(o: Mapping[str, Any]) -> MuteParticipant:
+    return MuteParticipant(
+        identity=_req_str(o, "identity", "mute", max_len=MAX_IDENTITY_CHARS),
+        kind=_kind(o, "mute"),
+        muted=_bool(o, "muted", "mute", default=True),
+    )
+
+
+def _kick(o: Mapping[str, Any]) -> KickParticipant:
+    return KickParticipant(identity=_req_str(o, "identity", "kick", max_len=MAX_IDENTITY_CHARS))
+
+
+def _lock(o: Mapping[str, Any]) -> LockRoom:
+    return LockRoom(locked=_bool(o, "locked", "lock_room", default=True))
+
+
+_MEDIA_LIMITS: dict[str, tuple[tuple[str, int], ...]] = {
+    "publish_offer": (("sdp", MAX_SDP_CHARS),),
+    "subscribe_answer": (("sdp", MAX_SDP_CHARS),),
+    "ice_candidate": (("candidate", MAX_CANDIDATE_CHARS),),
+    "update_subscription": (),
+    "unpublish": (("track", MAX_TRACK_ID_CHARS),),
+}
+
+
+def _media(kind: str) -> Callable[[Mapping[str, Any]], MediaMessage]:
+    def parse(o: Mapping[str, Any]) -> MediaMessage:
+        for key, limit in _MEDIA_LIMITS[kind]:
+            _req_str(o, key, kind, max_len=limit)
+        body = {k: v for k, v in o.items() if k != "type"}
+        return MediaMessage(type=kind, body=body)
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
+    "join": _join,
+    "ping": _ping,
+    "leave": lambda o: Leave(),
+    "chat": _chat,
+    "update": _update,
+    "mute": _mute,
+    "kick": _kick,
+    "lock_room": _lock,
+    "end_room": lambda o: EndRoom(),
+    **{k: _media(k) for k in _MEDIA_LIMITS},
+}
+CLIENT_TYPES = tuple(sorted(_PARSERS))
+
+
+def parse_client_message(text: str | bytes, *, max_bytes: int) -> ClientMessage:
+    """Parse one client frame. Raises ``ProtocolError`` (``too_large``, ``bad_json``,
+    ``bad_message``, ``unknown_type``, ``missing_field``, ``bad_field``, ``unsupported_version``)."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > max_bytes:
+        raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "message is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_message", "message must be a JSON object")
+    mtype = obj.get("type")
+    if not isinstance(mtype, str):
+        raise ProtocolError("bad_message", "message needs a string type")
+    parser = _PARSERS.get(mtype)
+    if parser is None:
+        raise ProtocolError("unknown_type", f"unknown message type {mtype[:40]!r}", mtype[:40])
+    return parser(obj)
+
+
+# --- server messages -----------------------------------------------------------------------------
+
+
+def error(code: str, message: str, ref: str | None = None, **extra: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        msg["ref"] = ref
+    msg.update(extra)
+    return msg
+
+
+def encode(msg: Mapping[str, Any]) -> str:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,250 @@
+"""One participant's signaling session, independent of the transport.
+
+The adapter feeds parsed messages to ``Session.handle`` and calls ``Session.end`` once when the
+connection is gone; the session answers through its ``Peer`` (non-blocking sends).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ServiceError
+from ..media import MediaController
+from ..metrics import Metrics
+from ..rooms import JoinRequest, Peer, RoomService, participant_info, room_info
+from ..store import RevocationStore, RoomUpdate
+from ..tokens import JoinClaims, TokenError, TokenVerifier
+from . import messages as m
+
+log = logging.getLogger("confserver.signaling")
+
+CLOSE_NORMAL = 1000
+CLOSE_JOIN_FAILED = 4000
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    chat_max_chars: int
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        peer: Peer,
+        rooms: RoomService,
+        verifier: TokenVerifier,
+        revocations: RevocationStore,
+        media: MediaController,
+        metrics: Metrics,
+        limits: SessionLimits,
+    ) -> None:
+        self.sid = "PA_" + secrets.token_urlsafe(9)
+        self._peer = peer
+        self._rooms = rooms
+        self._verifier = verifier
+        self._revocations = revocations
+        self._media = media
+        self._metrics = metrics
+        self._limits = limits
+        self._claims: JoinClaims | None = None
+        self._name = ""
+        self._ended = False
+
+    @property
+    def joined(self) -> bool:
+        return self._claims is not None
+
+    @property
+    def room(self) -> str | None:
+        return self._claims.room if self._claims else None
+
+    def send(self, msg: Mapping[str, Any]) -> None:
+        self._peer.send_text(m.encode(msg))
+
+    def send_error(self, code: str, message: str, ref: str | None = None) -> None:
+        self._metrics.ws_errors.labels(code).inc()
+        self.send(m.error(code, message, ref))
+
+    async def handle(self, msg: m.ClientMessage) -> None:
+        """Act on one message; refusals become ``error`` messages, the session goes on."""
+        try:
+            await self._dispatch(msg)
+        except ServiceError as e:
+            self.send_error(e.code, e.message, _ref(msg))
+        except m.ProtocolError as e:
+            self.send_error(e.code, e.message, e.ref or _ref(msg))
+
+    async def _dispatch(self, msg: m.ClientMessage) -> None:
+        if isinstance(msg, m.Ping):
+            self.send({"type": "pong", "t": msg.t})
+            return
+        if isinstance(msg, m.Join):
+            await self._join(msg)
+            return
+        claims = self._claims
+        if claims is None:
+            raise ServiceError("not_joined", "send join first")
+        if isinstance(msg, m.Leave):
+            self._peer.close_with({"type": "left"}, CLOSE_NORMAL)
+        elif isinstance(msg, m.Chat):
+            self._chat(claims, msg)
+        elif isinstance(msg, m.UpdateSelf):
+            await self._update(claims, msg)
+        elif isinstance(msg, m.MediaMessage):
+            await self._media.handle(claims.room, self.sid, msg)
+        else:
+            await self._moderate(claims, msg)
+
+    # --- join ---------------------------------------------------------------------------------
+
+    async def _join(self, msg: m.Join) -> None:
+        if self._claims is not None:
+            raise ServiceError("already_joined", "this connection has joined already")
+        started = time.monotonic()
+        try:
+            claims = self._verifier.verify_join(msg.token, room=msg.room, now=time.time())
+            if await self._revocations.is_revoked(claims.jti, time.time()):
+                raise TokenError("revoked")
+        except TokenError as e:
+            self._metrics.token_rejections.labels(e.reason).inc()
+            self._metrics.joins.labels("token_rejected").inc()
+            self._fail_join("token_rejected", str(e), reason=e.reason)
+            return
+        name = claims.name
+        if msg.name is not None and msg.name != claims.name:
+            if "update_name" not in claims.permissions:
+                self._metrics.joins.labels("forbidden").inc()
+                self._fail_join("forbidden", "this token does not allow changing the display name")
+                return
+            name = msg.name
+        state = dict(msg.state or {})
+        state.setdefault("audio_muted", "publish_audio" not in claims.permissions)
+        state.setdefault("video_muted", "publish_video" not in claims.permissions)
+        req = JoinRequest(
+            room=claims.room,
+            sid=self.sid,
+            identity=claims.identity,
+            name=name,
+            role=claims.role,
+            permissions=claims.permissions,
+            state=state,
+            jti=claims.jti,
+        )
+        try:
+            room, me, others = await self._rooms.join(req, self._peer)
+        except ServiceError as e:
+            self._metrics.joins.labels(e.code).inc()
+            self._fail_join(e.code, e.message)
+            return
+        self._claims = claims
+        self._name = name
+        await self._media.participant_joined(claims.room, self.sid, claims.permissions, self.send)
+        self.send(
+            {
+                "type": "joined",
+                "v": m.PROTOCOL_VERSION,
+                "sid": self.sid,
+                "room": room_info(room),
+                "self": participant_info(me),
+                "participants": [participant_info(p) for p in others],
+                "ice_servers": self._media.ice_servers(claims.identity),
+                "token_expires_at": claims.expires_at,
+            }
+        )
+        self._metrics.joins.labels("admitted").inc()
+        self._metrics.join_duration.observe(time.monotonic() - started)
+
+    def _fail_join(self, code: str, message: str, **extra: Any) -> None:
+        self._metrics.ws_errors.labels(code).inc()
+        self._peer.close_with(m.error(code, message, "join", **extra), CLOSE_JOIN_FAILED)
+
+    # --- in the room ----------------------------------------------------------------------------
+
+    def _chat(self, claims: JoinClaims, msg: m.Chat) -> None:
+        if "chat" not in claims.permissions:
+            raise ServiceError("forbidden", "this token does not allow chat")
+        text = msg.text.strip()
+        if not text:
+            raise ServiceError("bad_field", "chat text is empty")
+        if len(text) > self._limits.chat_max_chars:
+            raise ServiceError("chat_too_long", f"chat messages are at most {self._limits.chat_max_chars} characters")
+        out: dict[str, Any] = {
+            "type": "chat",
+            "id": secrets.token_urlsafe(8),
+            "from": {"sid": self.sid, "identity": claims.identity, "name": self._name},
+            "text": text,
+            "ts": int(time.time() * 1000),
+        }
+        if msg.to is None:
+            self._rooms.broadcast(claims.room, out)
+            return
+        out["to"] = msg.to
+        if not self._rooms.send_to_identity(claims.room, msg.to, out):
+            raise ServiceError("participant_not_found", f"no participant {msg.to} in this room")
+        if msg.to != claims.identity:
+            self.send(out)  # the sender sees its own private message in the conversation
+
+    async def _update(self, claims: JoinClaims, msg: m.UpdateSelf) -> None:
+        if msg.name is not None and "update_name" not in claims.permissions:
+            raise ServiceError("forbidden", "this token does not allow changing the display name")
+        for key, perm in (("audio_muted", "publish_audio"), ("video_muted", "publish_video")):
+            if msg.state.get(key) is False and perm not in claims.permissions:
+                raise ServiceError("forbidden", f"this token does not allow {perm.replace('_', ' ')}")
+        updated = await self._rooms.update_state(claims.room, self.sid, msg.state, msg.name)
+        if updated is None:
+            raise ServiceError("not_joined", "this session is no longer in the room")
+        if msg.name is not None:
+            self._name = msg.name
+        for key, kind in (("audio_muted", "audio"), ("video_muted", "video")):
+            if key in msg.state:
+                await self._media.set_muted(claims.room, self.sid, kind, msg.state[key])
+
+    async def _moderate(self, claims: JoinClaims, msg: m.ClientMessage) -> None:
+        if "moderate" not in claims.permissions:
+            raise ServiceError("forbidden", "only moderators can do this")
+        by = claims.identity
+        if isinstance(msg, m.MuteParticipant):
+            if not msg.muted:
+                if not self._rooms.send_to_identity(
+                    claims.room, msg.identity, {"type": "unmute_requested", "kind": msg.kind, "by": by}
+                ):
+                    raise ServiceError("participant_not_found", f"no participant {msg.identity} in this room")
+                return
+            target = await self._rooms.mute(claims.room, msg.identity, msg.kind, by)
+            await self._media.set_muted(claims.room, target.sid, msg.kind, True)
+        elif isinstance(msg, m.KickParticipant):
+            await self._rooms.kick(claims.room, msg.identity, by)
+        elif isinstance(msg, m.LockRoom):
+            await self._rooms.update_room(claims.room, RoomUpdate(locked=msg.locked))
+        elif isinstance(msg, m.EndRoom):
+            await self._rooms.delete_room(claims.room, reason="ended")
+
+    # --- end ----------------------------------------------------------------------------------
+
+    async def end(self, reason: str) -> None:
+        """The connection is gone: free the seat and tell the room. Called once by the adapter."""
+        if self._ended:
+            return
+        self._ended = True
+        claims = self._claims
+        if claims is None:
+            return
+        try:
+            await self._media.participant_left(claims.room, self.sid)
+        finally:
+            await self._rooms.leave(claims.room, self.sid, reason)
+
+
+def _ref(msg: m.ClientMessage) -> str:
+    if isinstance(msg, m.MediaMessage):
+        return msg.type
+    return {
+        m.Join: "join", m.Ping: "ping", m.Leave: "leave", m.Chat: "chat", m.UpdateSelf: "update",
+        m.MuteParticipant: "mute", m.KickParticipant: "kick", m.LockRoom: "lock_room", m.EndRoom: "end_room",
+    }.get(type(msg), "unknown")

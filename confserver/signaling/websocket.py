@@ -1,0 +1,248 @@
+"""The aiohttp WebSocket adapter for signaling.
+
+It owns the socket: the Origin check, frame size caps, heartbeats (WebSocket ping/pong), a join
+deadline, a per-connection rate limit, and a bounded outbound queue drained by one writer task with
+a send deadline. Backpressure policy: a client whose queue overflows or whose send misses the
+deadline is disconnected (close 4008 ``slow_consumer``); a broadcast never waits for anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..config import SignalingConfig
+from ..errors import ServiceError
+from ..media import MediaController
+from ..metrics import Metrics
+from ..rooms import RoomService
+from ..store import RevocationStore, StoreUnavailableError
+from ..tokens import TokenVerifier
+from . import messages as m
+from .session import Session, SessionLimits
+
+log = logging.getLogger("confserver.signaling")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_RATE_LIMITED = 4009
+CLOSE_JOIN_TIMEOUT = 4010
+RATE_VIOLATIONS_BEFORE_CLOSE = 20
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; time is passed in."""
+
+    __slots__ = ("_burst", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = now
+
+    def allow(self, now: float) -> bool:
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class WsPeer:
+    """Outbound side of one connection: never blocks the caller."""
+
+    def __init__(self, ws: web.WebSocketResponse, *, max_queue: int, send_timeout: float) -> None:
+        self.sid = ""
+        self._ws = ws
+        self._max_queue = max_queue
+        self._send_timeout = send_timeout
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._close_code = CLOSE_GOING_AWAY
+        self.close_reason = "closed"
+
+    def send_text(self, text: str) -> None:
+        if self._closing:
+            return
+        if len(self._queue) >= self._max_queue:
+            self._drop_slow("outbound queue full")
+            return
+        self._queue.append(text)
+        self._wake.set()
+
+    def close_with(self, msg: Mapping[str, Any], close_code: int) -> None:
+        if self._closing:
+            return
+        self._queue.append(m.encode(msg))
+        self._begin_close(close_code, str(msg.get("code") or msg.get("reason") or msg.get("type")))
+
+    def _begin_close(self, code: int, reason: str) -> None:
+        self._closing = True
+        self._close_code = code
+        self.close_reason = reason
+        self._wake.set()
+
+    def _drop_slow(self, why: str) -> None:
+        log.warning("disconnecting slow client", extra={"sid": self.sid, "why": why})
+        self._queue.clear()
+        self._begin_close(CLOSE_SLOW_CONSUMER, "slow_consumer")
+
+    async def run(self) -> None:
+        """The writer: drain the queue with a deadline per send, then close when asked."""
+        ws = self._ws
+        try:
+            while True:
+                while self._queue:
+                    text = self._queue.popleft()
+                    try:
+                        await asyncio.wait_for(ws.send_str(text), self._send_timeout)
+                    except TimeoutError:
+                        self._drop_slow("send deadline missed")
+                        break
+                if self._closing:
+                    await asyncio.wait_for(ws.close(code=self._close_code), self._send_timeout)
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+        except (ConnectionError, RuntimeError, TimeoutError):
+            return  # the socket is gone; the reader sees it and ends the session
+
+
+@dataclass
+class SignalingContext:
+    cfg: SignalingConfig
+    rooms: RoomService
+    verifier: TokenVerifier
+    revocations: RevocationStore
+    media: MediaController
+    metrics: Metrics
+    allowed_origins: frozenset[str]
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+
+
+SIGNALING = web.AppKey("signaling", SignalingContext)
+
+
+async def handle_ws(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[SIGNALING]
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in ctx.allowed_origins:
+        ctx.metrics.ws_disconnects.labels("origin_refused").inc()
+        return web.json_response(
+            {"error": "origin_not_allowed", "message": "this origin may not open a signaling connection"},
+            status=403,
+        )
+    cfg = ctx.cfg
+    ws = web.WebSocketResponse(
+        heartbeat=cfg.heartbeat_interval,
+        max_msg_size=cfg.max_message_bytes * 4,  # beyond this the frame is not even read: close 1009
+        autoping=True,
+    )
+    await ws.prepare(request)
+    ctx.sockets.add(ws)
+    ctx.metrics.ws_connections.inc()
+    peer = WsPeer(ws, max_queue=cfg.outbound_queue, send_timeout=cfg.send_timeout)
+    session = Session(
+        peer=peer,
+        rooms=ctx.rooms,
+        verifier=ctx.verifier,
+        revocations=ctx.revocations,
+        media=ctx.media,
+        metrics=ctx.metrics,
+        limits=SessionLimits(chat_max_chars=cfg.chat_max_chars),
+    )
+    peer.sid = session.sid
+    writer = asyncio.create_task(peer.run(), name=f"ws-writer-{session.sid}")
+    loop = asyncio.get_running_loop()
+
+    def join_deadline() -> None:
+        if not session.joined:
+            ctx.metrics.ws_errors.labels("join_timeout").inc()
+            peer.close_with(m.error("join_timeout", "no join message in time"), CLOSE_JOIN_TIMEOUT)
+
+    timer = loop.call_later(cfg.join_timeout, join_deadline)
+    bucket = TokenBucket(cfg.rate_per_second, cfg.rate_burst, loop.time())
+    violations = 0
+    reason = "disconnected"
+    try:
+        async for frame in ws:
+            if frame.type == WSMsgType.TEXT:
+                if not bucket.allow(loop.time()):
+                    violations += 1
+                    if violations >= RATE_VIOLATIONS_BEFORE_CLOSE:
+                        ctx.metrics.ws_errors.labels("rate_limited").inc()
+                        peer.close_with(m.error("rate_limited", "too many messages"), CLOSE_RATE_LIMITED)
+                    else:
+                        session.send_error("rate_limited", "too many messages; this one was not processed")
+                    continue
+                await _process(ctx, session, frame.data)
+            elif frame.type == WSMsgType.BINARY:
+                session.send_error("bad_message", "binary frames are not accepted; send JSON text")
+            elif frame.type == WSMsgType.ERROR:
+                reason = "error"
+                break
+    finally:
+        timer.cancel()
+        if ws.close_code == 1009:
+            reason = "too_large"
+        elif peer.close_reason != "closed":
+            reason = peer.close_reason
+        try:
+            await session.end(reason if reason != "disconnected" or session.joined else "disconnected")
+        finally:
+            if not writer.done():
+                peer.close_with({"type": "bye"}, CLOSE_GOING_AWAY)
+                try:
+                    await asyncio.wait_for(writer, cfg.send_timeout)
+                except TimeoutError:
+                    writer.cancel()
+            ctx.metrics.ws_connections.dec()
+            ctx.metrics.ws_disconnects.labels(_reason_label(reason)).inc()
+    return ws
+
+
+_REASONS = frozenset(
+    {"disconnected", "error", "too_large", "slow_consumer", "rate_limited", "join_timeout", "left", "removed",
+     "room_closed", "token_rejected", "kicked"}
+)
+
+
+def _reason_label(reason: str) -> str:
+    return reason if reason in _REASONS else "other"
+
+
+async def _process(ctx: SignalingContext, session: Session, data: str) -> None:
+    try:
+        parsed = m.parse_client_message(data, max_bytes=ctx.cfg.max_message_bytes)
+    except m.ProtocolError as e:
+        session.send_error(e.code, e.message, e.ref)
+        return
+    mtype = type(parsed).__name__ if not isinstance(parsed, m.MediaMessage) else parsed.type
+    ctx.metrics.ws_messages.labels(mtype).inc()
+    try:
+        await session.handle(parsed)
+    except StoreUnavailableError:
+        log.error("store unavailable while handling a message", extra={"sid": session.sid})
+        session.send_error("store_unavailable", "the server's store is unreachable; try again")
+    except ServiceError as e:
+        session.send_error(e.code, e.message)
+    except Exception:
+        log.exception("internal error while handling a message", extra={"sid": session.sid})
+        session.send_error("internal", "internal error; the message was not processed")
+
+
+async def close_all(app: web.Application) -> None:
+    """on_shutdown: tell every client the server is going away."""
+    ctx = app[SIGNALING]
+    for ws in list(ctx.sockets):
+        await ws.close(code=CLOSE_GOING_AWAY, message=b"server shutdown")
