@@ -14,6 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .errors import ServiceError
+from .openapi import handle_openapi
 from .rooms import (
     RoomService,
     check_empty_timeout,
@@ -46,7 +47,7 @@ class ApiContext:
 
 
 API = web.AppKey("api", ApiContext)
-ADMIN_SUBJECT = web.AppKey("admin_subject", str)
+ADMIN = web.RequestKey("admin", str)
 
 
 def error_response(code: str, message: str, status: int) -> web.Response:
@@ -68,7 +69,7 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
         if e.reason == "not_admin":
             return error_response("forbidden", "this token has no admin grant", 403)
         return error_response("unauthorized", f"bearer token refused: {e.reason}", 401)
-    request["admin"] = subject
+    request[ADMIN] = subject
     return await handler(request)
 
 
@@ -131,7 +132,7 @@ async def create_room(request: web.Request) -> web.Response:
         empty_timeout=check_empty_timeout(data.get("empty_timeout", 0)),
         metadata=check_metadata(data.get("metadata", {})),
     )
-    log.info("admin created room", extra={"room": room.name, "admin": request["admin"]})
+    log.info("admin created room", extra={"room": room.name, "admin": request[ADMIN]})
     return web.json_response(await _room_json(ctx, room), status=201)
 
 
@@ -156,7 +157,7 @@ async def update_room(request: web.Request) -> web.Response:
         locked=locked,
     )
     room = await ctx.rooms.update_room(name, changes)
-    log.info("admin updated room", extra={"room": name, "admin": request["admin"]})
+    log.info("admin updated room", extra={"room": name, "admin": request[ADMIN]})
     return web.json_response(await _room_json(ctx, room))
 
 
@@ -164,7 +165,7 @@ async def delete_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = request.match_info["name"]
     await ctx.rooms.delete_room(name, reason="deleted")
-    log.info("admin deleted room", extra={"room": name, "admin": request["admin"]})
+    log.info("admin deleted room", extra={"room": name, "admin": request[ADMIN]})
     return web.Response(status=204)
 
 
@@ -187,7 +188,7 @@ async def kick_participant(request: web.Request) -> web.Response:
     ctx = request.app[API]
     room, identity = request.match_info["name"], request.match_info["identity"]
     await ctx.rooms.kick(room, identity, by="admin")
-    log.info("admin removed participant", extra={"room": room, "identity": identity, "admin": request["admin"]})
+    log.info("admin removed participant", extra={"room": room, "identity": identity, "admin": request[ADMIN]})
     return web.Response(status=204)
 
 
@@ -277,3 +278,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/rooms/{name}/participants/{identity}/mute", mute_participant)
     r.add_post(PREFIX + "/tokens", create_token)
     r.add_post(PREFIX + "/tokens/{jti}/revoke", revoke_token)
+    r.add_get(PREFIX + "/openapi.json", handle_openapi)

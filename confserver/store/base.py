@@ -7,6 +7,7 @@ from the caller, so the same contract tests drive both implementations without s
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class RoomStore(Protocol):
     async def delete(self, name: str) -> bool:
         """Remove the room and all its seats; ``False`` if there was no such room."""
 
-    async def close_expired(self, now: float) -> list[str]:
+    async def close_expired(self, now: float) -> builtins.list[str]:
         """Delete rooms with an ``empty_timeout`` > 0 that have been empty (no live seat) for at
         least that long since the last leave, and return their names. Seats whose lease lapsed
         count as gone. A room nobody ever joined is not closed by this."""

@@ -1,0 +1,325 @@
+"""confctl entry point: argument parsing and command dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from confctl import __version__, keys, output
+from confctl.client import AdminClient, ApiError, ConfctlError, resolve_settings
+
+ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DURATION_RE = re.compile(r"(\d{1,12})([smhd]?)")
+UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+ROLES = ("moderator", "participant", "viewer")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# ----------------------------------------------------------------------------- argument types
+
+
+def room_name(text: str) -> str:
+    if not ROOM_NAME_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid room name {text!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
+        )
+    return text
+
+
+def non_empty(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def parse_duration(text: str, allow_zero: bool = False) -> int:
+    """``90``, ``90s``, ``15m``, ``2h``, ``1d`` -> seconds."""
+    match = DURATION_RE.fullmatch(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use seconds or a number with s/m/h/d, e.g. 90, 15m, 2h, 1d"
+        )
+    seconds = int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    if seconds == 0 and not allow_zero:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be greater than zero")
+    return seconds
+
+
+def ttl(text: str) -> int:
+    return parse_duration(text)
+
+
+def empty_timeout(text: str) -> int:
+    return parse_duration(text, allow_zero=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"topic\": \"standup\"}'")
+    return value
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    flags = {
+        "url": args.url,
+        "api_key": args.api_key,
+        "api_secret": args.api_secret,
+        "cacert": args.cacert,
+    }
+    return AdminClient(resolve_settings(flags, os.environ))
+
+
+def _emit(args: argparse.Namespace, doc: Any, render: Callable[[Any], str]) -> int:
+    if args.json:
+        print(output.to_json(doc))
+    else:
+        print(render(doc))
+    return 0
+
+
+def _done(args: argparse.Namespace, message: str) -> int:
+    """For 204 responses: a confirmation line in human mode, nothing with --json."""
+    if not args.json:
+        print(message)
+    return 0
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_room_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name}
+    if args.max_participants is not None:
+        body["max_participants"] = args.max_participants
+    if args.empty_timeout is not None:
+        body["empty_timeout"] = args.empty_timeout
+    if args.metadata is not None:
+        body["metadata"] = args.metadata
+    doc = _client(args).request("POST", ["rooms"], body)
+    return _emit(args, doc, output.room_details)
+
+
+def cmd_room_list(args: argparse.Namespace) -> int:
+    return _emit(args, _client(args).request("GET", ["rooms"]), output.room_table)
+
+
+def cmd_room_show(args: argparse.Namespace) -> int:
+    return _emit(args, _client(args).request("GET", ["rooms", args.name]), output.room_details)
+
+
+def cmd_room_delete(args: argparse.Namespace) -> int:
+    _client(args).request("DELETE", ["rooms", args.name])
+    return _done(args, f"Deleted room {args.name}")
+
+
+def _set_lock(args: argparse.Namespace, locked: bool) -> int:
+    doc = _client(args).request("PATCH", ["rooms", args.name], {"locked": locked})
+    word = "Locked" if locked else "Unlocked"
+    return _emit(args, doc, lambda _doc: f"{word} room {args.name}")
+
+
+def cmd_room_lock(args: argparse.Namespace) -> int:
+    return _set_lock(args, True)
+
+
+def cmd_room_unlock(args: argparse.Namespace) -> int:
+    return _set_lock(args, False)
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"room": args.room, "identity": args.identity}
+    if args.name is not None:
+        body["name"] = args.name
+    if args.role is not None:
+        body["role"] = args.role
+    if args.ttl is not None:
+        body["ttl"] = args.ttl
+    if args.permissions:
+        body["permissions"] = args.permissions
+    doc = _client(args).request("POST", ["tokens"], body)
+    return _emit(args, doc, output.token_details)
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    doc = _client(args).request("POST", ["tokens", args.jti, "revoke"])
+    return _emit(args, doc, output.revoke_details)
+
+
+def cmd_participant_list(args: argparse.Namespace) -> int:
+    doc = _client(args).request("GET", ["rooms", args.room, "participants"])
+    return _emit(args, doc, output.participant_table)
+
+
+def cmd_participant_show(args: argparse.Namespace) -> int:
+    doc = _client(args).request("GET", ["rooms", args.room, "participants", args.identity])
+    return _emit(args, doc, output.participant_details)
+
+
+def cmd_participant_kick(args: argparse.Namespace) -> int:
+    _client(args).request("DELETE", ["rooms", args.room, "participants", args.identity])
+    return _done(args, f"Removed {output.clean(args.identity)} from room {args.room}")
+
+
+def cmd_participant_mute(args: argparse.Namespace) -> int:
+    segments = ["rooms", args.room, "participants", args.identity, "mute"]
+    doc = _client(args).request("POST", segments, {"kind": args.kind, "muted": True})
+    who = output.clean(args.identity)
+    return _emit(args, doc, lambda _doc: f"Muted {args.kind} of {who} in room {args.room}")
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    key = keys.generate(args.alg, args.kid, args.out)
+    if args.json:
+        doc = {
+            "kid": key.kid,
+            "alg": key.alg,
+            "private_key_file": str(key.private_key_file),
+            "public_key_file": str(key.public_key_file),
+        }
+        print(output.to_json(doc))
+        return 0
+    print(f"Private key: {output.clean(key.private_key_file)}  (keep secret, mode 0600)")
+    print(f"Public key:  {output.clean(key.public_key_file)}")
+    print()
+    print("Add to the confserver configuration to trust this key:")
+    print()
+    print(key.toml_snippet(), end="")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON"
+    )
+    parser = argparse.ArgumentParser(
+        prog="confctl",
+        description="Admin client for the confserver admin API (/api/v1).",
+        epilog="Exit codes: 0 ok, 1 API error, 2 usage or local error, 3 server unreachable.",
+    )
+    parser.add_argument("--url", help="server base URL, e.g. https://conf.example.com (env CONF_URL)")
+    parser.add_argument("--api-key", metavar="KEY", help="admin API key (env CONF_API_KEY)")
+    parser.add_argument("--api-secret", metavar="SECRET", help="admin API secret (env CONF_API_SECRET)")
+    parser.add_argument("--cacert", metavar="FILE", help="extra trusted CA certificate (env CONF_CACERT)")
+    parser.add_argument("--json", action="store_true", default=False, help="print the API's JSON")
+    parser.add_argument("--version", action="version", version=f"confctl {__version__}")
+    groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def group(name: str, help_text: str) -> Any:
+        p = groups.add_parser(name, parents=[common], help=help_text, description=help_text)
+        return p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    rooms = group("room", "manage rooms")
+    p = command(rooms, "create", cmd_room_create, "create a room")
+    p.add_argument("name", metavar="NAME", type=room_name)
+    p.add_argument("--max-participants", metavar="N", type=positive_int)
+    p.add_argument("--empty-timeout", metavar="S", type=empty_timeout,
+                   help="close the room after it is empty this long (0 = never; 300, 5m, 1h)")
+    p.add_argument("--metadata", metavar="JSON", type=json_object, help="JSON object")
+    command(rooms, "list", cmd_room_list, "list rooms")
+    for name, handler, help_text in (
+        ("show", cmd_room_show, "show one room"),
+        ("delete", cmd_room_delete, "delete a room (participants are disconnected)"),
+        ("lock", cmd_room_lock, "lock a room: no new participants may join"),
+        ("unlock", cmd_room_unlock, "unlock a room"),
+    ):
+        command(rooms, name, handler, help_text).add_argument("name", metavar="NAME", type=room_name)
+
+    tokens = group("token", "mint and revoke join tokens")
+    p = command(tokens, "create", cmd_token_create, "mint a join token and link")
+    p.add_argument("--room", required=True, type=room_name)
+    p.add_argument("--identity", required=True, type=non_empty)
+    p.add_argument("--name", help="display name")
+    p.add_argument("--role", choices=ROLES, help="default: participant")
+    p.add_argument("--ttl", type=ttl, help="lifetime: 90, 90s, 15m, 2h, 1d (default: 2h)")
+    p.add_argument("--permission", dest="permissions", action="append", metavar="PERM",
+                   help="grant a permission (repeatable)")
+    p = command(tokens, "revoke", cmd_token_revoke, "revoke a token by its jti")
+    p.add_argument("jti", metavar="JTI", type=non_empty)
+
+    parts = group("participant", "inspect and moderate participants")
+    command(parts, "list", cmd_participant_list, "list participants of a room").add_argument(
+        "room", metavar="ROOM", type=room_name
+    )
+    for name, handler, help_text in (
+        ("show", cmd_participant_show, "show one participant"),
+        ("kick", cmd_participant_kick, "remove a participant from a room"),
+        ("mute", cmd_participant_mute, "mute a participant's audio or video"),
+    ):
+        p = command(parts, name, handler, help_text)
+        p.add_argument("room", metavar="ROOM", type=room_name)
+        p.add_argument("identity", metavar="IDENTITY", type=non_empty)
+        if name == "mute":
+            p.add_argument("--kind", choices=("audio", "video"), default="audio")
+
+    key_cmds = group("keys", "local key management (no server needed)")
+    p = command(key_cmds, "generate", cmd_keys_generate, "generate a signing key pair")
+    p.add_argument("--alg", choices=keys.ALGORITHMS, default="EdDSA")
+    p.add_argument("--kid", help="key id (default: k- plus 8 random hex digits)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: current directory)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # argparse: --help/--version (0) or usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfctlError as exc:
+        print(f"confctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except output.ResponseShapeError as exc:
+        print(f"confctl: {ApiError('invalid_response', f'unexpected response: {exc}')}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("confctl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output consumer went away (e.g. `| head`); exit quietly.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

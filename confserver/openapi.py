@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 description of the admin API, served at /api/v1/openapi.json.
+A test checks it against the routes the app really has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .store import ROOM_CAP
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description}
+    if schema is not None:
+        out["content"] = {"application/json": {"schema": schema}}
+    return out
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    words = {
+        400: "Invalid input", 401: "Missing or invalid bearer token", 403: "No admin grant",
+        404: "Not found", 409: "Conflict", 413: "Body too large", 415: "Body is not JSON",
+        503: "Store unreachable",
+    }
+    return {str(s): _resp(words[s], _ERROR) for s in (401, 403, 503, *statuses)}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = _body(body)
+    return op
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+_IDENTITY = {"name": "identity", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+_JTI = {"name": "jti", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "Room": {
+        "type": "object",
+        "required": ["name", "max_participants", "empty_timeout", "metadata", "locked", "auto_created",
+                     "created_at", "updated_at", "num_participants"],
+        "properties": {
+            "name": {"type": "string"},
+            "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
+            "empty_timeout": {"type": "integer", "minimum": 0, "description": "seconds; 0 = never"},
+            "metadata": {"type": "object"},
+            "locked": {"type": "boolean"},
+            "auto_created": {"type": "boolean"},
+            "created_at": {"type": "integer", "description": "Unix seconds"},
+            "updated_at": {"type": "integer"},
+            "num_participants": {"type": "integer"},
+        },
+    },
+    "RoomCreate": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
+            "empty_timeout": {"type": "integer", "minimum": 0},
+            "metadata": {"type": "object"},
+        },
+    },
+    "RoomUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
+            "empty_timeout": {"type": "integer", "minimum": 0},
+            "metadata": {"type": "object"},
+            "locked": {"type": "boolean"},
+        },
+    },
+    "Participant": {
+        "type": "object",
+        "required": ["sid", "identity", "name", "role", "permissions", "joined_at", "state"],
+        "properties": {
+            "sid": {"type": "string"},
+            "identity": {"type": "string"},
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": ["moderator", "participant", "viewer"]},
+            "permissions": {"type": "array", "items": {"type": "string"}},
+            "joined_at": {"type": "integer"},
+            "state": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        },
+    },
+    "Mute": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"kind": {"type": "string", "enum": ["audio", "video"]}, "muted": {"const": True}},
+    },
+    "TokenCreate": {
+        "type": "object",
+        "required": ["room", "identity"],
+        "additionalProperties": False,
+        "properties": {
+            "room": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "identity": {"type": "string", "minLength": 1, "maxLength": 128},
+            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "role": {"type": "string", "enum": ["moderator", "participant", "viewer"]},
+            "ttl": {"type": "integer", "minimum": 1, "description": "seconds"},
+            "permissions": {"type": "array", "items": {"type": "string", "enum": [
+                "publish_audio", "publish_video", "publish_screen", "subscribe", "chat", "moderate", "update_name"]}},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "jti", "expires_at", "join_url"],
+        "properties": {
+            "token": {"type": "string"},
+            "jti": {"type": "string"},
+            "expires_at": {"type": "integer"},
+            "join_url": {"type": "string", "description": "https://HOST:PORT/r/ROOM#token=TOKEN"},
+        },
+    },
+    "Revoked": {
+        "type": "object",
+        "required": ["jti", "revoked_until", "sessions_closed"],
+        "properties": {
+            "jti": {"type": "string"},
+            "revoked_until": {"type": "integer"},
+            "sessions_closed": {"type": "integer"},
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    room_list = {"type": "object", "required": ["rooms"], "properties": {"rooms": {"type": "array", "items": _ref("Room")}}}
+    people = {
+        "type": "object",
+        "required": ["participants"],
+        "properties": {"participants": {"type": "array", "items": _ref("Participant")}},
+    }
+    paths: dict[str, Any] = {
+        "/rooms": {
+            "get": _op("List rooms", {"200": _resp("All rooms", room_list), **_errors()}),
+            "post": _op("Create a room", {"201": _resp("Created", _ref("Room")), **_errors(400, 409, 413, 415)},
+                        _ref("RoomCreate")),
+        },
+        "/rooms/{name}": {
+            "parameters": [_NAME],
+            "get": _op("Get a room", {"200": _resp("The room", _ref("Room")), **_errors(400, 404)}),
+            "patch": _op("Update a room", {"200": _resp("Updated", _ref("Room")), **_errors(400, 404, 413, 415)},
+                         _ref("RoomUpdate")),
+            "delete": _op("Delete a room; participants are told it closed",
+                          {"204": _resp("Deleted"), **_errors(400, 404)}),
+        },
+        "/rooms/{name}/participants": {
+            "parameters": [_NAME],
+            "get": _op("List participants", {"200": _resp("Participants", people), **_errors(400, 404)}),
+        },
+        "/rooms/{name}/participants/{identity}": {
+            "parameters": [_NAME, _IDENTITY],
+            "get": _op("Get a participant", {"200": _resp("The participant", _ref("Participant")), **_errors(400, 404)}),
+            "delete": _op("Remove (kick) a participant", {"204": _resp("Removed"), **_errors(400, 404)}),
+        },
+        "/rooms/{name}/participants/{identity}/mute": {
+            "parameters": [_NAME, _IDENTITY],
+            "post": _op("Mute a participant's audio or video",
+                        {"200": _resp("Muted", _ref("Participant")), **_errors(400, 404, 415)}, _ref("Mute")),
+        },
+        "/tokens": {
+            "post": _op("Create a join token and link", {"201": _resp("Token", _ref("Token")), **_errors(400, 415)},
+                        _ref("TokenCreate")),
+        },
+        "/tokens/{jti}/revoke": {
+            "parameters": [_JTI],
+            "post": _op("Revoke a token; sessions that joined with it are closed",
+                        {"200": _resp("Revoked", _ref("Revoked")), **_errors(400)}),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "confserver admin API", "version": __version__,
+                 "description": "Rooms, participants and join tokens. See docs/API.md."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"adminBearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "adminBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                "description": "HS256 JWT signed with the API secret, kid = API key, "
+                                               "aud confserver-admin, admin: true"},
+            },
+        },
+    }
+
+
+async def handle_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())

@@ -1,0 +1,1 @@
+"""Selective forwarding unit: forwards RTP from publishers to subscribers without decoding."""

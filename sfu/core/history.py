@@ -1,0 +1,130 @@
+"""Packet history of one down-track, for answering NACKs with retransmissions.
+
+A ring buffer keyed by the *extended* outgoing sequence number holds the packets as they were
+sent to the subscriber. A retransmission of the same sequence number is throttled to one per
+round-trip time (100 ms when the RTT is unknown) and to a maximum count, and packets older than
+``max_age`` are no longer offered: the receiver has given up on them by then.
+``now`` is float seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sfu.core.seqnum import SEQ_BITS, unwrap_near
+
+DEFAULT_SIZE = 512
+DEFAULT_RESEND_INTERVAL = 0.1
+MIN_RESEND_INTERVAL = 0.01
+
+_Entry = tuple[int, bytes, float]
+
+
+class PacketHistory:
+    """Ring buffer of sent packets with a per-packet retransmission throttle."""
+
+    __slots__ = ("_entries", "_highest", "_max_age", "_max_resends", "_resend_interval", "_resent", "_size")
+
+    def __init__(
+        self,
+        size: int = DEFAULT_SIZE,
+        *,
+        resend_interval: float = DEFAULT_RESEND_INTERVAL,
+        max_age: float | None = 1.0,
+        max_resends: int = 8,
+    ) -> None:
+        if size <= 0:
+            raise ValueError("history size must be positive")
+        self._size = size
+        self._entries: list[_Entry | None] = [None] * size
+        self._highest: int | None = None
+        self._resend_interval = resend_interval
+        self._max_age = max_age
+        self._max_resends = max_resends
+        # ext_seq -> (last resend time, resend count); only packets that were ever resent.
+        self._resent: dict[int, tuple[float, int]] = {}
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def highest(self) -> int | None:
+        """Highest extended sequence number stored, or None when empty."""
+        return self._highest
+
+    def put(self, ext_seq: int, packet: bytes, now: float) -> None:
+        """Remember ``packet`` sent as extended sequence number ``ext_seq`` at ``now``."""
+        self._entries[ext_seq % self._size] = (ext_seq, packet, now)
+        if self._highest is None or ext_seq > self._highest:
+            self._highest = ext_seq
+
+    def get(self, ext_seq: int) -> bytes | None:
+        """The stored packet, or None if it was never stored or has been overwritten."""
+        entry = self._entries[ext_seq % self._size]
+        if entry is None or entry[0] != ext_seq:
+            return None
+        return entry[1]
+
+    def extend(self, seq16: int) -> int | None:
+        """Extended sequence number for a 16-bit one from feedback, relative to what was sent."""
+        if self._highest is None:
+            return None
+        return unwrap_near(seq16, self._highest, SEQ_BITS)
+
+    def resend(self, ext_seq: int, now: float, rtt: float | None = None) -> bytes | None:
+        """The packet to retransmit for a NACK of ``ext_seq``, or None.
+
+        None when the packet is unknown, too old, already resent within the last RTT (or the
+        default interval), or resent ``max_resends`` times.
+        """
+        entry = self._entries[ext_seq % self._size]
+        if entry is None or entry[0] != ext_seq:
+            return None
+        if self._max_age is not None and now - entry[2] > self._max_age:
+            return None
+        interval = self._resend_interval if rtt is None else max(rtt, MIN_RESEND_INTERVAL)
+        previous = self._resent.get(ext_seq)
+        if previous is None:
+            count = 1
+            if len(self._resent) >= self._size:
+                self._prune()
+        else:
+            last, count = previous
+            if now - last < interval or count >= self._max_resends:
+                return None
+            count += 1
+        self._resent[ext_seq] = (now, count)
+        return entry[1]
+
+    def resend_many(
+        self, ext_seqs: Iterable[int], now: float, rtt: float | None = None
+    ) -> tuple[list[bytes], list[int]]:
+        """Answer a NACK: (packets to retransmit, extended numbers not in the history).
+
+        Packets that are present but throttled appear in neither list.
+        """
+        found: list[bytes] = []
+        missing: list[int] = []
+        for ext_seq in ext_seqs:
+            if self.get(ext_seq) is None:
+                missing.append(ext_seq)
+                continue
+            packet = self.resend(ext_seq, now, rtt)
+            if packet is not None:
+                found.append(packet)
+        return found, missing
+
+    def clear(self) -> None:
+        """Forget every packet."""
+        self._entries = [None] * self._size
+        self._highest = None
+        self._resent.clear()
+
+    def _prune(self) -> None:
+        highest = self._highest if self._highest is not None else 0
+        oldest = highest - self._size
+        for key in [k for k in self._resent if k <= oldest]:
+            del self._resent[key]
+        if len(self._resent) >= self._size:
+            self._resent.clear()

@@ -1,0 +1,219 @@
+"""Sequence number and timestamp rewriting for one down-track.
+
+A subscriber must see one continuous RTP stream even though what it receives may switch between
+publisher streams (simulcast layers, or a new publisher track after a re-publish). ``RtpMunger``
+maps each forwarded packet to the outgoing numbering:
+
+- Sequence numbers are contiguous across switches and across packets the forwarder chose not to
+  send (``skip``), while gaps caused by real loss are kept so the receiver NACKs them.
+- Timestamps keep advancing across a switch: the new stream's offset is chosen so that its first
+  packet lands ``now - last_forward_time`` (in clock-rate ticks, at least ``min_timestamp_step``)
+  after the last forwarded one.
+- Late packets from before a switch point are dropped; reordered packets get the number they
+  would have had in order.
+- ``incoming_for`` maps an outgoing sequence number back to (source, incoming sequence number),
+  to forward a NACK upstream when the packet is no longer in the history.
+
+Everything inside is extended (unwrapped); 16/32-bit values only come out in ``Munged``. ``now``
+is float seconds. The caller guarantees that a packet from a new source is a valid switch point
+(the first packet of a keyframe): the layer selector only passes such packets.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sfu.core.actions import Drop, DropReason, drop
+from sfu.core.seqnum import SEQ_BITS, SEQ_MASK, TS_MASK, SeqUnwrapper, TsUnwrapper, unwrap_near
+
+_DUPLICATE = drop(DropReason.DUPLICATE)
+_BEFORE_SWITCH = drop(DropReason.BEFORE_SWITCH)
+
+# (run, source, first incoming ext seq, first outgoing ext seq, seq offset = in - out)
+_Segment = tuple[int, int, int, int, int]
+
+
+class Munged(NamedTuple):
+    """Where a forwarded packet goes in the outgoing stream."""
+
+    sequence: int  # 16-bit, for the header
+    timestamp: int  # 32-bit, for the header
+    ext_sequence: int  # extended outgoing sequence number (the packet history key)
+
+
+class RtpMunger:
+    """Rewrites (source, seq, ts) of forwarded packets into one continuous outgoing stream."""
+
+    __slots__ = (
+        "_clock_rate",
+        "_first_seq",
+        "_first_ts",
+        "_highest_in",
+        "_highest_out",
+        "_highest_out_ts",
+        "_last_time",
+        "_max_segments",
+        "_min_step",
+        "_resync",
+        "_run",
+        "_segments",
+        "_seq",
+        "_seq_offset",
+        "_source",
+        "_ts",
+        "_ts_offset",
+    )
+
+    def __init__(
+        self,
+        clock_rate: int,
+        *,
+        first_sequence: int,
+        first_timestamp: int,
+        min_timestamp_step: int = 1,
+        max_segments: int = 64,
+    ) -> None:
+        """``first_sequence``/``first_timestamp`` start the outgoing stream (RFC 3550 asks for
+        random values: the adapter draws them)."""
+        if clock_rate <= 0:
+            raise ValueError("clock rate must be positive")
+        self._clock_rate = clock_rate
+        self._first_seq = first_sequence & SEQ_MASK
+        self._first_ts = first_timestamp & TS_MASK
+        self._min_step = max(1, min_timestamp_step)
+        self._max_segments = max(2, max_segments)
+        self._source: int | None = None
+        self._resync = False
+        self._run = 0
+        self._seq = SeqUnwrapper()
+        self._ts = TsUnwrapper()
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._highest_in = 0
+        self._highest_out: int | None = None
+        self._highest_out_ts = 0
+        self._last_time = 0.0
+        self._segments: list[_Segment] = []
+
+    @property
+    def source(self) -> int | None:
+        """The source (e.g. SSRC) currently forwarded, None before the first packet."""
+        return self._source
+
+    @property
+    def highest_sequence(self) -> int | None:
+        """Extended outgoing sequence number of the newest forwarded packet."""
+        return self._highest_out
+
+    @property
+    def highest_timestamp(self) -> int:
+        """Extended outgoing timestamp of the newest forwarded packet."""
+        return self._highest_out_ts
+
+    def process(self, source: int, sequence: int, timestamp: int, now: float) -> Munged | Drop:
+        """Outgoing numbering for a packet to forward, or a ``Drop`` (duplicate / before switch)."""
+        if source != self._source or self._resync:
+            return self._start_run(source, sequence, timestamp, now)
+        in_ext = self._seq.unwrap(sequence)
+        if in_ext > self._highest_in:
+            out_ext = in_ext - self._seq_offset
+            out_ts = self._ts.unwrap(timestamp) - self._ts_offset
+            self._highest_in = in_ext
+            self._highest_out = out_ext
+            self._highest_out_ts = out_ts
+            self._last_time = now
+            return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
+        if in_ext == self._highest_in:
+            return _DUPLICATE
+        offset = self._offset_for(in_ext)
+        if offset is None:
+            return _BEFORE_SWITCH
+        out_ext = in_ext - offset
+        out_ts = self._ts.unwrap(timestamp) - self._ts_offset
+        return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
+
+    def skip(self, source: int, sequence: int) -> None:
+        """A packet of the current source that is deliberately not forwarded (e.g. padding only,
+        a dropped temporal layer, silence): the outgoing stream closes the gap it would leave.
+
+        Only an in-order packet can be skipped; a late one already has a number reserved and its
+        gap stays (the receiver may NACK it).
+        """
+        if source != self._source or self._resync:
+            return
+        in_ext = self._seq.unwrap(sequence)
+        if in_ext <= self._highest_in:
+            return
+        old_offset = self._seq_offset
+        self._seq_offset = old_offset + 1
+        self._highest_in = in_ext
+        segment = (self._run, source, in_ext + 1, in_ext - old_offset, old_offset + 1)
+        last = self._segments[-1]
+        if last[0] == self._run and last[3] == segment[3]:
+            self._segments[-1] = segment  # consecutive skips: nothing was sent in between
+        else:
+            self._add_segment(segment)
+
+    def resync(self) -> None:
+        """Treat the next packet as a switch point even if its source is unchanged (for example
+        when forwarding resumes after a pause: its timestamps restart from the arrival time)."""
+        self._resync = True
+
+    def incoming_for(self, sequence: int) -> tuple[int, int] | None:
+        """(source, incoming 16-bit sequence number) behind outgoing ``sequence``, or None if it
+        was never sent or is too old to tell."""
+        if self._highest_out is None:
+            return None
+        out_ext = unwrap_near(sequence, self._highest_out, SEQ_BITS)
+        if out_ext > self._highest_out:
+            return None
+        for _run, source, _in_start, out_start, offset in reversed(self._segments):
+            if out_ext >= out_start:
+                return source, (out_ext + offset) & SEQ_MASK
+        return None
+
+    def translate_timestamp(self, source: int, timestamp: int) -> int | None:
+        """Outgoing 32-bit timestamp for a timestamp of ``source`` (e.g. from its sender report),
+        or None when that source is not the one being forwarded."""
+        if source != self._source or self._resync:
+            return None
+        return (self._ts.peek(timestamp) - self._ts_offset) & TS_MASK
+
+    def _start_run(self, source: int, sequence: int, timestamp: int, now: float) -> Munged:
+        self._run += 1
+        self._source = source
+        self._resync = False
+        self._seq.reset()
+        self._ts.reset()
+        in_ext = self._seq.unwrap(sequence)
+        in_ts = self._ts.unwrap(timestamp)
+        if self._highest_out is None:
+            out_ext = self._first_seq
+            out_ts = self._first_ts
+        else:
+            out_ext = self._highest_out + 1
+            step = int((now - self._last_time) * self._clock_rate)
+            out_ts = self._highest_out_ts + max(step, self._min_step)
+        self._seq_offset = in_ext - out_ext
+        self._ts_offset = in_ts - out_ts
+        self._highest_in = in_ext
+        self._highest_out = out_ext
+        self._highest_out_ts = out_ts
+        self._last_time = now
+        self._add_segment((self._run, source, in_ext, out_ext, self._seq_offset))
+        return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
+
+    def _offset_for(self, in_ext: int) -> int | None:
+        run = self._run
+        for seg_run, _source, in_start, _out_start, offset in reversed(self._segments):
+            if seg_run != run:
+                return None
+            if in_ext >= in_start:
+                return offset
+        return None
+
+    def _add_segment(self, segment: _Segment) -> None:
+        segments = self._segments
+        segments.append(segment)
+        if len(segments) > self._max_segments:
+            del segments[0]

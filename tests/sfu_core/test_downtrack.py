@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from sfu.core.actions import Drop, DropReason, SendNack, SendRtp
+from sfu.core.downtrack import DownTrack, DownTrackParams
+from sfu.core.rtcp import SenderReport
+from sfu.core.rtp import ExtensionRemapper, RtpView
+
+from .packets import one_byte_extensions, rtp
+
+LOW, HIGH = 0x1000, 0x2000
+PARAMS = DownTrackParams(
+    ssrc=0xD0D0, payload_type=100, clock_rate=90_000, first_sequence=500, first_timestamp=0
+)
+
+
+def packet(seq: int, ts: int = 0, ssrc: int = LOW, payload: bytes = b"frame") -> RtpView:
+    return RtpView(
+        rtp(
+            seq=seq,
+            ts=ts,
+            ssrc=ssrc,
+            pt=96,
+            payload=payload,
+            extension=one_byte_extensions({3: b"\x01\x02\x03"}),
+        )
+    )
+
+
+def sent(track: DownTrack, view: RtpView, now: float, switched: bool = False) -> RtpView:
+    out = track.forward(view, now, switched=switched)
+    assert isinstance(out, bytes), out
+    return RtpView(out)
+
+
+def test_forwarded_packet_carries_the_subscriber_ssrc_payload_type_and_extension_ids() -> None:
+    track = DownTrack(PARAMS, ExtensionRemapper({3: 7}))
+    out = sent(track, packet(4000, ts=1234, payload=b"vp8-data"), 0.0)
+    assert (out.ssrc, out.payload_type, out.sequence, out.timestamp) == (0xD0D0, 100, 500, 0)
+    assert dict(out.extensions) == {7: b"\x01\x02\x03"}
+    assert bytes(out.payload) == b"vp8-data"
+    assert (track.packets_sent, track.octets_sent) == (1, len(b"vp8-data"))
+
+
+def test_duplicate_is_reported_as_a_drop() -> None:
+    track = DownTrack(PARAMS)
+    sent(track, packet(1), 0.0)
+    assert track.forward(packet(1), 0.01) == Drop(DropReason.DUPLICATE)
+
+
+def test_nack_is_answered_from_history_with_the_bytes_that_were_sent() -> None:
+    track = DownTrack(PARAMS)
+    originals = [sent(track, packet(10 + i), 0.0).data for i in range(5)]
+    actions = track.on_nack([502, 503], now=0.05)
+    assert actions == [SendRtp(originals[2], True), SendRtp(originals[3], True)]
+    assert track.on_nack([502], now=0.06) == []  # throttled: resent 10 ms ago
+
+
+def test_nack_for_a_packet_lost_upstream_is_forwarded_to_the_publisher() -> None:
+    track = DownTrack(PARAMS)
+    sent(track, packet(10), 0.0)  # out 500
+    sent(track, packet(13), 0.01)  # out 503: 11 and 12 never reached the SFU
+    actions = track.on_nack([501, 502], now=0.05)
+    assert actions == [SendNack(LOW, (11, 12))]
+
+
+def test_nack_across_a_layer_switch_goes_to_the_right_source() -> None:
+    track = DownTrack(PARAMS)
+    sent(track, packet(10), 0.0)  # out 500
+    sent(track, packet(11), 0.01)  # out 501 (history lost it below)
+    sent(track, packet(7000, ssrc=HIGH), 0.05, switched=True)  # out 502
+    sent(track, packet(7002, ssrc=HIGH), 0.06)  # out 504
+    track.history.clear()
+    actions = track.on_nack([501, 503], now=0.1)
+    assert SendNack(LOW, (11,)) in actions
+    assert SendNack(HIGH, (7001,)) in actions
+
+
+def test_retransmission_uses_rtx_when_negotiated() -> None:
+    params = DownTrackParams(
+        ssrc=1,
+        payload_type=100,
+        clock_rate=90_000,
+        first_sequence=0,
+        first_timestamp=0,
+        rtx_ssrc=2,
+        rtx_payload_type=101,
+        rtx_first_sequence=900,
+    )
+    track = DownTrack(params)
+    sent(track, packet(10, ts=5, payload=b"abc"), 0.0)
+    (action,) = track.on_nack([0], now=0.05)
+    assert isinstance(action, SendRtp) and action.retransmission
+    rtx = RtpView(action.packet)
+    assert (rtx.ssrc, rtx.payload_type, rtx.sequence, rtx.timestamp) == (2, 101, 900, 0)
+    assert bytes(rtx.payload) == b"\x00\x00abc"
+
+
+def test_switched_flag_keeps_the_stream_continuous_after_a_pause() -> None:
+    track = DownTrack(PARAMS)
+    first = sent(track, packet(10, ts=0), 0.0)
+    resumed = sent(track, packet(400, ts=90_000), 1.0, switched=True)
+    assert resumed.sequence == first.sequence + 1
+    assert resumed.timestamp == first.timestamp + 90_000
+
+
+def test_skipped_packet_leaves_no_gap() -> None:
+    track = DownTrack(PARAMS)
+    sent(track, packet(10), 0.0)
+    track.skip(packet(11))
+    assert sent(track, packet(12), 0.01).sequence == 501
+
+
+def test_sender_report_is_translated_for_lip_sync() -> None:
+    track = DownTrack(PARAMS)
+    sent(track, packet(10, ts=1_000_000), 0.0)
+    report = SenderReport(
+        ssrc=LOW, ntp_timestamp=123 << 32, rtp_timestamp=1_000_000 + 9000, packet_count=9, octet_count=99
+    )
+    translated = track.translate_sender_report(report)
+    assert translated == SenderReport(
+        ssrc=0xD0D0, ntp_timestamp=123 << 32, rtp_timestamp=9000, packet_count=1, octet_count=len(b"frame")
+    )
+    other = SenderReport(ssrc=HIGH, ntp_timestamp=1, rtp_timestamp=1, packet_count=1, octet_count=1)
+    assert track.translate_sender_report(other) is None
