@@ -107,6 +107,36 @@ class SignalingConfig:
 
 
 @dataclass(frozen=True)
+class IceServerConfig:
+    urls: tuple[str, ...]
+    """e.g. ("stun:turn.example.gov:3478", "turn:turn.example.gov:3478?transport=udp")"""
+    username: str = ""
+    credential: str = ""
+
+
+@dataclass(frozen=True)
+class SfuConfig:
+    enabled: bool = True
+    port_min: int = 0
+    port_max: int = 0
+    """UDP port range for media (e.g. 40000-40999); 0/0 lets the OS choose."""
+    bind_addresses: tuple[str, ...] = ()
+    """Local addresses to gather ICE candidates on; empty means all interfaces."""
+    public_ip: str = ""
+    """Advertised address for NAT 1:1 (written into host candidates); empty: none."""
+    ice_servers: tuple[IceServerConfig, ...] = ()
+    turn_secret: str = ""
+    """Shared secret of coturn's use-auth-secret: TURN URLs in ice_servers get time-limited credentials."""
+    turn_credential_ttl: int = 86400
+    max_audio_streams: int = 5
+    """The loudest N audio sources forwarded to each subscriber."""
+    max_video_subscriptions: int = 25
+    """Video tracks one subscriber may receive at once (screen shares do not count)."""
+    pli_interval: float = 0.3
+    nack_history_packets: int = 512
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -128,6 +158,7 @@ class Config:
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
+    sfu: SfuConfig = field(default_factory=SfuConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -342,6 +373,18 @@ def _check(cfg: Config) -> None:
     need(s.join_timeout > 0, "signaling.join_timeout", "must be > 0")
     need(s.rate_per_second > 0 and s.rate_burst >= 1, "signaling.rate_per_second", "rate and burst must be > 0")
     need(1 <= s.chat_max_chars <= 100_000, "signaling.chat_max_chars", "must be 1-100000")
+    f = cfg.sfu
+    need(0 <= f.port_min <= f.port_max < 65536, "sfu.port_min", "port_min <= port_max, both 0-65535")
+    need((f.port_min == 0) == (f.port_max == 0), "sfu.port_max", "set both port_min and port_max, or neither")
+    need(1 <= f.max_audio_streams <= 32, "sfu.max_audio_streams", "must be 1-32")
+    need(1 <= f.max_video_subscriptions <= 100, "sfu.max_video_subscriptions", "must be 1-100")
+    need(f.pli_interval >= 0.05, "sfu.pli_interval", "must be >= 0.05 s")
+    need(64 <= f.nack_history_packets <= 8192, "sfu.nack_history_packets", "must be 64-8192")
+    need(60 <= f.turn_credential_ttl <= 7 * 86400, "sfu.turn_credential_ttl", "must be 60 s to 7 days")
+    for i, srv in enumerate(f.ice_servers):
+        need(bool(srv.urls), f"sfu.ice_servers[{i}].urls", "must list at least one URL")
+        for u in srv.urls:
+            need(u.startswith(("stun:", "stuns:", "turn:", "turns:")), f"sfu.ice_servers[{i}].urls", f"bad URL {u!r}")
     if cfg.tls.mode == "files":
         need(bool(cfg.tls.cert_file and cfg.tls.key_file), "tls.cert_file", "tls.mode = files needs cert_file and key_file")
     if cfg.tls.mode == "off":

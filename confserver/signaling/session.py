@@ -144,7 +144,6 @@ class Session:
             return
         self._claims = claims
         self._name = name
-        await self._media.participant_joined(claims.room, self.sid, claims.permissions, self.send)
         self.send(
             {
                 "type": "joined",
@@ -159,6 +158,8 @@ class Session:
         )
         self._metrics.joins.labels("admitted").inc()
         self._metrics.join_duration.observe(time.monotonic() - started)
+        # after `joined`, so that the tracks already in the room reach a client that knows the room
+        await self._media.participant_joined(claims.room, self.sid, claims.permissions, self.send)
 
     def _fail_join(self, code: str, message: str, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
