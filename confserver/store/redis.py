@@ -407,9 +407,14 @@ class RedisStore:
         self.revocations: RevocationStore = RedisRevocationStore(backend)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "conf:") -> RedisStore:
-        """A store on a new pooled client for ``url`` (connects lazily)."""
-        return cls(redis.asyncio.Redis.from_url(url, decode_responses=True), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "conf:", max_connections: int = 64) -> RedisStore:
+        """A store on a new pooled client for ``url`` (connects lazily). A burst (a join storm)
+        waits up to 5 s for one of ``max_connections`` connections rather than failing."""
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, timeout=5, socket_timeout=5,
+            socket_connect_timeout=2,
+        )
+        return cls(redis.asyncio.Redis(connection_pool=pool), prefix=prefix)
 
     async def ping(self) -> bool:
         try:
@@ -419,3 +424,4 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()

@@ -22,7 +22,8 @@ from confserver.store import (
     open_store,
 )
 
-from .conftest import NOW, free_port
+from ..conftest import free_port
+from .conftest import NOW
 
 LEASE = 30.0
 
