@@ -94,7 +94,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
 def _only(data: dict[str, Any], allowed: set[str]) -> None:
     extra = sorted(set(data) - allowed)
     if extra:
-        raise ServiceError("invalid_field", f"unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        raise ServiceError(
+            "invalid_field", f"unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
@@ -128,7 +130,9 @@ async def create_room(request: web.Request) -> web.Response:
         raise ServiceError("invalid_room_name", "name is required")
     room = await ctx.rooms.create_room(
         check_room_name(data["name"]),
-        max_participants=check_max_participants(data["max_participants"]) if "max_participants" in data else None,
+        max_participants=check_max_participants(data["max_participants"])
+        if "max_participants" in data
+        else None,
         empty_timeout=check_empty_timeout(data.get("empty_timeout", 0)),
         metadata=check_metadata(data.get("metadata", {})),
     )
@@ -151,7 +155,9 @@ async def update_room(request: web.Request) -> web.Response:
     if locked is not None and not isinstance(locked, bool):
         raise ServiceError("invalid_field", "locked must be true or false")
     changes = RoomUpdate(
-        max_participants=check_max_participants(data["max_participants"]) if "max_participants" in data else None,
+        max_participants=check_max_participants(data["max_participants"])
+        if "max_participants" in data
+        else None,
         empty_timeout=check_empty_timeout(data["empty_timeout"]) if "empty_timeout" in data else None,
         metadata=check_metadata(data["metadata"]) if "metadata" in data else None,
         locked=locked,

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ from .media import MediaController, NoMediaController
 from .metrics import Metrics
 from .rooms import RoomService
 from .signaling.websocket import SIGNALING, SignalingContext, close_all, handle_ws
-from .store import StoreUnavailableError, Store
+from .store import Store, StoreUnavailableError
 from .tokens import KeyRing, SigningKey, TokenVerifier, VerificationKey
 
 log = logging.getLogger("confserver.app")
@@ -116,8 +115,12 @@ def create_app(
 def _background(cfg: Config, rooms: RoomService):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         tasks = [
-            asyncio.create_task(_every(cfg.signaling.heartbeat_interval, rooms.refresh_leases), name="lease-refresh"),
-            asyncio.create_task(_every(cfg.rooms.sweep_interval, rooms.close_expired_rooms), name="room-sweeper"),
+            asyncio.create_task(
+                _every(cfg.signaling.heartbeat_interval, rooms.refresh_leases), name="lease-refresh"
+            ),
+            asyncio.create_task(
+                _every(cfg.rooms.sweep_interval, rooms.close_expired_rooms), name="room-sweeper"
+            ),
         ]
         yield
         for t in tasks:
@@ -168,7 +171,9 @@ def _http_metrics(metrics: Metrics):  # type: ignore[no-untyped-def]
         finally:
             info = request.match_info
             resource = info.route.resource if info.route is not None else None
-            route = resource.canonical if resource is not None and info.http_exception is None else "unmatched"
+            route = (
+                resource.canonical if resource is not None and info.http_exception is None else "unmatched"
+            )
             if request.path.startswith("/static/"):
                 route = "/static"
             metrics.http_requests.labels(request.method, route, str(status)).inc()
@@ -224,5 +229,3 @@ def _security_headers(cfg: Config):  # type: ignore[no-untyped-def]
         return resp
 
     return mw
-
-

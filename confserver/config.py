@@ -24,7 +24,9 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 KeyAlg = Literal["EdDSA", "ES256"]
 
 ENV_PREFIX = "CONF_"
-CLIENT_ENV = frozenset({"CONF_URL", "CONF_API_KEY", "CONF_API_SECRET", "CONF_CACERT", "CONF_CREDENTIALS_FILE"})
+CLIENT_ENV = frozenset(
+    {"CONF_URL", "CONF_API_KEY", "CONF_API_SECRET", "CONF_CACERT", "CONF_CREDENTIALS_FILE"}
+)
 """Variables read by confctl, not by the server: ignored here rather than rejected."""
 
 
@@ -177,7 +179,7 @@ class Config:
         if self.server.public_url:
             return self.server.public_url.rstrip("/")
         host = self.server.host
-        if host in ("0.0.0.0", "::"):  # noqa: S104 - only naming the wildcard, not binding
+        if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
@@ -201,6 +203,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     _merge_env(data, os.environ if env is None else env)
     cfg = _build(Config, data, "")
+    if not isinstance(cfg, Config):  # pragma: no cover - _build returns an instance of the class given
+        raise ConfigError("config: could not be built")
     _check(cfg)
     return cfg
 
@@ -340,7 +344,9 @@ def _check(cfg: Config) -> None:
 
     need(0 < cfg.server.port < 65536, "server.port", "must be 1-65535")
     need(0 <= cfg.metrics.port < 65536, "metrics.port", "must be 0-65535")
-    need(1024 <= cfg.server.max_body_bytes <= 16 * 1024 * 1024, "server.max_body_bytes", "must be 1 KiB-16 MiB")
+    need(
+        1024 <= cfg.server.max_body_bytes <= 16 * 1024 * 1024, "server.max_body_bytes", "must be 1 KiB-16 MiB"
+    )
     need(
         cfg.server.public_url == "" or cfg.server.public_url.startswith(("https://", "http://")),
         "server.public_url",
@@ -356,22 +362,42 @@ def _check(cfg: Config) -> None:
         "must be > 0 and <= auth.token_max_ttl",
     )
     need(0 <= cfg.auth.leeway <= 300, "auth.leeway", "must be 0-300")
-    need(bool(cfg.auth.api_key) == bool(cfg.auth.api_secret), "auth.api_secret", "set both api_key and api_secret")
-    need(cfg.auth.api_secret == "" or len(cfg.auth.api_secret) >= 32, "auth.api_secret", "must be >= 32 chars")
+    need(
+        bool(cfg.auth.api_key) == bool(cfg.auth.api_secret),
+        "auth.api_secret",
+        "set both api_key and api_secret",
+    )
+    need(
+        cfg.auth.api_secret == "" or len(cfg.auth.api_secret) >= 32, "auth.api_secret", "must be >= 32 chars"
+    )
     kids = [k.kid for k in cfg.auth.keys]
     need(len(kids) == len(set(kids)), "auth.keys", "kid values must be unique")
     need(cfg.auth.api_key not in kids, "auth.keys", "a kid must differ from auth.api_key")
     need(cfg.store.seat_lease >= 5, "store.seat_lease", "must be >= 5 s")
-    need(cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")), "store.redis_url", "bad URL scheme")
+    need(
+        cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")),
+        "store.redis_url",
+        "bad URL scheme",
+    )
     s = cfg.signaling
     need(1024 <= s.max_message_bytes <= 1024 * 1024, "signaling.max_message_bytes", "must be 1 KiB-1 MiB")
     need(8 <= s.outbound_queue <= 65536, "signaling.outbound_queue", "must be 8-65536")
     need(s.send_timeout > 0, "signaling.send_timeout", "must be > 0")
     need(s.heartbeat_interval > 0, "signaling.heartbeat_interval", "must be > 0")
-    need(s.heartbeat_timeout > s.heartbeat_interval, "signaling.heartbeat_timeout", "must exceed heartbeat_interval")
-    need(cfg.store.seat_lease > s.heartbeat_interval, "store.seat_lease", "must exceed signaling.heartbeat_interval")
+    need(
+        s.heartbeat_timeout > s.heartbeat_interval,
+        "signaling.heartbeat_timeout",
+        "must exceed heartbeat_interval",
+    )
+    need(
+        cfg.store.seat_lease > s.heartbeat_interval,
+        "store.seat_lease",
+        "must exceed signaling.heartbeat_interval",
+    )
     need(s.join_timeout > 0, "signaling.join_timeout", "must be > 0")
-    need(s.rate_per_second > 0 and s.rate_burst >= 1, "signaling.rate_per_second", "rate and burst must be > 0")
+    need(
+        s.rate_per_second > 0 and s.rate_burst >= 1, "signaling.rate_per_second", "rate and burst must be > 0"
+    )
     need(1 <= s.chat_max_chars <= 100_000, "signaling.chat_max_chars", "must be 1-100000")
     f = cfg.sfu
     need(0 <= f.port_min <= f.port_max < 65536, "sfu.port_min", "port_min <= port_max, both 0-65535")
@@ -384,9 +410,17 @@ def _check(cfg: Config) -> None:
     for i, srv in enumerate(f.ice_servers):
         need(bool(srv.urls), f"sfu.ice_servers[{i}].urls", "must list at least one URL")
         for u in srv.urls:
-            need(u.startswith(("stun:", "stuns:", "turn:", "turns:")), f"sfu.ice_servers[{i}].urls", f"bad URL {u!r}")
+            need(
+                u.startswith(("stun:", "stuns:", "turn:", "turns:")),
+                f"sfu.ice_servers[{i}].urls",
+                f"bad URL {u!r}",
+            )
     if cfg.tls.mode == "files":
-        need(bool(cfg.tls.cert_file and cfg.tls.key_file), "tls.cert_file", "tls.mode = files needs cert_file and key_file")
+        need(
+            bool(cfg.tls.cert_file and cfg.tls.key_file),
+            "tls.cert_file",
+            "tls.mode = files needs cert_file and key_file",
+        )
     if cfg.tls.mode == "off":
         loopback = cfg.server.host in ("127.0.0.1", "::1", "localhost")
         need(
@@ -395,5 +429,9 @@ def _check(cfg: Config) -> None:
             "off is allowed only on a loopback host, or behind a TLS proxy (server.trust_proxy_tls = true)",
         )
     if cfg.mode == "production":
-        need(cfg.tls.mode != "dev", "tls.mode", "production needs real certificates (files) or a TLS proxy (off)")
+        need(
+            cfg.tls.mode != "dev",
+            "tls.mode",
+            "production needs real certificates (files) or a TLS proxy (off)",
+        )
         need(bool(cfg.auth.api_key), "auth.api_key", "production needs a configured api_key and api_secret")

@@ -67,7 +67,7 @@ def _tls(cfg: Config) -> tuple[ssl.SSLContext | None, Path | None]:
         hosts = [*cfg.tls.hostnames]
         ips = ["127.0.0.1", "::1"]
         host = cfg.server.host
-        if host not in ("0.0.0.0", "::", "localhost", *ips):  # noqa: S104 - names, not binds
+        if host not in ("0.0.0.0", "::", "localhost", *ips):
             (ips if _is_ip(host) else hosts).append(host)
         dev = ensure_dev_certs(Path(cfg.tls.dev_dir), hostnames=hosts, ips=ips)
         return ssl_context(dev), dev.ca_cert
@@ -90,7 +90,9 @@ def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
         f"confserver {__version__} is running ({cfg.mode} mode, {cfg.store.kind} store)",
         f"  URL:          {cfg.public_url}/",
         f"  API key:      {creds.api_key}",
-        f"  API secret:   kept in {creds.source}" if creds.source != "config" else "  API secret:   from config",
+        f"  API secret:   kept in {creds.source}"
+        if creds.source != "config"
+        else "  API secret:   from config",
     ]
     if cacert is not None:
         lines.append(f"  CA cert:      {cacert.resolve()}  (trust it in your browser for dev)")

@@ -14,7 +14,9 @@ SendFn = Callable[[Mapping[str, Any]], None]
 
 
 class MediaController(Protocol):
-    async def participant_joined(self, room: str, sid: str, permissions: frozenset[str], send: SendFn) -> None:
+    async def participant_joined(
+        self, room: str, sid: str, permissions: frozenset[str], send: SendFn
+    ) -> None:
         """A participant is in the room; ``send`` reaches its signaling connection."""
 
     async def handle(self, room: str, sid: str, message: MediaMessage) -> None:
@@ -34,7 +36,9 @@ class MediaController(Protocol):
 class NoMediaController:
     """Signaling without media: every media message is refused with ``media_unavailable``."""
 
-    async def participant_joined(self, room: str, sid: str, permissions: frozenset[str], send: SendFn) -> None:
+    async def participant_joined(
+        self, room: str, sid: str, permissions: frozenset[str], send: SendFn
+    ) -> None:
         return None
 
     async def handle(self, room: str, sid: str, message: MediaMessage) -> None:

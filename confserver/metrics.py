@@ -41,7 +41,9 @@ class Metrics:
             GCCollector(registry=reg)
         return cls(
             registry=reg,
-            rooms=Gauge("conf_rooms", "Rooms with at least one participant connected to this node.", registry=reg),
+            rooms=Gauge(
+                "conf_rooms", "Rooms with at least one participant connected to this node.", registry=reg
+            ),
             participants=Gauge("conf_participants", "Participants connected to this node.", registry=reg),
             joins=Counter("conf_joins", "Join attempts by result.", ["result"], registry=reg),
             join_duration=Histogram(
@@ -50,16 +52,24 @@ class Metrics:
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
                 registry=reg,
             ),
-            ws_connections=Gauge("conf_ws_connections", "Open signaling WebSocket connections.", registry=reg),
+            ws_connections=Gauge(
+                "conf_ws_connections", "Open signaling WebSocket connections.", registry=reg
+            ),
             token_rejections=Counter(
                 "conf_token_rejections", "Tokens refused, by reason.", ["reason"], registry=reg
             ),
             http_requests=Counter(
-                "conf_http_requests", "HTTP requests by method, route and status.",
-                ["method", "route", "status"], registry=reg,
+                "conf_http_requests",
+                "HTTP requests by method, route and status.",
+                ["method", "route", "status"],
+                registry=reg,
             ),
-            ws_messages=Counter("conf_ws_messages", "Signaling messages received, by type.", ["type"], registry=reg),
-            ws_errors=Counter("conf_ws_errors", "Signaling errors sent to clients, by code.", ["code"], registry=reg),
+            ws_messages=Counter(
+                "conf_ws_messages", "Signaling messages received, by type.", ["type"], registry=reg
+            ),
+            ws_errors=Counter(
+                "conf_ws_errors", "Signaling errors sent to clients, by code.", ["code"], registry=reg
+            ),
             ws_disconnects=Counter(
                 "conf_ws_disconnects", "Signaling connections closed, by reason.", ["reason"], registry=reg
             ),

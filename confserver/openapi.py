@@ -22,8 +22,13 @@ def _resp(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 
 def _errors(*statuses: int) -> dict[str, Any]:
     words = {
-        400: "Invalid input", 401: "Missing or invalid bearer token", 403: "No admin grant",
-        404: "Not found", 409: "Conflict", 413: "Body too large", 415: "Body is not JSON",
+        400: "Invalid input",
+        401: "Missing or invalid bearer token",
+        403: "No admin grant",
+        404: "Not found",
+        409: "Conflict",
+        413: "Body too large",
+        415: "Body is not JSON",
         503: "Store unreachable",
     }
     return {str(s): _resp(words[s], _ERROR) for s in (401, 403, 503, *statuses)}
@@ -44,8 +49,18 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
-_IDENTITY = {"name": "identity", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+}
+_IDENTITY = {
+    "name": "identity",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 128},
+}
 _JTI = {"name": "jti", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
 
 _SCHEMAS: dict[str, Any] = {
@@ -56,8 +71,17 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Room": {
         "type": "object",
-        "required": ["name", "max_participants", "empty_timeout", "metadata", "locked", "auto_created",
-                     "created_at", "updated_at", "num_participants"],
+        "required": [
+            "name",
+            "max_participants",
+            "empty_timeout",
+            "metadata",
+            "locked",
+            "auto_created",
+            "created_at",
+            "updated_at",
+            "num_participants",
+        ],
         "properties": {
             "name": {"type": "string"},
             "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
@@ -119,8 +143,21 @@ _SCHEMAS: dict[str, Any] = {
             "name": {"type": "string", "minLength": 1, "maxLength": 64},
             "role": {"type": "string", "enum": ["moderator", "participant", "viewer"]},
             "ttl": {"type": "integer", "minimum": 1, "description": "seconds"},
-            "permissions": {"type": "array", "items": {"type": "string", "enum": [
-                "publish_audio", "publish_video", "publish_screen", "subscribe", "chat", "moderate", "update_name"]}},
+            "permissions": {
+                "type": "array",
+                "items": {
+                    "type": "string",
+                    "enum": [
+                        "publish_audio",
+                        "publish_video",
+                        "publish_screen",
+                        "subscribe",
+                        "chat",
+                        "moderate",
+                        "update_name",
+                    ],
+                },
+            },
         },
     },
     "Token": {
@@ -146,7 +183,11 @@ _SCHEMAS: dict[str, Any] = {
 
 
 def openapi_document() -> dict[str, Any]:
-    room_list = {"type": "object", "required": ["rooms"], "properties": {"rooms": {"type": "array", "items": _ref("Room")}}}
+    room_list = {
+        "type": "object",
+        "required": ["rooms"],
+        "properties": {"rooms": {"type": "array", "items": _ref("Room")}},
+    }
     people = {
         "type": "object",
         "required": ["participants"],
@@ -155,16 +196,24 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/rooms": {
             "get": _op("List rooms", {"200": _resp("All rooms", room_list), **_errors()}),
-            "post": _op("Create a room", {"201": _resp("Created", _ref("Room")), **_errors(400, 409, 413, 415)},
-                        _ref("RoomCreate")),
+            "post": _op(
+                "Create a room",
+                {"201": _resp("Created", _ref("Room")), **_errors(400, 409, 413, 415)},
+                _ref("RoomCreate"),
+            ),
         },
         "/rooms/{name}": {
             "parameters": [_NAME],
             "get": _op("Get a room", {"200": _resp("The room", _ref("Room")), **_errors(400, 404)}),
-            "patch": _op("Update a room", {"200": _resp("Updated", _ref("Room")), **_errors(400, 404, 413, 415)},
-                         _ref("RoomUpdate")),
-            "delete": _op("Delete a room; participants are told it closed",
-                          {"204": _resp("Deleted"), **_errors(400, 404)}),
+            "patch": _op(
+                "Update a room",
+                {"200": _resp("Updated", _ref("Room")), **_errors(400, 404, 413, 415)},
+                _ref("RoomUpdate"),
+            ),
+            "delete": _op(
+                "Delete a room; participants are told it closed",
+                {"204": _resp("Deleted"), **_errors(400, 404)},
+            ),
         },
         "/rooms/{name}/participants": {
             "parameters": [_NAME],
@@ -172,37 +221,55 @@ def openapi_document() -> dict[str, Any]:
         },
         "/rooms/{name}/participants/{identity}": {
             "parameters": [_NAME, _IDENTITY],
-            "get": _op("Get a participant", {"200": _resp("The participant", _ref("Participant")), **_errors(400, 404)}),
+            "get": _op(
+                "Get a participant",
+                {"200": _resp("The participant", _ref("Participant")), **_errors(400, 404)},
+            ),
             "delete": _op("Remove (kick) a participant", {"204": _resp("Removed"), **_errors(400, 404)}),
         },
         "/rooms/{name}/participants/{identity}/mute": {
             "parameters": [_NAME, _IDENTITY],
-            "post": _op("Mute a participant's audio or video",
-                        {"200": _resp("Muted", _ref("Participant")), **_errors(400, 404, 415)}, _ref("Mute")),
+            "post": _op(
+                "Mute a participant's audio or video",
+                {"200": _resp("Muted", _ref("Participant")), **_errors(400, 404, 415)},
+                _ref("Mute"),
+            ),
         },
         "/tokens": {
-            "post": _op("Create a join token and link", {"201": _resp("Token", _ref("Token")), **_errors(400, 415)},
-                        _ref("TokenCreate")),
+            "post": _op(
+                "Create a join token and link",
+                {"201": _resp("Token", _ref("Token")), **_errors(400, 415)},
+                _ref("TokenCreate"),
+            ),
         },
         "/tokens/{jti}/revoke": {
             "parameters": [_JTI],
-            "post": _op("Revoke a token; sessions that joined with it are closed",
-                        {"200": _resp("Revoked", _ref("Revoked")), **_errors(400)}),
+            "post": _op(
+                "Revoke a token; sessions that joined with it are closed",
+                {"200": _resp("Revoked", _ref("Revoked")), **_errors(400)},
+            ),
         },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "confserver admin API", "version": __version__,
-                 "description": "Rooms, participants and join tokens. See docs/API.md."},
+        "info": {
+            "title": "confserver admin API",
+            "version": __version__,
+            "description": "Rooms, participants and join tokens. See docs/API.md.",
+        },
         "servers": [{"url": "/api/v1"}],
         "security": [{"adminBearer": []}],
         "paths": paths,
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
-                "adminBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                "description": "HS256 JWT signed with the API secret, kid = API key, "
-                                               "aud confserver-admin, admin: true"},
+                "adminBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "HS256 JWT signed with the API secret, kid = API key, "
+                    "aud confserver-admin, admin: true",
+                },
             },
         },
     }

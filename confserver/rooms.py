@@ -74,7 +74,9 @@ def check_max_participants(value: object) -> int:
 
 def check_empty_timeout(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EMPTY_TIMEOUT:
-        raise ServiceError("invalid_field", f"empty_timeout must be an integer from 0 to {MAX_EMPTY_TIMEOUT} seconds")
+        raise ServiceError(
+            "invalid_field", f"empty_timeout must be an integer from 0 to {MAX_EMPTY_TIMEOUT} seconds"
+        )
     return value
 
 
@@ -361,7 +363,9 @@ class RoomService:
             for sid, token_id in list(local.jtis.items()):
                 peer = local.peers.get(sid)
                 if token_id == jti and peer is not None:
-                    peer.close_with({"type": "kicked", "reason": "token_revoked", "message": "access revoked"}, 4001)
+                    peer.close_with(
+                        {"type": "kicked", "reason": "token_revoked", "message": "access revoked"}, 4001
+                    )
                     closed += 1
         return closed
 

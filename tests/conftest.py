@@ -73,7 +73,11 @@ def admin_headers(secret: str = API_SECRET, key: str = API_KEY) -> dict[str, str
 
 def join_token(room: str, identity: str, **kw: Any) -> str:
     token, _claims = mint_join_token(
-        SigningKey.hs256(API_KEY, API_SECRET), room=room, identity=identity, now=kw.pop("now", time.time()), **kw
+        SigningKey.hs256(API_KEY, API_SECRET),
+        room=room,
+        identity=identity,
+        now=kw.pop("now", time.time()),
+        **kw,
     )
     return token
 
@@ -89,9 +93,22 @@ def _start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], i
     for _ in range(5):
         port = free_port()
         proc = subprocess.Popen(
-            [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1",
-             "--dir", str(workdir)],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(workdir),
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 10
@@ -135,9 +152,14 @@ AppMaker = Callable[..., Awaitable[TestClient]]
 def make_client(aiohttp_client: Any, store: Store) -> AppMaker:
     """Build an app (memory store unless given) and a test client for it."""
 
-    async def make(cfg: Config | None = None, *, app_store: Store | None = None, metrics: Metrics | None = None) -> TestClient:
+    async def make(
+        cfg: Config | None = None, *, app_store: Store | None = None, metrics: Metrics | None = None
+    ) -> TestClient:
         app = create_app(
-            cfg or base_config(), store=app_store or store, credentials=CREDS, metrics=metrics or Metrics.create(process=False)
+            cfg or base_config(),
+            store=app_store or store,
+            credentials=CREDS,
+            metrics=metrics or Metrics.create(process=False),
         )
         # no pool limit: tests open more than 100 signaling connections at once
         client: TestClient = await aiohttp_client(app, connector=aiohttp.TCPConnector(limit=0))

@@ -23,7 +23,9 @@ async def _json(resp: Any) -> dict[str, Any]:
 
 
 async def test_room_lifecycle_create_list_get_update_delete(client: TestClient) -> None:
-    created = await create_room(client, "board-meeting", max_participants=12, empty_timeout=60, metadata={"k": "v"})
+    created = await create_room(
+        client, "board-meeting", max_participants=12, empty_timeout=60, metadata={"k": "v"}
+    )
     assert created["name"] == "board-meeting"
     assert created["max_participants"] == 12
     assert created["empty_timeout"] == 60
@@ -34,10 +36,14 @@ async def test_room_lifecycle_create_list_get_update_delete(client: TestClient) 
     rooms = await _json(await client.get("/api/v1/rooms", headers=H()))
     assert [r["name"] for r in rooms["rooms"]] == ["board-meeting"]
 
-    resp = await client.patch("/api/v1/rooms/board-meeting", json={"locked": True, "max_participants": 5}, headers=H())
+    resp = await client.patch(
+        "/api/v1/rooms/board-meeting", json={"locked": True, "max_participants": 5}, headers=H()
+    )
     updated = await _json(resp)
     assert resp.status == 200
-    assert updated["locked"] is True and updated["max_participants"] == 5 and updated["metadata"] == {"k": "v"}
+    assert (
+        updated["locked"] is True and updated["max_participants"] == 5 and updated["metadata"] == {"k": "v"}
+    )
 
     resp = await client.delete("/api/v1/rooms/board-meeting", headers=H())
     assert resp.status == 204
@@ -87,9 +93,13 @@ async def test_creating_an_existing_room_conflicts_and_keeps_the_original(client
 
 
 async def test_malformed_bodies_get_clear_errors(client: TestClient) -> None:
-    resp = await client.post("/api/v1/rooms", data=b"{not json", headers={**H(), "Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/rooms", data=b"{not json", headers={**H(), "Content-Type": "application/json"}
+    )
     assert (resp.status, (await _json(resp))["error"]) == (400, "invalid_json")
-    resp = await client.post("/api/v1/rooms", data=b"[1,2]", headers={**H(), "Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/rooms", data=b"[1,2]", headers={**H(), "Content-Type": "application/json"}
+    )
     assert (resp.status, (await _json(resp))["error"]) == (400, "invalid_json")
     resp = await client.post("/api/v1/rooms", data=b"name=x", headers={**H(), "Content-Type": "text/plain"})
     assert (resp.status, (await _json(resp))["error"]) == (415, "unsupported_media_type")
@@ -135,8 +145,16 @@ async def test_join_token_is_not_an_admin_token(client: TestClient) -> None:
 
 async def test_admin_token_without_admin_grant_is_forbidden(client: TestClient) -> None:
     now = int(time.time())
-    payload = {"iss": API_KEY, "sub": "x", "aud": "confserver-admin", "admin": False, "iat": now, "nbf": now,
-               "exp": now + 60, "jti": "j1"}
+    payload = {
+        "iss": API_KEY,
+        "sub": "x",
+        "aud": "confserver-admin",
+        "admin": False,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+        "jti": "j1",
+    }
     token = jwt.encode(payload, API_SECRET, algorithm="HS256", headers={"kid": API_KEY})
     resp = await client.get("/api/v1/rooms", headers={"Authorization": f"Bearer {token}"})
     assert (resp.status, (await _json(resp))["error"]) == (403, "forbidden")
@@ -144,7 +162,8 @@ async def test_admin_token_without_admin_grant_is_forbidden(client: TestClient) 
 
 async def test_token_create_returns_a_join_link_with_token_in_fragment(client: TestClient) -> None:
     resp = await client.post(
-        "/api/v1/tokens", json={"room": "r1", "identity": "ana", "name": "Ana", "role": "moderator", "ttl": 600},
+        "/api/v1/tokens",
+        json={"room": "r1", "identity": "ana", "name": "Ana", "role": "moderator", "ttl": 600},
         headers=H(),
     )
     body = await _json(resp)
@@ -189,7 +208,9 @@ async def test_participants_list_kick_and_mute(client: TestClient) -> None:
     assert (await _json(resp))["state"]["audio_muted"] is True
     assert (await bob.expect("muted"))["kind"] == "audio"
     update = await ana.expect("participant_updated")
-    assert update["participant"]["identity"] == "bob" and update["participant"]["state"]["audio_muted"] is True
+    assert (
+        update["participant"]["identity"] == "bob" and update["participant"]["state"]["audio_muted"] is True
+    )
 
     resp = await client.delete("/api/v1/rooms/r1/participants/bob", headers=H())
     assert resp.status == 204
@@ -215,7 +236,9 @@ async def test_deleting_a_room_closes_it_for_everyone_inside(client: TestClient)
 
 async def test_revoked_token_cannot_join_and_its_session_is_closed(client: TestClient) -> None:
     await create_room(client, "r1")
-    body = await _json(await client.post("/api/v1/tokens", json={"room": "r1", "identity": "eve"}, headers=H()))
+    body = await _json(
+        await client.post("/api/v1/tokens", json={"room": "r1", "identity": "eve"}, headers=H())
+    )
     ws = await client.ws_connect("/ws")
     await ws.send_json({"type": "join", "token": body["token"], "room": "r1"})
     assert (await ws.receive_json())["type"] == "joined"
@@ -243,8 +266,10 @@ async def test_openapi_document_describes_exactly_the_routes_served(client: Test
     served = {
         (r.method, r.resource.canonical)
         for r in app_of(client).router.routes()
-        if r.resource is not None and r.resource.canonical.startswith("/api/v1/")
-        and r.method != "HEAD" and not r.resource.canonical.endswith("openapi.json")
+        if r.resource is not None
+        and r.resource.canonical.startswith("/api/v1/")
+        and r.method != "HEAD"
+        and not r.resource.canonical.endswith("openapi.json")
     }
     assert documented == served
 

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import time
 
-
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
@@ -22,7 +21,12 @@ async def test_join_gets_room_info_and_the_others_see_presence(client: TestClien
     await create_room(client, "r1", metadata={"topic": "budget"})
     ana, joined = await join(client, "r1", "ana", name="Ana Putri")
     assert joined["v"] == 1
-    assert joined["room"] == {"name": "r1", "max_participants": 100, "metadata": {"topic": "budget"}, "locked": False}
+    assert joined["room"] == {
+        "name": "r1",
+        "max_participants": 100,
+        "metadata": {"topic": "budget"},
+        "locked": False,
+    }
     assert joined["self"]["identity"] == "ana" and joined["self"]["name"] == "Ana Putri"
     assert joined["participants"] == []
 
@@ -82,7 +86,7 @@ async def test_101st_join_is_refused_with_room_full(client: TestClient) -> None:
         if await rooms.count("plenary") == 99:
             break
         await asyncio.sleep(0.02)
-    again, joined = await join(client, "plenary", "p100")
+    _again, joined = await join(client, "plenary", "p100")
     assert joined["self"]["identity"] == "p100"
 
 
@@ -113,9 +117,14 @@ async def test_token_for_another_room_is_refused_with_wrong_room(client: TestCli
 
 @pytest.mark.parametrize(
     ("token_kw", "reason"),
-    [({"now": time.time() - 3 * 3600, "ttl": 3600}, "expired"), ({"now": time.time() + 3600}, "not_yet_valid")],
+    [
+        ({"now": time.time() - 3 * 3600, "ttl": 3600}, "expired"),
+        ({"now": time.time() + 3600}, "not_yet_valid"),
+    ],
 )
-async def test_expired_and_future_tokens_are_refused(client: TestClient, token_kw: dict[str, float], reason: str) -> None:
+async def test_expired_and_future_tokens_are_refused(
+    client: TestClient, token_kw: dict[str, float], reason: str
+) -> None:
     await create_room(client, "r1")
     ws = await connect(client)
     await ws.send({"type": "join", "token": join_token("r1", "ana", **token_kw), "room": "r1"})
@@ -210,7 +219,7 @@ async def test_same_identity_joining_again_replaces_the_old_session(client: Test
     await create_room(client, "r1", max_participants=2)
     old, _ = await join(client, "r1", "ana")
     await join(client, "r1", "bob")
-    new, joined = await join(client, "r1", "ana")
+    _new, joined = await join(client, "r1", "ana")
     assert (await old.expect("kicked"))["reason"] == "duplicate_identity"
     assert [p["identity"] for p in joined["participants"]] == ["bob"]
 
@@ -250,7 +259,7 @@ async def test_slow_consumer_is_disconnected_without_stalling_the_room(make_clie
     peer = sig.rooms.peer("r1", slow_sid)
     assert peer is not None
     for i in range(20):  # more than its queue holds, faster than it is drained
-        peer.send_text('{"type":"filler","i":%d}' % i)
+        peer.send_text(f'{{"type":"filler","i":{i}}}')
     assert await slow.closed() == 4008
     assert (await ana.expect("participant_left"))["identity"] == "slow"
 
@@ -301,12 +310,18 @@ async def test_moderator_mutes_kicks_locks_and_ends(client: TestClient) -> None:
     assert await cyd.closed() == 4002
 
 
-async def test_participants_cannot_moderate_and_viewers_cannot_unmute_or_chat_without_grant(client: TestClient) -> None:
+async def test_participants_cannot_moderate_and_viewers_cannot_unmute_or_chat_without_grant(
+    client: TestClient,
+) -> None:
     await create_room(client, "r1")
     bob, _ = await join(client, "r1", "bob")
     viewer, joined = await join(client, "r1", "vic", role="viewer")
     assert joined["self"]["state"]["audio_muted"] is True
-    for msg in ({"type": "kick", "identity": "vic"}, {"type": "mute", "identity": "vic"}, {"type": "end_room"}):
+    for msg in (
+        {"type": "kick", "identity": "vic"},
+        {"type": "mute", "identity": "vic"},
+        {"type": "end_room"},
+    ):
         await bob.send(msg)
         assert (await bob.expect("error"))["code"] == "forbidden"
     await viewer.send({"type": "update", "state": {"audio_muted": False}})
@@ -329,7 +344,9 @@ async def test_self_state_updates_are_seen_by_others(client: TestClient) -> None
 
 async def test_display_name_change_needs_the_grant(client: TestClient) -> None:
     ws = await connect(client)
-    await ws.send({"type": "join", "token": join_token("r1", "ana", name="Ana"), "room": "r1", "name": "Boss"})
+    await ws.send(
+        {"type": "join", "token": join_token("r1", "ana", name="Ana"), "room": "r1", "name": "Boss"}
+    )
     assert (await ws.expect("error"))["code"] == "forbidden"
     ok = await connect(client)
     token = join_token("r1", "ana", name="Ana", permissions=["subscribe", "chat", "update_name"])
@@ -374,5 +391,3 @@ async def test_metrics_count_joins_and_token_rejections(make_client: AppMaker) -
     assert 'conf_token_rejections_total{reason="wrong_room"} 1.0' in text
     assert "conf_participants 1.0" in text
     assert "conf_ws_connections 2.0" in text
-
-

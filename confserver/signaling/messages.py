@@ -106,7 +106,16 @@ class MediaMessage:
 
 
 ClientMessage = (
-    Join | Ping | Leave | Chat | UpdateSelf | MuteParticipant | KickParticipant | LockRoom | EndRoom | MediaMessage
+    Join
+    | Ping
+    | Leave
+    | Chat
+    | UpdateSelf
+    | MuteParticipant
+    | KickParticipant
+    | LockRoom
+    | EndRoom
+    | MediaMessage
 )
 
 
@@ -179,7 +188,9 @@ def _join(o: Mapping[str, Any]) -> Join:
     if not isinstance(v, int) or isinstance(v, bool):
         raise ProtocolError("bad_field", "v must be an integer", "join")
     if v != PROTOCOL_VERSION:
-        raise ProtocolError("unsupported_version", f"this server speaks protocol version {PROTOCOL_VERSION}", "join")
+        raise ProtocolError(
+            "unsupported_version", f"this server speaks protocol version {PROTOCOL_VERSION}", "join"
+        )
     name = _str(o, "name", "join", max_len=256, required=False)
     room = _str(o, "room", "join", max_len=64, required=False)
     if room is not None and not ROOM_NAME_RE.fullmatch(room):

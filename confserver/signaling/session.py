@@ -174,7 +174,9 @@ class Session:
         if not text:
             raise ServiceError("bad_field", "chat text is empty")
         if len(text) > self._limits.chat_max_chars:
-            raise ServiceError("chat_too_long", f"chat messages are at most {self._limits.chat_max_chars} characters")
+            raise ServiceError(
+                "chat_too_long", f"chat messages are at most {self._limits.chat_max_chars} characters"
+            )
         out: dict[str, Any] = {
             "type": "chat",
             "id": secrets.token_urlsafe(8),
@@ -246,6 +248,13 @@ def _ref(msg: m.ClientMessage) -> str:
     if isinstance(msg, m.MediaMessage):
         return msg.type
     return {
-        m.Join: "join", m.Ping: "ping", m.Leave: "leave", m.Chat: "chat", m.UpdateSelf: "update",
-        m.MuteParticipant: "mute", m.KickParticipant: "kick", m.LockRoom: "lock_room", m.EndRoom: "end_room",
+        m.Join: "join",
+        m.Ping: "ping",
+        m.Leave: "leave",
+        m.Chat: "chat",
+        m.UpdateSelf: "update",
+        m.MuteParticipant: "mute",
+        m.KickParticipant: "kick",
+        m.LockRoom: "lock_room",
+        m.EndRoom: "end_room",
     }.get(type(msg), "unknown")

@@ -212,8 +212,19 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
 
 
 _REASONS = frozenset(
-    {"disconnected", "error", "too_large", "slow_consumer", "rate_limited", "join_timeout", "left", "removed",
-     "room_closed", "token_rejected", "kicked"}
+    {
+        "disconnected",
+        "error",
+        "too_large",
+        "slow_consumer",
+        "rate_limited",
+        "join_timeout",
+        "left",
+        "removed",
+        "room_closed",
+        "token_rejected",
+        "kicked",
+    }
 )
 
 

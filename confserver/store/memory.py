@@ -96,9 +96,7 @@ class MemoryRoomStore:
                 room.max_participants if changes.max_participants is None else changes.max_participants
             ),
             empty_timeout=room.empty_timeout if changes.empty_timeout is None else changes.empty_timeout,
-            metadata=(
-                room.metadata if changes.metadata is None else copy.deepcopy(dict(changes.metadata))
-            ),
+            metadata=(room.metadata if changes.metadata is None else copy.deepcopy(dict(changes.metadata))),
             locked=room.locked if changes.locked is None else changes.locked,
             updated_at=now,
         )

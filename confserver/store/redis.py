@@ -185,8 +185,16 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-_ROOM_FIELDS = ("name", "max_participants", "empty_timeout", "metadata", "created_at", "updated_at",
-                "auto_created", "locked")
+_ROOM_FIELDS = (
+    "name",
+    "max_participants",
+    "empty_timeout",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "auto_created",
+    "locked",
+)
 _SEAT_FIELDS = ("room", "sid", "identity", "name", "role", "permissions", "joined_at", "node")
 
 
@@ -212,8 +220,9 @@ def _num(value: float) -> str:
 
 def _room_pairs(room: Room) -> list[str]:
     fields = {key: getattr(room, key) for key in _ROOM_FIELDS}
-    fields.update(metadata=dict(room.metadata), created_at=float(room.created_at),
-                  updated_at=float(room.updated_at))
+    fields.update(
+        metadata=dict(room.metadata), created_at=float(room.created_at), updated_at=float(room.updated_at)
+    )
     return [item for key in _ROOM_FIELDS for item in (key, json.dumps(fields[key]))]
 
 
@@ -241,8 +250,9 @@ def _encode_state(state: Mapping[str, Any]) -> str:
 def _decode_participant(info: Any, state: Any) -> Participant:
     data = json.loads(_text(info))
     raw_state = json.loads(_text(state)) if state is not None else {}
-    data.update(permissions=tuple(data["permissions"]),
-                state={str(k): json.loads(v) for k, v in raw_state.items()})
+    data.update(
+        permissions=tuple(data["permissions"]), state={str(k): json.loads(v) for k, v in raw_state.items()}
+    )
     return Participant(**data)
 
 
@@ -272,8 +282,14 @@ class _Backend:
     def keys(self, name: str) -> list[str]:
         """The KEYS of a room script: room, seats, seat details, seat states, index, closing."""
         p = self.prefix
-        return [f"{p}room:{name}", f"{p}seats:{name}", f"{p}seat:{name}", f"{p}state:{name}",
-                self.index, self.closing]
+        return [
+            f"{p}room:{name}",
+            f"{p}seats:{name}",
+            f"{p}seat:{name}",
+            f"{p}state:{name}",
+            self.index,
+            self.closing,
+        ]
 
 
 class _Part:
@@ -304,9 +320,12 @@ class RedisRoomStore(_Part):
         return sorted((r for r in rooms if r is not None), key=lambda r: r.name)
 
     async def update(self, name: str, changes: RoomUpdate, now: float) -> Room | None:
-        given = {"max_participants": changes.max_participants, "empty_timeout": changes.empty_timeout,
-                 "metadata": None if changes.metadata is None else dict(changes.metadata),
-                 "locked": changes.locked}
+        given = {
+            "max_participants": changes.max_participants,
+            "empty_timeout": changes.empty_timeout,
+            "metadata": None if changes.metadata is None else dict(changes.metadata),
+            "locked": changes.locked,
+        }
         pairs = ["updated_at", json.dumps(float(now))]
         pairs += [x for key, value in given.items() if value is not None for x in (key, json.dumps(value))]
         timeout = "" if changes.empty_timeout is None else str(int(changes.empty_timeout))
@@ -411,7 +430,11 @@ class RedisStore:
         """A store on a new pooled client for ``url`` (connects lazily). A burst (a join storm)
         waits up to 5 s for one of ``max_connections`` connections rather than failing."""
         pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, decode_responses=True, max_connections=max_connections, timeout=5, socket_timeout=5,
+            url,
+            decode_responses=True,
+            max_connections=max_connections,
+            timeout=5,
+            socket_timeout=5,
             socket_connect_timeout=2,
         )
         return cls(redis.asyncio.Redis(connection_pool=pool), prefix=prefix)
