@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import __version__
 from .store import ROOM_CAP
+from .tokens import PERMISSIONS, ROLES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -122,7 +123,7 @@ _SCHEMAS: dict[str, Any] = {
             "sid": {"type": "string"},
             "identity": {"type": "string"},
             "name": {"type": "string"},
-            "role": {"type": "string", "enum": ["moderator", "participant", "viewer"]},
+            "role": {"type": "string", "enum": list(ROLES)},
             "permissions": {"type": "array", "items": {"type": "string"}},
             "joined_at": {"type": "integer"},
             "state": {"type": "object", "additionalProperties": {"type": "boolean"}},
@@ -141,21 +142,13 @@ _SCHEMAS: dict[str, Any] = {
             "room": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
             "identity": {"type": "string", "minLength": 1, "maxLength": 128},
             "name": {"type": "string", "minLength": 1, "maxLength": 64},
-            "role": {"type": "string", "enum": ["moderator", "participant", "viewer"]},
+            "role": {"type": "string", "enum": list(ROLES)},
             "ttl": {"type": "integer", "minimum": 1, "description": "seconds"},
             "permissions": {
                 "type": "array",
                 "items": {
                     "type": "string",
-                    "enum": [
-                        "publish_audio",
-                        "publish_video",
-                        "publish_screen",
-                        "subscribe",
-                        "chat",
-                        "moderate",
-                        "update_name",
-                    ],
+                    "enum": list(PERMISSIONS),
                 },
             },
         },
