@@ -320,22 +320,20 @@ class RoomService:
         self, room: str, sid: str, state: Mapping[str, bool], name: str | None = None
     ) -> Participant | None:
         local = self._rooms.get(room)
-        if local is None or sid not in local.participants:
+        current = local.participants.get(sid) if local is not None else None
+        if local is None or current is None:
             return None
-        updated = await self._store.seats.update_state(room, sid, state)
-        current = local.participants.get(sid)
-        if current is None:
-            return None
-        merged = replace(current, state={**current.state, **state}, name=name or current.name)
-        if updated is not None and name is None:
-            merged = replace(merged, state={**DEFAULT_STATE, **updated.state})
+        stored = await self._store.seats.update_state(room, sid, state)
+        merged_state = stored.state if stored is not None else {**current.state, **state}
+        # The display name lives with the connection; the store keeps the token's name.
+        merged = replace(current, state={**DEFAULT_STATE, **merged_state}, name=name or current.name)
         local.participants[sid] = merged
         self.broadcast(room, {"type": "participant_updated", "participant": participant_info(merged)})
         return merged
 
     async def mute(self, room: str, identity: str, kind: str, by: str) -> Participant:
         """Mute a participant's audio or video. Forced unmute is not offered: a moderator may only
-        ask (privacy); see ``ask_unmute``."""
+        ask (privacy), which the session does with ``unmute_requested``."""
         target = await self.find_participant(room, identity)
         key = "audio_muted" if kind == "audio" else "video_muted"
         self.send_to_identity(room, identity, {"type": "muted", "kind": kind, "by": by})
