@@ -65,6 +65,14 @@ class DownTrack:
     def history(self) -> PacketHistory:
         return self._history
 
+    @property
+    def extensions(self) -> ExtensionRemapper | None:
+        return self._extensions
+
+    def set_extensions(self, extensions: ExtensionRemapper | None) -> None:
+        """Use another extension id map (the slot now carries a source negotiated differently)."""
+        self._extensions = extensions
+
     def forward(self, view: RtpView, now: float, *, switched: bool = False) -> bytes | Drop:
         """The rewritten packet to send, or why not. ``switched``: the layer selector says this
         packet starts a newly selected stream (resynchronises numbering even on the same SSRC)."""

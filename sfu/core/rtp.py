@@ -259,6 +259,26 @@ def build_rtx(view: RtpView, *, ssrc: int, payload_type: int, sequence: int) -> 
     return header + data[FIXED_HEADER_SIZE:header_length] + osn + data[header_length : view.payload_end]
 
 
+def unwrap_rtx(view: RtpView, *, ssrc: int, payload_type: int) -> bytes:
+    """The original packet carried by RFC 4588 retransmission packet ``view``: the sequence number
+    comes from the first two payload bytes, ``ssrc``/``payload_type`` are the original stream's.
+    Header extensions and CSRCs are kept. Raises ``RtpParseError`` if the payload is too short."""
+    start = view.header_length
+    end = view.payload_end
+    if end - start < 2:
+        raise RtpParseError("RTX packet has no original sequence number")
+    data = view.data
+    (osn,) = _OSN.unpack_from(data, start)
+    header = _FIXED.pack(
+        data[0] & 0xDF,
+        (data[1] & 0x80) | (payload_type & 0x7F),
+        osn,
+        view.timestamp,
+        ssrc,
+    )
+    return header + data[FIXED_HEADER_SIZE:start] + data[start + 2 : end]
+
+
 class ExtensionRemapper:
     """Maps header extensions from a publisher's negotiated ids to a subscriber's.
 

@@ -152,6 +152,12 @@ class LayerSelector:
         self._available = bitrate
         return self.update(now)
 
+    def restart(self, now: float) -> str | None:
+        """Forget the forwarded layer: the next packet forwarded must start a keyframe again (the
+        publisher's stream restarted, or forwarding resumes after a mute). Returns the target."""
+        self._current = None
+        return self.update(now)
+
     def update(self, now: float) -> str | None:
         """Re-evaluate the target (call on a timer too, to notice stalls); returns it."""
         self._target = self._choose(now)

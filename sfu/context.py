@@ -1,0 +1,56 @@
+"""What every part of the forwarding unit shares: configuration, network policy, metrics, clock."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+
+from confserver.config import SfuConfig
+from sfu.glue import GatherPolicy, PacketFilter
+from sfu.metrics import Counters, SfuMetrics
+from sfu.ports import PortRange
+
+
+@dataclass(frozen=True)
+class PacketFilters:
+    """Test hooks for loss injection: return True to drop a packet. None in production."""
+
+    incoming: PacketFilter | None = None  # RTP from publishers, before routing
+    outgoing: PacketFilter | None = None  # RTP to subscribers (first transmissions and retransmissions)
+
+
+class MediaContext:
+    __slots__ = ("cfg", "clock", "filters", "gather", "metrics", "ports")
+
+    def __init__(self, cfg: SfuConfig, metrics: SfuMetrics, filters: PacketFilters) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.filters = filters
+        self.gather = GatherPolicy(addresses=tuple(cfg.bind_addresses), public_ip=cfg.public_ip)
+        self.ports = PortRange(cfg.port_min, cfg.port_max)
+        self.clock: Callable[[], float] = asyncio.get_running_loop().time
+
+    @property
+    def counters(self) -> Counters:
+        return self.metrics.counters
+
+    def new_peer_connection(self) -> RTCPeerConnection:
+        """A server-side connection: every m-line on one transport (one socket), no STUN/TURN of
+        its own (and so never aiortc's default public STUN server)."""
+        self.metrics.peer_connections.inc()
+        return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+    def closed_peer_connection(self) -> None:
+        self.metrics.peer_connections.dec()
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(9)
+
+
+def random_ssrc() -> int:
+    return secrets.randbits(32) or 1

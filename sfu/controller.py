@@ -1,0 +1,296 @@
+"""``SfuController``: the media service behind confserver's ``MediaController`` interface.
+
+It keeps the rooms' media state, answers the media messages of ``docs/PROTOCOL.md`` (refusing
+with ``ServiceError`` codes), and runs one timer task for the whole service: keyframe request
+retries, NACK retries, receiver and sender reports, layer re-evaluation, active speakers and
+the metrics flush all happen there, batched, never one task per track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiortc import RTCIceCandidate
+from aiortc.sdp import candidate_from_sdp
+from prometheus_client import CollectorRegistry
+
+from confserver.config import SfuConfig
+from confserver.errors import ServiceError
+from confserver.media import SendFn
+from confserver.signaling.messages import MediaMessage
+from sfu import requests
+from sfu.context import MediaContext, PacketFilters
+from sfu.core.simulcast import LayerLimits
+from sfu.glue import check_versions
+from sfu.metrics import SfuMetrics
+from sfu.publisher import Publisher
+from sfu.room import Member, Room
+from sfu.sdp import SdpError, parse_sdp, section_for_rid_check
+from sfu.subscriber import Subscriber
+from sfu.turn import ice_servers_for
+
+log = logging.getLogger("sfu")
+
+TICK = 0.05
+FLUSH_INTERVAL = 1.0
+
+
+class SfuController:
+    """Implements ``confserver.media.MediaController`` with a packet-forwarding SFU."""
+
+    def __init__(
+        self,
+        cfg: SfuConfig,
+        metrics_registry: CollectorRegistry | None = None,
+        *,
+        packet_filters: PacketFilters | None = None,
+    ) -> None:
+        check_versions()
+        self._cfg = cfg
+        self.metrics = SfuMetrics(metrics_registry)
+        self._filters = packet_filters or PacketFilters()
+        self._ctx: MediaContext | None = None
+        self._rooms: dict[str, Room] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- MediaController -----------------------------------------------------------------------
+
+    async def participant_joined(
+        self, room: str, sid: str, permissions: frozenset[str], send: SendFn, identity: str = ""
+    ) -> None:
+        if self._closed:
+            return
+        ctx = self._context()
+        r = self._rooms.get(room)
+        if r is None:
+            r = self._rooms[room] = Room(room, ctx)
+        member = Member(sid, identity, frozenset(permissions), send)
+        r.members[sid] = member
+        for track in list(r.tracks.values()):
+            send({"type": "track_published", "track": track.announce()})
+        if "subscribe" in permissions:
+            member.subscriber = Subscriber(sid=sid, send=send, ctx=ctx)
+            await member.subscriber.negotiate()
+
+    async def handle(self, room: str, sid: str, message: MediaMessage) -> None:
+        r = self._rooms.get(room)
+        member = r.members.get(sid) if r is not None else None
+        if r is None or member is None:
+            raise ServiceError("not_joined", "this session has no media state in the room")
+        body = message.body
+        kind = message.type
+        if kind == "publish_offer":
+            await self._publish_offer(r, member, body)
+        elif kind == "subscribe_answer":
+            await self._subscribe_answer(r, member, body)
+        elif kind == "ice_candidate":
+            await self._ice_candidate(member, body)
+        elif kind == "update_subscription":
+            await self._update_subscription(r, member, body)
+        elif kind == "unpublish":
+            self._unpublish(r, member, body)
+        else:
+            raise ServiceError("unknown_type", f"{kind} is not a media message")
+
+    async def set_muted(self, room: str, sid: str, kind: str, muted: bool) -> None:
+        r = self._rooms.get(room)
+        if r is not None and kind in ("audio", "video"):
+            r.set_muted(sid, kind, muted)
+
+    async def participant_left(self, room: str, sid: str) -> None:
+        r = self._rooms.get(room)
+        if r is None:
+            return
+        member = r.members.pop(sid, None)
+        if member is None:
+            return
+        await self._close_member(r, member)
+        if not r.members:
+            self._rooms.pop(room, None)
+
+    def ice_servers(self, identity: str) -> list[dict[str, Any]]:
+        cfg = self._cfg
+        return ice_servers_for(
+            cfg.ice_servers, identity, secret=cfg.turn_secret, now=time.time(), ttl=cfg.turn_credential_ttl
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for r in list(self._rooms.values()):
+            for member in list(r.members.values()):
+                r.members.pop(member.sid, None)
+                await self._close_member(r, member)
+        self._rooms.clear()
+        self.metrics.flush()
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    async def _publish_offer(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+        wanted = requests.published_tracks(body)
+        for entry in wanted:
+            if entry.permission not in member.permissions:
+                raise ServiceError("forbidden", f"this token does not allow publishing {entry.source}")
+        try:
+            info = parse_sdp(body.get("sdp"))
+            for entry in wanted:
+                section = info.section(entry.mid)
+                if section is None:
+                    raise SdpError(f"the offer has no m-line with mid {entry.mid}")
+                if section.kind != entry.kind or not section.sends:
+                    raise SdpError(f"m-line {entry.mid} does not send {entry.kind}")
+                section_for_rid_check(section)
+        except SdpError as exc:
+            raise ServiceError("bad_sdp", str(exc)) from None
+        fresh = member.publisher is None
+        if member.publisher is None:
+            member.publisher = Publisher(
+                sid=member.sid, identity=member.identity, ctx=self._context(), audio_policy=room.audio_policy
+            )
+        publisher = member.publisher
+        try:
+            answer, added, removed = await publisher.answer(info, body["sdp"], wanted)
+        except ServiceError:
+            if fresh:
+                member.publisher = None
+                await publisher.close()
+            raise
+        if member.publisher is not publisher or room.members.get(member.sid) is not member:
+            return  # left while negotiating
+        member.send({"type": "publish_answer", "sdp": answer})
+        for track in removed:
+            room.unpublish(track)
+        for track in added:
+            room.publish(track)
+
+    def _unpublish(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+        track_id = body.get("track")
+        track = member.publisher.unpublish(str(track_id)) if member.publisher is not None else None
+        if track is None:
+            raise ServiceError("unknown_track", f"you publish no track {track_id}")
+        room.unpublish(track)
+
+    # --- subscribing ---------------------------------------------------------------------------
+
+    async def _subscribe_answer(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+        sub = member.subscriber
+        if sub is None:
+            raise ServiceError("forbidden", "this token does not allow subscribing")
+        sdp = body.get("sdp")
+        if not isinstance(sdp, str):
+            raise ServiceError("bad_sdp", "sdp must be a string")
+        await sub.on_answer(sdp)
+        if room.members.get(member.sid) is member and not sub.closed:
+            room.subscriber_ready(sub)
+
+    async def _update_subscription(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+        sub = member.subscriber
+        if sub is None:
+            raise ServiceError("forbidden", "this token does not allow subscribing")
+        changes = requests.subscription_changes(body)
+        wanted = set(sub.video_subscriptions)
+        for change in changes:
+            track = room.tracks.get(change.track)
+            if track is None:
+                raise ServiceError("unknown_track", f"no track {change.track} in this room")
+            if track.owner == member.sid:
+                raise ServiceError("bad_field", "a participant does not subscribe to its own tracks")
+            if track.kind != "video":
+                continue
+            if change.subscribe:
+                wanted.add(track.id)
+            else:
+                wanted.discard(track.id)
+        counted = [t for t in wanted if t in room.tracks and room.tracks[t].source != "screen"]
+        if len(counted) > self._cfg.max_video_subscriptions:
+            raise ServiceError(
+                "too_many_subscriptions",
+                f"at most {self._cfg.max_video_subscriptions} video tracks at once (screen shares excepted)",
+            )
+        need_offer = False
+        map_changed = False
+        for change in changes:
+            track = room.tracks[change.track]
+            if track.kind != "video":
+                continue
+            if change.subscribe:
+                limits = LayerLimits(
+                    max_width=change.max_width, max_height=change.max_height, paused=change.paused
+                )
+                known = track.id in sub.video_subscriptions
+                need_offer |= sub.subscribe(track, limits)
+                map_changed |= not known
+            else:
+                map_changed |= sub.unsubscribe(track.id)
+        if need_offer:
+            await sub.negotiate()
+        elif map_changed:
+            sub.send_track_map()
+
+    # --- ICE -----------------------------------------------------------------------------------
+
+    async def _ice_candidate(self, member: Member, body: Mapping[str, Any]) -> None:
+        cand = requests.ice_candidate(body)
+        pc_owner = member.publisher if cand.target == "publish" else member.subscriber
+        if pc_owner is None:
+            raise ServiceError("bad_field", f"there is no {cand.target} connection yet")
+        transceivers = pc_owner.pc.getTransceivers()
+        if not transceivers or transceivers[0].mid is None:
+            raise ServiceError("bad_field", f"the {cand.target} connection is not negotiated yet")
+        if cand.candidate is None:
+            await pc_owner.pc.addIceCandidate(None)
+            return
+        try:
+            candidate: RTCIceCandidate = candidate_from_sdp(cand.candidate)
+        except (ValueError, IndexError) as exc:
+            raise ServiceError("bad_field", f"candidate is not valid: {exc}") from None
+        candidate.sdpMid = transceivers[0].mid  # every m-line shares the first one's transport
+        candidate.sdpMLineIndex = 0
+        try:
+            await pc_owner.pc.addIceCandidate(candidate)
+        except Exception as exc:
+            raise ServiceError("bad_field", f"candidate refused: {exc}") from None
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _context(self) -> MediaContext:
+        if self._ctx is None:
+            self._ctx = MediaContext(self._cfg, self.metrics, self._filters)
+        if self._ticker is None and not self._closed:
+            self._ticker = asyncio.create_task(self._run_timers(), name="sfu-timers")
+        return self._ctx
+
+    async def _close_member(self, room: Room, member: Member) -> None:
+        if member.publisher is not None:
+            for track in list(member.publisher.tracks.values()):
+                room.unpublish(track)
+            await member.publisher.close()
+        if member.subscriber is not None:
+            await member.subscriber.close()
+
+    async def _run_timers(self) -> None:
+        ctx = self._ctx
+        if ctx is None:
+            return
+        last_flush = ctx.clock()
+        while True:
+            await asyncio.sleep(TICK)
+            now = ctx.clock()
+            for room in list(self._rooms.values()):
+                try:
+                    room.tick(now)
+                except Exception:
+                    log.exception("timer failed in room %s", room.name)
+            if now - last_flush >= FLUSH_INTERVAL:
+                last_flush = now
+                self.metrics.flush()

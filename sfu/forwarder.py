@@ -1,0 +1,118 @@
+"""One subscriber's subscription to one video track.
+
+The ``LayerSelector`` picks the simulcast layer from the subscriber's tile size, its bandwidth
+estimate (REMB) and which layers are alive, and switches only on keyframes. While a keyframe is
+awaited the publisher is asked for one (throttled per source by the publisher's
+``KeyframeRequester``, re-sent until it arrives). The time spent waiting is measured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Histogram
+
+from sfu.core.actions import DropReason
+from sfu.core.rtp import RtpView
+from sfu.core.simulcast import LayerLimits, LayerSelector
+
+if TYPE_CHECKING:
+    from sfu.slot import Slot
+    from sfu.uptrack import UpTrack
+
+_WAITING = DropReason.WAITING_FOR_KEYFRAME.value
+
+
+class VideoForwarder:
+    __slots__ = (
+        "_ssrc",
+        "_wait_metric",
+        "limits",
+        "selector",
+        "slot",
+        "subscriber",
+        "track",
+        "waiting_since",
+    )
+
+    def __init__(
+        self, track: UpTrack, subscriber: str, limits: LayerLimits, now: float, wait_metric: Histogram
+    ) -> None:
+        self.track = track
+        self.subscriber = subscriber
+        self.slot: Slot | None = None
+        self.limits = limits
+        self.selector = LayerSelector()
+        self.selector.set_layers(track.layer_infos(), now)
+        self.selector.set_limits(limits, now)
+        self.waiting_since: float | None = now
+        self._ssrc: int | None = None
+        self._wait_metric = wait_metric
+
+    def attach(self, slot: Slot, now: float) -> None:
+        """Start forwarding into ``slot`` (negotiated); the first packet must be a keyframe."""
+        self.slot = slot
+        slot.forwarder = self
+        slot.bind(self.track)
+        self.restart(now)
+        if self not in self.track.forwarders:
+            self.track.forwarders = [*self.track.forwarders, self]
+        self.track.request_keyframe(self.selector.target, now)
+
+    def detach(self) -> None:
+        self.track.forwarders = [f for f in self.track.forwarders if f is not self]
+        slot = self.slot
+        if slot is not None and slot.forwarder is self:
+            slot.unbind()
+        self.slot = None
+
+    def restart(self, now: float) -> None:
+        """Wait for a keyframe again (attach, unmute, publisher stream restarted)."""
+        self.selector.restart(now)
+        self.waiting_since = now
+        self._ssrc = None
+
+    def set_limits(self, limits: LayerLimits, now: float) -> None:
+        was_paused = self.limits.paused
+        self.limits = limits
+        self.selector.set_limits(limits, now)
+        if was_paused and not limits.paused:
+            self.restart(now)
+            self.track.request_keyframe(self.selector.target, now)
+
+    def on_packet(self, view: RtpView, rid: str, is_key: bool, now: float) -> None:
+        slot = self.slot
+        if slot is None:
+            return
+        decision = self.selector.on_packet(rid, is_key, now)
+        if decision.forward:
+            if decision.switched:
+                if self.waiting_since is not None:
+                    self._wait_metric.observe(now - self.waiting_since)
+                    self.waiting_since = None
+                self._ssrc = view.ssrc
+            elif view.ssrc != self._ssrc:
+                # the same layer restarted under a new SSRC: wait for its keyframe
+                self.restart(now)
+                slot.counters.drop(_WAITING)
+                self.track.request_keyframe(rid, now)
+                return
+            slot.forward(view, now, switched=decision.switched)
+        else:
+            slot.counters.drop(decision.reason.value if decision.reason is not None else "not_selected")
+            if decision.reason is DropReason.WAITING_FOR_KEYFRAME and self.waiting_since is None:
+                self.waiting_since = now
+        if decision.request_keyframe:
+            self.track.request_keyframe(self.selector.target, now)
+
+    def skip(self, view: RtpView, rid: str) -> None:
+        """A padding-only packet of ``rid``: close its sequence gap if it is the forwarded layer."""
+        slot = self.slot
+        if slot is not None and rid == self.selector.current and view.ssrc == self._ssrc:
+            slot.skip(view)
+
+    def on_bitrate(self, bitrate: int | None, now: float) -> None:
+        self.selector.set_available_bitrate(bitrate, now)
+
+    def refresh_layers(self, now: float) -> None:
+        self.selector.set_layers(self.track.layer_infos(), now)

@@ -1,0 +1,375 @@
+"""Every use of aiortc's and aioice's private internals, in one place.
+
+aiortc's public API hands out decoded frames; a forwarding unit needs RTP packets. This module
+is the only one that reaches inside (pinned to aiortc 1.16.0 / aioice 0.13, checked at start):
+
+- ``take_over_media``: decrypted RTP and RTCP of a peer connection go to our callbacks
+  (``RTCDtlsTransport._handle_rtp_data`` / ``_handle_rtcp_data``), and its receivers and senders
+  are neutered so that no decoder thread, encoder task or aiortc RTCP loop ever starts.
+- ``RtpWriter``: SRTP-protects and sends one packet synchronously on the transport's nominated
+  ICE pair (what ``RTCDtlsTransport._send_rtp`` does, without a coroutine per packet).
+- ``prepare_gathering``: host candidates bound on chosen addresses, within the configured UDP
+  port range, optionally advertising a public address (NAT 1:1).
+- ``IceRestart``: a fresh ICE agent under an established DTLS/SRTP session (aiortc has no ICE
+  restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aioice
+import aiortc
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.ice import Connection, StunProtocol, get_host_addresses
+from aioice.turn import UDP_SOCKET_BUFFER_SIZE
+from aiortc import RTCDtlsTransport, RTCPeerConnection
+from aiortc.rtcdtlstransport import State as DtlsState
+
+from sfu.ports import PortRange, PortRangeExhausted
+
+log = logging.getLogger("sfu.glue")
+
+AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION_PREFIX = "0.13."
+
+PacketSink = Callable[[bytes], None]
+PacketFilter = Callable[[bytes], bool]
+"""Test hook: returns True to drop a packet (loss injection)."""
+
+_WAKE = b"\x00"  # a datagram the DTLS receive loop ignores (neither DTLS nor SRTP)
+
+
+def check_versions() -> None:
+    """Refuse to run on an aiortc/aioice whose internals this module was not written against."""
+    if aiortc.__version__ != AIORTC_VERSION:
+        raise RuntimeError(f"sfu.glue needs aiortc=={AIORTC_VERSION}, found {aiortc.__version__}")
+    if not aioice.__version__.startswith(AIOICE_VERSION_PREFIX):
+        raise RuntimeError(f"sfu.glue needs aioice {AIOICE_VERSION_PREFIX}x, found {aioice.__version__}")
+
+
+# --- receive: decrypted packets to our callbacks, no decoders ------------------------------------
+
+
+async def _receive_without_decoding(parameters: Any) -> None:
+    """Replaces ``RTCRtpReceiver.receive``: no decoder thread, no jitter buffer, no RTCP loop."""
+
+
+async def _send_without_encoding(parameters: Any) -> None:
+    """Replaces ``RTCRtpSender.send``: no encoder, no RTP task, no sender reports with NTP 0."""
+
+
+def _transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    seen: list[RTCDtlsTransport] = []
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if dtls not in seen:
+            seen.append(dtls)
+    return seen
+
+
+def take_over_media(
+    pc: RTCPeerConnection,
+    on_rtp: PacketSink,
+    on_rtcp: PacketSink,
+    *,
+    drop_incoming: PacketFilter | None = None,
+) -> None:
+    """Route ``pc``'s decrypted RTP/RTCP to ``on_rtp``/``on_rtcp`` and neuter its receivers and
+    senders. Idempotent; call after every ``setRemoteDescription`` (new transceivers, BUNDLE)
+    before yielding to the event loop."""
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        sender = transceiver.sender
+        if receiver.__dict__.get("receive") is not _receive_without_decoding:
+            receiver.receive = _receive_without_decoding  # type: ignore[method-assign]
+        if sender.__dict__.get("send") is not _send_without_encoding:
+            sender.send = _send_without_encoding  # type: ignore[method-assign]
+    for dtls in _transports(pc):
+        if "_handle_rtp_data" in dtls.__dict__:
+            continue
+        dtls._handle_rtp_data = _rtp_hook(on_rtp, drop_incoming)  # type: ignore[method-assign]
+        dtls._handle_rtcp_data = _rtcp_hook(on_rtcp)  # type: ignore[method-assign]
+
+
+def _rtp_hook(sink: PacketSink, drop: PacketFilter | None) -> Callable[..., Any]:
+    if drop is None:
+
+        async def handle_rtp_data(data: bytes, arrival_time_ms: int = 0) -> None:
+            try:
+                sink(data)
+            except Exception:  # never let one bad packet end the transport's receive loop
+                log.exception("RTP handler failed")
+
+        return handle_rtp_data
+
+    async def handle_rtp_data_lossy(data: bytes, arrival_time_ms: int = 0) -> None:
+        if drop(data):
+            return
+        try:
+            sink(data)
+        except Exception:
+            log.exception("RTP handler failed")
+
+    return handle_rtp_data_lossy
+
+
+def _rtcp_hook(sink: PacketSink) -> Callable[..., Any]:
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            sink(data)
+        except Exception:
+            log.exception("RTCP handler failed")
+
+    return handle_rtcp_data
+
+
+def decoding_disabled(pc: RTCPeerConnection) -> bool:
+    """True when every receiver of ``pc`` is neutered (no decoder can start)."""
+    return all(t.receiver.__dict__.get("receive") is _receive_without_decoding for t in pc.getTransceivers())
+
+
+# --- send: protect and send synchronously ---------------------------------------------------------
+
+
+class RtpWriter:
+    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``sendto`` on the nominated pair.
+
+    ``send_rtp``/``send_rtcp`` return False (nothing sent) while the transport is not connected.
+    """
+
+    __slots__ = ("_drop", "_dtls")
+
+    def __init__(self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None) -> None:
+        self._dtls = dtls
+        self._drop = drop_outgoing
+
+    @classmethod
+    def for_connection(
+        cls, pc: RTCPeerConnection, drop_outgoing: PacketFilter | None = None
+    ) -> RtpWriter | None:
+        transports = _transports(pc)
+        return cls(transports[0], drop_outgoing) if transports else None
+
+    @property
+    def connected(self) -> bool:
+        return self._dtls._state == DtlsState.CONNECTED
+
+    def send_rtp(self, data: bytes) -> bool:
+        dtls = self._dtls
+        if dtls._state != DtlsState.CONNECTED:
+            return False
+        pair = dtls._transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        if self._drop is not None and self._drop(data):
+            return True  # "sent" and lost on the way
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)
+        return True
+
+    def send_rtcp(self, data: bytes) -> bool:
+        dtls = self._dtls
+        if dtls._state != DtlsState.CONNECTED:
+            return False
+        pair = dtls._transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(data), pair.remote_addr)
+        return True
+
+
+# --- ICE: addresses, port range, public address --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatherPolicy:
+    """Where host candidates are bound: ``addresses`` (empty: every interface except loopback),
+    ports from ``ports``, and ``public_ip`` written into every host candidate when set."""
+
+    addresses: tuple[str, ...] = ()
+    public_ip: str = ""
+
+
+def local_addresses(policy: GatherPolicy) -> list[str]:
+    if policy.addresses:
+        return list(policy.addresses)
+    return get_host_addresses(use_ipv4=True, use_ipv6=True)
+
+
+async def _bind(connection: Connection, address: str, ports: PortRange) -> StunProtocol:
+    loop = asyncio.get_running_loop()
+    last: OSError | None = None
+    for port in ports.candidates():
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(connection), local_addr=(address, port)
+            )
+        except OSError as exc:
+            last = exc
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+        return protocol
+    raise PortRangeExhausted(f"no free UDP port on {address} in {ports.low}-{ports.high}: {last}")
+
+
+async def _gather(connection: Connection, policy: GatherPolicy, ports: PortRange) -> None:
+    """Replaces ``Connection.gather_candidates``: host candidates only (the server needs no
+    STUN/TURN of its own), bound per the policy."""
+    if connection._local_candidates_start:
+        return
+    connection._local_candidates_start = True
+    candidates: list[Candidate] = []
+    for address in local_addresses(policy):
+        try:
+            protocol = await _bind(connection, address, ports)
+        except OSError as exc:
+            log.warning("cannot bind a media socket on %s: %s", address, exc)
+            continue
+        host, port = protocol.transport.get_extra_info("sockname")[:2]
+        advertised = policy.public_ip or host
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", advertised),
+            component=1,
+            transport="udp",
+            priority=candidate_priority(1, "host"),
+            host=advertised,
+            port=port,
+            type="host",
+        )
+        connection._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    connection._local_candidates += candidates
+    connection._local_candidates_end = True
+
+
+def _install_gatherer(connection: Connection, policy: GatherPolicy, ports: PortRange) -> None:
+    if "gather_candidates" in connection.__dict__:
+        return
+
+    async def gather_candidates() -> None:
+        await _gather(connection, policy, ports)
+
+    connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+def prepare_gathering(pc: RTCPeerConnection, policy: GatherPolicy, ports: PortRange) -> None:
+    """Make ``pc`` gather per ``policy``; call before every ``setLocalDescription``."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        _install_gatherer(connection, policy, ports)
+
+
+def local_ports(pc: RTCPeerConnection) -> list[int]:
+    """UDP ports the connection's sockets are bound to."""
+    out: list[int] = []
+    for dtls in _transports(pc):
+        for protocol in dtls.transport._connection._protocols:
+            out.append(protocol.transport.get_extra_info("sockname")[1])
+    return out
+
+
+def remote_ice(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """(ufrag, password) the transport's ICE agent currently checks against."""
+    transports = _transports(pc)
+    if not transports:
+        return None
+    conn = transports[0].transport._connection
+    if conn.remote_username is None or conn.remote_password is None:
+        return None
+    return conn.remote_username, conn.remote_password
+
+
+# --- ICE restart ----------------------------------------------------------------------------------
+
+
+class IceRestart:
+    """A new ICE agent (new local credentials and sockets) for ``pc``'s bundled transport, keeping
+    its DTLS/SRTP session. ``begin`` installs it so the next local description carries the new
+    credentials and remote candidates added from now on go to it; ``start`` runs the checks and,
+    once a pair is nominated, moves the transport's traffic over and closes the old agent."""
+
+    def __init__(self, pc: RTCPeerConnection, new: Connection) -> None:
+        self._pc = pc
+        self._new = new
+        self._task: asyncio.Task[None] | None = None
+        ice = _transports(pc)[0].transport
+        self._ice = ice
+        self._old: Connection | None = ice._connection
+
+    @classmethod
+    async def begin(cls, pc: RTCPeerConnection, policy: GatherPolicy, ports: PortRange) -> IceRestart:
+        transports = _transports(pc)
+        if not transports:
+            raise RuntimeError("nothing to restart: the connection has no transport")
+        ice = transports[0].transport
+        old = ice._connection
+        new = Connection(ice_controlling=old.ice_controlling)
+        _install_gatherer(new, policy, ports)
+        await new.gather_candidates()
+        ice.iceGatherer._connection = new
+        ice._connection = new
+        ice.iceGatherer._remote_candidates_end = False
+        return cls(pc, new)
+
+    def start(
+        self, remote_ufrag: str, remote_pwd: str, candidates: Iterable[str] = (), end: bool = False
+    ) -> None:
+        """Run the checks against the peer's new credentials (and candidates, SDP form)."""
+        new = self._new
+        new.remote_username = remote_ufrag
+        new.remote_password = remote_pwd
+        self._task = asyncio.create_task(self._run(list(candidates), end), name="sfu-ice-restart")
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    async def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_old()
+
+    async def _run(self, candidates: list[str], end: bool) -> None:
+        new = self._new
+        for text in candidates:
+            with contextlib.suppress(ValueError):
+                await new.add_remote_candidate(Candidate.from_sdp(text))
+        if end and not new._remote_candidates_end:
+            await new.add_remote_candidate(None)
+        try:
+            await new.connect()
+        except ConnectionError:
+            log.info("ICE restart failed; the previous path stays in use")
+            return
+        ice = self._ice
+        old = self._old
+        ice._recv = new.recv
+        ice._send = new.send
+        monitor = ice._RTCIceTransport__monitor_task
+        if monitor is not None:
+            monitor.cancel()
+        ice._RTCIceTransport__monitor_task = asyncio.ensure_future(ice._monitor())
+        if old is not None:
+            old._queue.put_nowait((_WAKE, 1))  # the DTLS loop wakes up and reads from the new agent
+        await self._close_old()
+
+    async def _close_old(self) -> None:
+        old = self._old
+        if old is None:
+            return
+        self._old = None
+        if self._ice._connection is old:
+            return
+        old._queue = asyncio.Queue()  # its close() must not end the DTLS receive loop
+        await old.close()

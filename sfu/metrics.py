@@ -1,0 +1,116 @@
+"""Prometheus metrics of the forwarding unit.
+
+The packet path only increments plain integers on a ``Counters`` object; ``SfuMetrics.flush``
+moves the deltas into Prometheus from the periodic timer, so forwarding a packet never calls
+into prometheus_client.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+KINDS = ("audio", "video")
+
+
+class Counters:
+    """Per-packet counters, plain ints (reset by each flush)."""
+
+    __slots__ = (
+        "bytes_in_audio",
+        "bytes_in_video",
+        "bytes_out_audio",
+        "bytes_out_video",
+        "dropped",
+        "nacks",
+        "packets_in_audio",
+        "packets_in_video",
+        "packets_out_audio",
+        "packets_out_video",
+        "plis",
+    )
+
+    def __init__(self) -> None:
+        self.packets_in_audio = 0
+        self.packets_in_video = 0
+        self.bytes_in_audio = 0
+        self.bytes_in_video = 0
+        self.packets_out_audio = 0
+        self.packets_out_video = 0
+        self.bytes_out_audio = 0
+        self.bytes_out_video = 0
+        self.nacks = 0
+        self.plis = 0
+        self.dropped: dict[str, int] = {}
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+
+class SfuMetrics:
+    """The ``conf_sfu_*`` metrics on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.registry = reg
+        self.counters = Counters()
+        self._packets = Counter(
+            "conf_sfu_packets",
+            "RTP packets received from publishers (in) and sent to subscribers (out).",
+            ["direction", "kind"],
+            registry=reg,
+        )
+        self._bytes = Counter(
+            "conf_sfu_bytes",
+            "RTP payload bytes received (in) and sent (out).",
+            ["direction", "kind"],
+            registry=reg,
+        )
+        self._nacks = Counter(
+            "conf_sfu_nacks", "Packets retransmitted to subscribers after a NACK.", registry=reg
+        )
+        self._plis = Counter("conf_sfu_plis", "Keyframe requests (PLI) sent to publishers.", registry=reg)
+        self._dropped = Counter(
+            "conf_sfu_dropped_packets",
+            "Packets not forwarded to a subscriber, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self.keyframe_wait = Histogram(
+            "conf_sfu_keyframe_wait_seconds",
+            "Time a subscriber waited for the first keyframe of a track or layer.",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=reg,
+        )
+        self.tracks = Gauge("conf_sfu_tracks", "Published tracks.", ["kind"], registry=reg)
+        self.peer_connections = Gauge("conf_sfu_peer_connections", "Open peer connections.", registry=reg)
+        for kind in KINDS:
+            for direction in ("in", "out"):
+                self._packets.labels(direction, kind)
+                self._bytes.labels(direction, kind)
+            self.tracks.labels(kind)
+
+    def flush(self) -> None:
+        """Move the counted deltas into Prometheus and reset them."""
+        c = self.counters
+        pairs = (
+            ("in", "audio", c.packets_in_audio, c.bytes_in_audio),
+            ("in", "video", c.packets_in_video, c.bytes_in_video),
+            ("out", "audio", c.packets_out_audio, c.bytes_out_audio),
+            ("out", "video", c.packets_out_video, c.bytes_out_video),
+        )
+        for direction, kind, packets, octets in pairs:
+            if packets:
+                self._packets.labels(direction, kind).inc(packets)
+            if octets:
+                self._bytes.labels(direction, kind).inc(octets)
+        if c.nacks:
+            self._nacks.inc(c.nacks)
+        if c.plis:
+            self._plis.inc(c.plis)
+        for reason, count in c.dropped.items():
+            if count:
+                self._dropped.labels(reason).inc(count)
+        c.packets_in_audio = c.packets_in_video = c.bytes_in_audio = c.bytes_in_video = 0
+        c.packets_out_audio = c.packets_out_video = c.bytes_out_audio = c.bytes_out_video = 0
+        c.nacks = c.plis = 0
+        c.dropped.clear()

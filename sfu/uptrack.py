@@ -1,0 +1,292 @@
+"""A published track: what arrives from the publisher, fanned out to the subscribers' slots.
+
+Per incoming packet (already parsed once, and routed to this track and layer): retransmissions
+are unwrapped, reception statistics and loss detection updated (NACKs upstream at once), then
+
+- video: keyframe detection once, and every subscription (``VideoForwarder``) decides with its
+  layer selector whether to forward to its slot;
+- audio: the room's active-speaker policy decides whether this source is among the loudest N;
+  if so the packet goes to the audio slot each subscriber gave this source, else it is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from sfu.core.keyframe import KeyframeDetector, always_keyframe, keyframe_detector
+from sfu.core.nackgen import NackGenerator
+from sfu.core.receivestats import ReceiveStats
+from sfu.core.rtcp import SenderReport
+from sfu.core.rtp import ExtensionRemapper, RtpParseError, RtpView, unwrap_rtx
+from sfu.core.simulcast import LayerInfo
+from sfu.metrics import Counters
+from sfu.sdp import Codec
+
+if TYPE_CHECKING:
+    from sfu.forwarder import VideoForwarder
+    from sfu.slot import Slot
+
+DEFAULT_TOP = (1280, 720)
+
+
+class Upstream(Protocol):
+    """The publisher side, as a track needs it."""
+
+    def request_keyframe(self, ssrc: int, now: float) -> None: ...
+    def send_nack(self, ssrc: int, lost: list[int]) -> None: ...
+    def keyframe_arrived(self, ssrc: int) -> None: ...
+
+
+class Layer:
+    """One simulcast layer (or the only stream): its SSRCs and reception state."""
+
+    __slots__ = (
+        "bitrate",
+        "height",
+        "last_packet_at",
+        "last_sr",
+        "nacks",
+        "octets",
+        "rid",
+        "rtx_ssrc",
+        "ssrc",
+        "stats",
+        "width",
+    )
+
+    def __init__(self, rid: str, width: int, height: int) -> None:
+        self.rid = rid
+        self.width = width
+        self.height = height
+        self.ssrc: int | None = None
+        self.rtx_ssrc: int | None = None
+        self.stats: ReceiveStats | None = None
+        self.nacks: NackGenerator | None = None
+        self.last_sr: SenderReport | None = None
+        self.octets = 0
+        self.bitrate = 0
+        self.last_packet_at: float | None = None
+
+    def info(self) -> LayerInfo:
+        return LayerInfo(self.rid, self.width, self.height, self.bitrate, self.last_packet_at)
+
+
+AudioPolicy = Callable[["UpTrack", int, float], bool]
+"""(track, level -dBov, now) -> forward this packet; the room's active-speaker policy."""
+
+
+class UpTrack:
+    __slots__ = (
+        "_audio_level_id",
+        "_detectors",
+        "_rtx_apt",
+        "audio_forwarded",
+        "audio_policy",
+        "audio_slots",
+        "codecs",
+        "counters",
+        "extensions",
+        "forwarders",
+        "id",
+        "identity",
+        "kind",
+        "layers",
+        "mid",
+        "muted",
+        "owner",
+        "remappers",
+        "source",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        *,
+        track_id: str,
+        owner: str,
+        identity: str,
+        mid: str,
+        kind: str,
+        source: str,
+        upstream: Upstream,
+        counters: Counters,
+        audio_policy: AudioPolicy | None = None,
+    ) -> None:
+        self.id = track_id
+        self.owner = owner
+        self.identity = identity
+        self.mid = mid
+        self.kind = kind
+        self.source = source
+        self.upstream = upstream
+        self.counters = counters
+        self.audio_policy = audio_policy
+        self.muted = False
+        self.codecs: dict[int, Codec] = {}
+        self.extensions: dict[str, int] = {}
+        self.layers: dict[str, Layer] = {"": Layer("", *DEFAULT_TOP)}
+        self.forwarders: list[VideoForwarder] = []
+        self.audio_slots: list[Slot] = []
+        self.audio_forwarded = False
+        self.remappers: dict[tuple[tuple[int, int], ...], ExtensionRemapper] = {}
+        self._rtx_apt: dict[int, int] = {}
+        self._detectors: dict[int, KeyframeDetector] = {}
+        self._audio_level_id = 0
+
+    # --- configuration (from the negotiated session description) -------------------------------
+
+    def configure(self, codecs: tuple[Codec, ...], extensions: dict[str, int], audio_level_id: int) -> None:
+        self.codecs = {c.payload_type: c for c in codecs if not c.is_rtx}
+        self._rtx_apt = {c.payload_type: c.apt for c in codecs if c.is_rtx and c.apt is not None}
+        self._detectors = {pt: _detector(self.kind, c.name) for pt, c in self.codecs.items()}
+        self.extensions = extensions
+        self._audio_level_id = audio_level_id
+
+    def set_layers(self, rids: tuple[str, ...], width: int | None, height: int | None) -> None:
+        """Layers lowest first; the highest has the announced size, each lower one half of it."""
+        top_w, top_h = (width or DEFAULT_TOP[0]), (height or DEFAULT_TOP[1])
+        names = rids or ("",)
+        layers: dict[str, Layer] = {}
+        for i, rid in enumerate(names):
+            shift = len(names) - 1 - i
+            old = self.layers.get(rid)
+            layer = old if old is not None else Layer(rid, 0, 0)
+            layer.width, layer.height = max(1, top_w >> shift), max(1, top_h >> shift)
+            layers[rid] = layer
+        self.layers = layers
+
+    def layer_infos(self) -> list[LayerInfo]:
+        return [layer.info() for layer in self.layers.values()]
+
+    def announce(self) -> dict[str, object]:
+        """The ``track`` object of ``track_published``."""
+        return {
+            "id": self.id,
+            "sid": self.owner,
+            "identity": self.identity,
+            "kind": self.kind,
+            "source": self.source,
+            "layers": [{"rid": la.rid, "width": la.width, "height": la.height} for la in self.layers.values()]
+            if self.kind == "video"
+            else [],
+            "muted": self.muted,
+        }
+
+    def layer_of_ssrc(self, ssrc: int) -> Layer | None:
+        for layer in self.layers.values():
+            if layer.ssrc == ssrc:
+                return layer
+        return None
+
+    def ssrc_of(self, rid: str | None) -> int | None:
+        layer = self.layers.get(rid if rid is not None else "")
+        return layer.ssrc if layer is not None else None
+
+    def request_keyframe(self, rid: str | None, now: float) -> None:
+        ssrc = self.ssrc_of(rid)
+        if ssrc is not None:
+            self.upstream.request_keyframe(ssrc, now)
+
+    # --- the packet path -----------------------------------------------------------------------
+
+    def on_rtp(self, view: RtpView, rid: str, rtx: bool, now: float) -> None:
+        layer = self.layers.get(rid)
+        if layer is None:
+            self.counters.drop("unknown_layer")
+            return
+        if rtx:
+            apt = self._rtx_apt.get(view.payload_type)
+            if apt is None or layer.ssrc is None:
+                self.counters.drop("unknown_rtx")
+                return
+            layer.rtx_ssrc = view.ssrc
+            if view.payload_end - view.header_length <= 2:
+                return  # RTX padding (bandwidth probing): nothing to repair
+            try:
+                view = RtpView(unwrap_rtx(view, ssrc=layer.ssrc, payload_type=apt))
+            except RtpParseError:
+                self.counters.drop("malformed")
+                return
+        elif view.ssrc != layer.ssrc:
+            self._new_stream(layer, view.ssrc)
+        stats = layer.stats
+        nacks = layer.nacks
+        if stats is None or nacks is None:
+            return
+        seq = view.sequence
+        stats.on_packet(seq, view.timestamp, now, retransmission=rtx)
+        if nacks.on_packet(seq, now):
+            self.upstream.send_nack(view.ssrc, nacks.due(now))
+        size = view.payload_end - view.header_length
+        layer.octets += size
+        layer.last_packet_at = now
+        if self.kind == "video":
+            self.counters.packets_in_video += 1
+            self.counters.bytes_in_video += size
+            if self.muted:
+                self.counters.drop("muted")
+                return
+            self._video(view, rid, size, now)
+        else:
+            self.counters.packets_in_audio += 1
+            self.counters.bytes_in_audio += size
+            if self.muted:
+                self.counters.drop("muted")
+                return
+            self._audio(view, now)
+
+    def _new_stream(self, layer: Layer, ssrc: int) -> None:
+        clock = next((c.clock_rate for c in self.codecs.values()), 90000)
+        layer.ssrc = ssrc
+        layer.stats = ReceiveStats(ssrc, clock)
+        layer.nacks = NackGenerator()
+        layer.last_sr = None
+
+    def _video(self, view: RtpView, rid: str, size: int, now: float) -> None:
+        if size == 0:
+            for fwd in self.forwarders:
+                fwd.skip(view, rid)
+            return
+        detector = self._detectors.get(view.payload_type)
+        if detector is None:
+            self.counters.drop("unknown_payload_type")
+            return
+        is_key = detector(view.payload)
+        if is_key:
+            self.upstream.keyframe_arrived(view.ssrc)
+        for fwd in self.forwarders:
+            fwd.on_packet(view, rid, is_key, now)
+
+    def _audio(self, view: RtpView, now: float) -> None:
+        level = 127
+        if self._audio_level_id:
+            raw = view.extensions.get(self._audio_level_id)
+            if raw:
+                level = raw[0] & 0x7F
+        policy = self.audio_policy
+        if policy is not None and not policy(self, level, now):
+            self.counters.drop("silent")
+            return
+        for slot in self.audio_slots:
+            slot.forward(view, now)
+
+    def on_sender_report(self, report: SenderReport, now: float) -> None:
+        layer = self.layer_of_ssrc(report.ssrc)
+        if layer is None or layer.stats is None:
+            return
+        layer.last_sr = report
+        layer.stats.on_sender_report(report.ntp_middle, now)
+
+    def sender_report(self, ssrc: int) -> SenderReport | None:
+        layer = self.layer_of_ssrc(ssrc)
+        return layer.last_sr if layer is not None else None
+
+
+def _detector(kind: str, codec_name: str) -> KeyframeDetector:
+    if kind == "audio":
+        return always_keyframe
+    try:
+        return keyframe_detector("video/" + codec_name)
+    except ValueError:
+        return always_keyframe
