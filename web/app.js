@@ -1,72 +1,94 @@
-// The meeting page's UI layer: renders what the protocol layer reports.
-import { Signaling, takeTokenFromFragment } from "./protocol.js";
+// The meeting page's entry point: reads the join link, then shows the pre-join page, the meeting,
+// or a page explaining why joining is not possible.
 
-const $ = (id) => document.getElementById(id);
-const room = decodeURIComponent(location.pathname.split("/").pop());
-const people = new Map();
+import { Call } from "./call.js";
+import { byId } from "./dom.js";
+import { EndScreen, endScreenKey } from "./endscreen.js";
+import { Translator } from "./i18n.js";
+import { mountLanguagePickers } from "./langpicker.js";
+import { Notices } from "./notices.js";
+import { PreJoin } from "./prejoin.js";
+import { takeTokenFromFragment } from "./protocol.js";
+import { decodeJoinToken, tokenProblem } from "./token.js";
 
-const MESSAGES = {
-  missing_token: "This link has no join token. Ask the organiser for a new link.",
-  token_rejected: "This join link is not valid (it may have expired). Ask the organiser for a new link.",
-  room_full: "The meeting is full.",
-  room_locked: "The meeting is locked.",
-  room_not_found: "This meeting does not exist.",
-};
+// The token stays in this tab's sessionStorage so that a reload or "Rejoin" works after it was
+// removed from the address bar. It is forgotten when it can no longer be used.
+const TOKEN_KEY = "conf.token.";
+const KEEP_TOKEN_AFTER = new Set(["left", "duplicate", "connection_lost", "unreachable", "room_full", "room_locked", "join_failed"]);
 
-function showError(code, fallback) {
-  $("error").textContent = MESSAGES[code] || fallback || code;
-  $("error").hidden = false;
-  $("meeting").hidden = true;
-  $("status").textContent = "";
-}
-
-function renderPeople() {
-  const list = $("participants");
-  list.replaceChildren();
-  for (const p of people.values()) {
-    const li = document.createElement("li");
-    li.dataset.participant = p.identity;
-    li.textContent = `${p.name} (${p.role})`;
-    list.append(li);
+function session() {
+  try {
+    return globalThis.sessionStorage || null;
+  } catch {
+    return null;
   }
 }
 
-function addChat(msg) {
-  const li = document.createElement("li");
-  const who = document.createElement("strong");
-  who.textContent = msg.from.name + (msg.to ? " (private)" : "") + ": ";
-  li.append(who, document.createTextNode(msg.text));
-  $("chat-log").append(li);
+const tokens = {
+  read: (room) => session()?.getItem(TOKEN_KEY + room) || null,
+  keep: (room, token) => session()?.setItem(TOKEN_KEY + room, token),
+  forget: (room) => session()?.removeItem(TOKEN_KEY + room),
+};
+
+function roomFromPath(pathname) {
+  try {
+    return decodeURIComponent(pathname.replace(/\/+$/, "").split("/").pop() || "");
+  } catch {
+    return "";
+  }
 }
 
-$("room-title").textContent = room;
-const token = takeTokenFromFragment(location, history);
-if (!token) {
-  showError("missing_token");
-} else {
-  const sig = new Signaling(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-  sig.addEventListener("joined", (ev) => {
-    const m = ev.detail;
-    people.clear();
-    for (const p of [m.self, ...m.participants]) people.set(p.sid, p);
-    renderPeople();
-    $("meeting").hidden = false;
-    $("status").textContent = "Connected";
+async function main() {
+  const i18n = new Translator();
+  await i18n.init();
+  mountLanguagePickers(i18n);
+  const room = roomFromPath(location.pathname);
+  const fromLink = takeTokenFromFragment(location, history);
+  if (fromLink) tokens.keep(room, fromLink);
+  const token = fromLink || tokens.read(room);
+  const endScreen = new EndScreen({ i18n });
+  const claims = decodeJoinToken(token);
+  const problem = tokenProblem(token, claims, room, Date.now());
+  if (problem) {
+    tokens.forget(room);
+    endScreen.show(endScreenKey({ kind: "token", problem }));
+    return;
+  }
+  const notices = new Notices({
+    i18n,
+    toasts: byId("toasts"),
+    announcer: byId("announcer"),
+    banner: byId("m-banner"),
+    dialog: byId("dialog"),
   });
-  sig.addEventListener("participant_joined", (ev) => { people.set(ev.detail.participant.sid, ev.detail.participant); renderPeople(); });
-  sig.addEventListener("participant_updated", (ev) => { people.set(ev.detail.participant.sid, ev.detail.participant); renderPeople(); });
-  sig.addEventListener("participant_left", (ev) => { people.delete(ev.detail.sid); renderPeople(); });
-  sig.addEventListener("chat", (ev) => addChat(ev.detail));
-  sig.addEventListener("error", (ev) => { if (ev.detail.ref === "join") showError(ev.detail.code, ev.detail.message); });
-  sig.addEventListener("kicked", () => showError("kicked", "You were removed from the meeting."));
-  sig.addEventListener("room_closed", () => showError("room_closed", "The meeting has ended."));
-  sig.addEventListener("closed", () => { if (!$("error").hidden) return; $("status").textContent = "Disconnected"; });
-  $("chat-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const text = $("chat-input").value.trim();
-    if (text) sig.chat(text);
-    $("chat-input").value = "";
+  const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const call = new Call({
+    i18n,
+    notices,
+    room,
+    token,
+    wsUrl,
+    onEnded: (reason) => {
+      const key = endScreenKey(reason);
+      if (!KEEP_TOKEN_AFTER.has(key)) tokens.forget(room);
+      const params = { by: reason.by || "" };
+      endScreen.show(key, { params, onRetry: KEEP_TOKEN_AFTER.has(key) && tokens.read(room) ? () => location.reload() : null });
+    },
   });
-  $("leave").addEventListener("click", () => { sig.leave(); showError("left", "You left the meeting."); });
-  sig.connect(token, room);
+  const prejoin = new PreJoin({
+    i18n,
+    claims,
+    room,
+    onJoin: (choice) => {
+      prejoin.hide();
+      call.start(choice);
+    },
+  });
+  await prejoin.show();
 }
+
+main().catch((err) => {
+  console.error(err);
+  const view = document.getElementById("view-loading");
+  if (view) view.querySelector("p").textContent = `The page could not start: ${err && err.message}`;
+});

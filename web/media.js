@@ -1,0 +1,224 @@
+// The media side of one joined session: publish and subscribe peer connections, the remote tracks
+// the server announces, what this client subscribes to, and who is speaking. No DOM code here.
+//
+// A new MediaSession is made for every (re)join. When the server has no media service it answers
+// the first media message with `media_unavailable`: the session then closes its connections and
+// reports status "unavailable"; the meeting itself (chat, participants, moderation) goes on.
+//
+// Events: status {status}   "connecting" | "connected" | "failed" (ICE; may recover) |
+//                           "unavailable" (no media service) | "unsupported" (no WebRTC) | "closed"
+//         tracks            remote publications or received tracks changed
+//         speakers {speakers}
+//         warning {code, message}
+
+import { Publisher } from "./publisher.js";
+import { Subscriber } from "./subscriber.js";
+import { SubscriptionPlanner } from "./subscriptions.js";
+
+export const SOURCES = ["camera", "microphone", "screen", "screen_audio"];
+
+export class MediaSession extends EventTarget {
+  constructor({ send, iceServers = [], selfSid, permissions = [], PeerConnection = globalThis.RTCPeerConnection }) {
+    super();
+    this._send = send;
+    this._iceServers = iceServers;
+    this._PeerConnection = PeerConnection;
+    this.selfSid = selfSid;
+    this._permissions = new Set(permissions);
+    this.status = "connecting";
+    this.remote = new Map(); // track id -> {id, sid, identity, kind, source, layers, muted}
+    this.ownTracks = new Map(); // source -> track id the server gave this client's own track
+    this.speakers = [];
+    this.publisher = null;
+    this.subscriber = null;
+    this.planner = new SubscriptionPlanner((msg) => this._send(msg));
+    this._local = new Map(); // source -> MediaStreamTrack | null
+  }
+
+  get available() {
+    return !["unavailable", "unsupported", "closed"].includes(this.status);
+  }
+
+  /** Starts with the local tracks to publish ({camera, microphone}: track or null). */
+  start(localTracks = {}) {
+    if (typeof this._PeerConnection !== "function") {
+      this._setStatus("unsupported");
+      return;
+    }
+    if (this._permissions.has("subscribe")) {
+      this.subscriber = new Subscriber({ iceServers: this._iceServers, send: this._send, PeerConnection: this._PeerConnection });
+      this.subscriber.addEventListener("change", () => this._emit("tracks"));
+      this.subscriber.addEventListener("state", () => this._updateStatus());
+      this.subscriber.addEventListener("error", (ev) => this._warn("subscribe_failed", String(ev.detail.error)));
+    }
+    // Ask for nothing yet: this also tells us at once whether the server has media at all.
+    this._send({ type: "update_subscription", tracks: [] });
+    for (const [source, track] of Object.entries(localTracks)) {
+      if (track) this.setLocalTrack(source, track);
+    }
+  }
+
+  _ensurePublisher() {
+    if (this.publisher || !this.available) return this.publisher;
+    this.publisher = new Publisher({ iceServers: this._iceServers, send: this._send, PeerConnection: this._PeerConnection });
+    this.publisher.addEventListener("state", () => this._updateStatus());
+    this.publisher.addEventListener("error", (ev) => {
+      if (this.available) this._warn("publish_failed", String(ev.detail.error && ev.detail.error.message));
+    });
+    return this.publisher;
+  }
+
+  /** Publishes (or stops) a local source. Permission is checked by the server too. */
+  async setLocalTrack(source, track) {
+    this._local.set(source, track);
+    if (!this.available) return;
+    const perm = source === "microphone" ? "publish_audio" : source === "camera" ? "publish_video" : "publish_screen";
+    if (track && !this._permissions.has(perm)) return;
+    const pub = track ? this._ensurePublisher() : this.publisher;
+    if (!pub) return;
+    if (!track && (source === "screen" || source === "screen_audio") && this.ownTracks.has(source)) {
+      this._send({ type: "unpublish", track: this.ownTracks.get(source) });
+      this.ownTracks.delete(source);
+    }
+    await pub.setTrack(source, track);
+  }
+
+  // --- server messages ----------------------------------------------------------------------
+
+  handle(msg) {
+    if (this.status === "closed") return;
+    switch (msg.type) {
+      case "error":
+        return this._onError(msg);
+      case "publish_answer":
+        if (this.publisher) this.publisher.handleAnswer(msg.sdp);
+        return undefined;
+      case "subscribe_offer":
+        if (this.subscriber) this.subscriber.handleOffer(msg.sdp);
+        return undefined;
+      case "ice_candidate": {
+        const pc = msg.target === "publish" ? this.publisher : this.subscriber;
+        if (pc) pc.addRemoteCandidate(msg.candidate);
+        return undefined;
+      }
+      case "track_published":
+        return this._onTrackPublished(msg.track);
+      case "track_unpublished":
+        if (this.remote.delete(msg.id)) this._emit("tracks");
+        for (const [source, id] of this.ownTracks) if (id === msg.id) this.ownTracks.delete(source);
+        return undefined;
+      case "track_muted": {
+        const t = this.remote.get(msg.id);
+        if (t) {
+          t.muted = !!msg.muted;
+          this._emit("tracks");
+        }
+        return undefined;
+      }
+      case "track_map":
+        if (this.subscriber) this.subscriber.setTrackMap(msg.mids);
+        return undefined;
+      case "speakers":
+        this.speakers = Array.isArray(msg.speakers) ? msg.speakers : [];
+        return this._emit("speakers", { speakers: this.speakers });
+      default:
+        return undefined;
+    }
+  }
+
+  _onTrackPublished(track) {
+    if (!track || typeof track.id !== "string") return;
+    if (track.sid === this.selfSid) {
+      this.ownTracks.set(track.source, track.id);
+      return;
+    }
+    this.remote.set(track.id, { ...track, muted: !!track.muted, layers: Array.isArray(track.layers) ? track.layers : [] });
+    this._emit("tracks");
+  }
+
+  _onError(msg) {
+    if (msg.code === "media_unavailable") {
+      this._shutdown("unavailable");
+      return;
+    }
+    if (msg.ref === "publish_offer" && this.publisher) this.publisher.refuse(new Error(msg.message || msg.code));
+    this._warn(msg.code, msg.message);
+  }
+
+  // --- what the UI asks ---------------------------------------------------------------------
+
+  /** The remote publication of a participant's source, or null. */
+  publication(sid, source) {
+    for (const t of this.remote.values()) if (t.sid === sid && t.source === source) return t;
+    return null;
+  }
+
+  /** The MediaStreamTrack receiving remote track `trackId`, when the server forwards it. */
+  receivedTrack(trackId) {
+    return this.subscriber ? this.subscriber.trackFor(trackId) : null;
+  }
+
+  audioTracks() {
+    return this.subscriber ? this.subscriber.audioTracks() : [];
+  }
+
+  /** The tiles on screen: [{sid, source, width, height}] in device pixels. */
+  setVisible(tiles) {
+    if (!this.available) return;
+    const list = [];
+    for (const tile of tiles) {
+      const pub = this.publication(tile.sid, tile.source);
+      if (pub && pub.kind !== "audio" && !pub.muted) list.push({ trackId: pub.id, width: tile.width, height: tile.height });
+    }
+    this.planner.setVisible(list);
+  }
+
+  setPaused(paused) {
+    if (this.available) this.planner.setPaused(paused);
+  }
+
+  /** Peer connections for statistics. */
+  peerConnections() {
+    return [this.publisher, this.subscriber].filter((p) => p && !p.closed).map((p) => p.pc);
+  }
+
+  close() {
+    this._shutdown("closed");
+  }
+
+  // --- internals ----------------------------------------------------------------------------
+
+  _shutdown(status) {
+    if (this.status === "closed" || this.status === status) return;
+    this.planner.close();
+    if (this.publisher) this.publisher.close();
+    if (this.subscriber) this.subscriber.close();
+    this.publisher = null;
+    this.subscriber = null;
+    this.remote.clear();
+    this._setStatus(status);
+    this._emit("tracks");
+  }
+
+  _updateStatus() {
+    if (!this.available) return;
+    const states = [this.publisher, this.subscriber].filter(Boolean).map((p) => p.connectionState);
+    if (states.includes("connected")) this._setStatus("connected");
+    else if (states.length && states.every((s) => s === "failed" || s === "closed")) this._setStatus("failed");
+    else this._setStatus("connecting");
+  }
+
+  _setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this._emit("status", { status });
+  }
+
+  _warn(code, message) {
+    this._emit("warning", { code, message });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

@@ -1,0 +1,192 @@
+// The publish peer connection: this client offers, the server answers (docs/PROTOCOL.md, Media).
+// No DOM code here.
+//
+// One sending m-line per source: camera (three simulcast layers), microphone, screen and the
+// screen's audio. A transceiver is added the first time its source has a track; turning a camera
+// off replaces the track with null (the device light goes off, no renegotiation); stopping a
+// screen share stops its transceiver and renegotiates. Negotiations run one at a time.
+
+/** Simulcast layers, lowest first: the order the SFU expects (see AIORTC.md). */
+export const CAMERA_LAYERS = Object.freeze([
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000, maxFramerate: 15 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000, maxFramerate: 30 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000, maxFramerate: 30 },
+]);
+const SCREEN_ENCODING = { maxBitrate: 2_500_000, maxFramerate: 15 };
+const ANSWER_TIMEOUT_MS = 15_000;
+
+export class Publisher extends EventTarget {
+  /** `send(msg)` queues a signaling message. Events: `state` {state}, `error` {error}. */
+  constructor({ iceServers, send, PeerConnection = globalThis.RTCPeerConnection }) {
+    super();
+    this._send = send;
+    this.pc = new PeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    this._transceivers = new Map(); // source -> RTCRtpTransceiver
+    this._dims = new Map(); // source -> {width, height}
+    this._pendingCandidates = [];
+    this._dirty = false;
+    this._running = false;
+    this._waiter = null;
+    this._iceRestart = false;
+    this.closed = false;
+    this.pc.addEventListener("icecandidate", (ev) => {
+      this._send({ type: "ice_candidate", target: "publish", candidate: ev.candidate ? ev.candidate.toJSON() : null });
+    });
+    this.pc.addEventListener("connectionstatechange", () => {
+      const state = this.pc.connectionState;
+      this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
+      if (state === "failed" && !this.closed) this.restartIce();
+    });
+  }
+
+  get connectionState() {
+    return this.pc.connectionState;
+  }
+
+  /** Sends `track` as `source` ("camera", "microphone", "screen", "screen_audio"); null stops
+   *  sending it. Resolves once the track is in place (negotiation continues in the background). */
+  async setTrack(source, track) {
+    if (this.closed) return;
+    const existing = this._transceivers.get(source);
+    if (track) this._dims.set(source, trackSize(track));
+    if (existing && !existing.stopped && existing.currentDirection !== "stopped") {
+      if (!track && (source === "screen" || source === "screen_audio")) {
+        existing.stop();
+        this._transceivers.delete(source);
+        this.negotiate();
+        return;
+      }
+      await existing.sender.replaceTrack(track);
+      return;
+    }
+    if (!track) return;
+    const init = { direction: "sendonly", streams: [] };
+    if (source === "camera") init.sendEncodings = CAMERA_LAYERS.map((l) => ({ ...l }));
+    if (source === "screen") init.sendEncodings = [{ ...SCREEN_ENCODING }];
+    const transceiver = this.pc.addTransceiver(track, init);
+    if (source === "camera" || source === "screen") preferCodecs(transceiver);
+    this._transceivers.set(source, transceiver);
+    this.negotiate();
+  }
+
+  /** The MID of a source's m-line, once negotiated. */
+  midOf(source) {
+    const t = this._transceivers.get(source);
+    return t ? t.mid : null;
+  }
+
+  /** Queues a negotiation; several requests while one runs become one more offer. */
+  negotiate() {
+    this._dirty = true;
+    if (!this._running) this._run();
+  }
+
+  restartIce() {
+    this._iceRestart = true;
+    this.negotiate();
+  }
+
+  async _run() {
+    this._running = true;
+    try {
+      while (this._dirty && !this.closed) {
+        this._dirty = false;
+        const offer = await this.pc.createOffer(this._iceRestart ? { iceRestart: true } : {});
+        this._iceRestart = false;
+        await this.pc.setLocalDescription(offer);
+        const answered = new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error("no publish_answer in time")), ANSWER_TIMEOUT_MS);
+          this._waiter = {
+            resolve: () => (clearTimeout(timer), resolve()),
+            reject: (e) => (clearTimeout(timer), reject(e)),
+          };
+        });
+        this._send({ type: "publish_offer", sdp: this.pc.localDescription.sdp, tracks: this._describeTracks() });
+        await answered;
+      }
+    } catch (error) {
+      if (!this.closed) this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
+    } finally {
+      this._waiter = null;
+      this._running = false;
+    }
+  }
+
+  _describeTracks() {
+    const tracks = [];
+    for (const [source, t] of this._transceivers) {
+      if (!t.mid || t.stopped) continue;
+      const entry = { mid: t.mid, source };
+      const dims = this._dims.get(source);
+      if (dims && dims.width && dims.height) Object.assign(entry, dims);
+      tracks.push(entry);
+    }
+    return tracks;
+  }
+
+  async handleAnswer(sdp) {
+    if (this.closed || this.pc.signalingState !== "have-local-offer") return;
+    try {
+      await this.pc.setRemoteDescription({ type: "answer", sdp });
+      for (const c of this._pendingCandidates.splice(0)) await this._addCandidate(c);
+      if (this._waiter) this._waiter.resolve();
+    } catch (error) {
+      if (this._waiter) this._waiter.reject(error);
+    }
+  }
+
+  /** The server refused the offer (its error arrives as a signaling `error`). */
+  refuse(error) {
+    if (this._waiter) this._waiter.reject(error);
+  }
+
+  async addRemoteCandidate(candidate) {
+    if (this.closed) return;
+    if (!this.pc.remoteDescription) {
+      this._pendingCandidates.push(candidate);
+      return;
+    }
+    await this._addCandidate(candidate);
+  }
+
+  async _addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate || null);
+    } catch {
+      // a candidate for an old generation after an ICE restart: harmless
+    }
+  }
+
+  /** Sender statistics, for the connection-quality indicator. */
+  getStats() {
+    return this.pc.getStats();
+  }
+
+  close() {
+    this.closed = true;
+    if (this._waiter) this._waiter.reject(new Error("closed"));
+    try {
+      this.pc.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function trackSize(track) {
+  const s = track.getSettings ? track.getSettings() : {};
+  return s.width && s.height ? { width: s.width, height: s.height } : {};
+}
+
+/** Prefer VP8 (simulcast in every browser, forwarded by the SFU), then H.264, then the rest. */
+function preferCodecs(transceiver) {
+  const caps = globalThis.RTCRtpSender && RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities("video");
+  if (!caps || !transceiver.setCodecPreferences) return;
+  const rank = (c) => (/vp8$/i.test(c.mimeType) ? 0 : /h264$/i.test(c.mimeType) ? 1 : 2);
+  const codecs = [...caps.codecs].sort((a, b) => rank(a) - rank(b));
+  try {
+    transceiver.setCodecPreferences(codecs);
+  } catch {
+    // the browser refuses some orders: keep its own
+  }
+}
