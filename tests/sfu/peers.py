@@ -21,6 +21,7 @@ from typing import Any
 from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -32,12 +33,16 @@ from av import AudioFrame, VideoFrame
 from confserver.errors import ServiceError
 from confserver.signaling.messages import MediaMessage
 from sfu.controller import SfuController
-from sfu.glue import GatherPolicy, prepare_gathering
+from sfu.glue import GatherPolicy, prepare_gathering, take_over_media
 from sfu.ports import PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 ALL_PERMISSIONS = frozenset({"publish_audio", "publish_video", "publish_screen", "subscribe", "chat"})
 VIEWER = frozenset({"subscribe", "chat"})
+
+
+def _ignore(data: bytes) -> None:
+    pass
 
 
 class PatternTrack(VideoStreamTrack):
@@ -138,6 +143,7 @@ class Peer:
         self._tasks: list[asyncio.Task[None]] = []
         self._handled = 0
         self.errors: list[BaseException] = []
+        self.rtp_packets: dict[int, int] = {}  # payload type -> packets (decode=False)
 
     # --- signaling -----------------------------------------------------------------------------
 
@@ -225,9 +231,15 @@ class Peer:
     async def _answer(self, sdp: str) -> None:
         pc = self.subscribe_pc
         if pc is None:
-            pc = self.subscribe_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            # max-bundle as browsers do: aiortc's "balanced" policy mis-bundles two same-kind m-lines
+            # added by one renegotiation (the second stays on a discarded transport)
+            pc = self.subscribe_pc = RTCPeerConnection(
+                RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            )
             pc.on("track", self._on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if not self.decode:
+            take_over_media(pc, self._count_rtp, _ignore)
         answer = await pc.createAnswer()
         prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(answer)
@@ -235,6 +247,9 @@ class Peer:
             await self.request("subscribe_answer", sdp=pc.localDescription.sdp)
         except ServiceError as exc:
             self.errors.append(exc)
+
+    def _count_rtp(self, data: bytes) -> None:
+        self.rtp_packets[data[1] & 0x7F] = self.rtp_packets.get(data[1] & 0x7F, 0) + 1
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if not self.decode:
