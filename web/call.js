@@ -30,6 +30,8 @@ export class Call {
     this.local = null;
     this.mode = "grid";
     this.pinned = null;
+    this.presenting = true; // a screen share is shown large until the user switches to the grid
+    this._screenIds = new Set();
     this.speaker = null;
     this._speakerSince = 0;
     this.speaking = new Set();
@@ -328,8 +330,10 @@ export class Call {
   }
 
   toggleLayout() {
-    this.mode = this.stage.layout === "grid" ? "speaker" : "grid";
-    if (this.mode === "grid") this.pinned = null;
+    const toGrid = this.stage.layout !== "grid";
+    this.mode = toGrid ? "grid" : "speaker";
+    this.presenting = !toGrid;
+    if (toGrid) this.pinned = null;
     this.render();
   }
 
@@ -372,7 +376,9 @@ export class Call {
     const people = m.everyone();
     const media = this.media;
     const screens = [];
-    if (media) for (const pub of media.remote.values()) if (pub.source === "screen") screens.push({ sid: pub.sid });
+    if (media) for (const pub of media.remote.values()) if (pub.source === "screen") screens.push({ sid: pub.sid, id: pub.id });
+    if (screens.some((s) => !this._screenIds.has(s.id))) this.presenting = true; // a new share comes first
+    this._screenIds = new Set(screens.map((s) => s.id));
     this.stage.render({
       people,
       selfSid: m.self.sid,
@@ -380,6 +386,7 @@ export class Call {
       speaker: this.speaker,
       speaking: this.speaking,
       screens,
+      presenting: this.presenting,
       mode: this.mode,
       videoFor: (sid, source) => this._videoFor(sid, source),
     });

@@ -29,8 +29,13 @@ export class Publisher extends EventTarget {
     this._waiter = null;
     this._iceRestart = false;
     this.closed = false;
+    // Local candidates wait until the server has answered: before that it has no connection to
+    // add them to. Later ones (trickled after the answer) go out at once.
+    this._localCandidates = [];
     this.pc.addEventListener("icecandidate", (ev) => {
-      this._send({ type: "ice_candidate", target: "publish", candidate: ev.candidate ? ev.candidate.toJSON() : null });
+      const msg = { type: "ice_candidate", target: "publish", candidate: ev.candidate ? ev.candidate.toJSON() : null };
+      if (this.pc.remoteDescription) this._send(msg);
+      else this._localCandidates.push(msg);
     });
     this.pc.addEventListener("connectionstatechange", () => {
       const state = this.pc.connectionState;
@@ -128,6 +133,7 @@ export class Publisher extends EventTarget {
     if (this.closed || this.pc.signalingState !== "have-local-offer") return;
     try {
       await this.pc.setRemoteDescription({ type: "answer", sdp });
+      for (const msg of this._localCandidates.splice(0)) this._send(msg);
       for (const c of this._pendingCandidates.splice(0)) await this._addCandidate(c);
       if (this._waiter) this._waiter.resolve();
     } catch (error) {

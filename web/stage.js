@@ -57,15 +57,17 @@ export class Stage {
 
   /**
    * model: {people (self first), selfSid, pinned, speaker, speaking (Set of sids), screens
-   * ([{sid}] newest last), mode ("grid" | "speaker"), videoFor(sid, source)}
+   * ([{sid}] newest last), presenting (show the newest screen large), mode ("grid" | "speaker"),
+   * videoFor(sid, source)}
    */
   render(model) {
     this.model = model;
-    const { people, pinned, speaker, screens, mode, selfSid } = model;
+    const { people, pinned, speaker, screens, mode, selfSid, presenting } = model;
     const bySid = new Map(people.map((p) => [p.sid, p]));
     let mainKeys = [];
     let stripPeople = [];
-    const screen = [...screens].reverse().find((s) => bySid.has(s.sid));
+    const shared = screens.filter((s) => bySid.has(s.sid));
+    const screen = presenting ? shared[shared.length - 1] : null;
     if (screen) {
       this.layout = "presentation";
       mainKeys = [[bySid.get(screen.sid), "screen"]];
@@ -81,6 +83,7 @@ export class Stage {
       const pages = Math.max(1, Math.ceil(people.length / PAGE_SIZE));
       this.page = Math.min(this.page, pages - 1);
       mainKeys = people.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE).map((p) => [p, "camera"]);
+      if (this.page === 0) mainKeys.unshift(...shared.map((s) => [bySid.get(s.sid), "screen"]));
     }
     this.root.dataset.layout = this.layout;
     this.root.setAttribute("aria-label", this.i18n.t("stage.label"));

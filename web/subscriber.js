@@ -14,8 +14,13 @@ export class Subscriber extends EventTarget {
     this._pendingCandidates = [];
     this._chain = Promise.resolve();
     this.closed = false;
+    // Local candidates go out only after the answer they belong to (the server needs it first).
+    this._answered = false;
+    this._localCandidates = [];
     this.pc.addEventListener("icecandidate", (ev) => {
-      this._send({ type: "ice_candidate", target: "subscribe", candidate: ev.candidate ? ev.candidate.toJSON() : null });
+      const msg = { type: "ice_candidate", target: "subscribe", candidate: ev.candidate ? ev.candidate.toJSON() : null };
+      if (this._answered) this._send(msg);
+      else this._localCandidates.push(msg);
     });
     this.pc.addEventListener("track", () => this._changed());
     this.pc.addEventListener("connectionstatechange", () => {
@@ -41,6 +46,8 @@ export class Subscriber extends EventTarget {
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
       this._send({ type: "subscribe_answer", sdp: this.pc.localDescription.sdp });
+      this._answered = true;
+      for (const msg of this._localCandidates.splice(0)) this._send(msg);
       this._changed();
     } catch (error) {
       this.dispatchEvent(new CustomEvent("error", { detail: { error } }));

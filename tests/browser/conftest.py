@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -86,6 +87,8 @@ class Server:
         )
         exe = Path(sys.executable).with_name("confserver")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "confserver.main"]
+        if os.environ.get("BROWSER_TESTS_SERVER_CMD"):  # another build of the server, same CONF_* env
+            cmd = shlex.split(os.environ["BROWSER_TESTS_SERVER_CMD"])
         log = self.log.open("ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + 30

@@ -1,0 +1,141 @@
+"""Media through the server's SFU: video and audio between three browsers, simulcast layers chosen by
+tile size, and screen sharing.
+
+These tests need the media service. While the server answers media messages with
+``media_unavailable`` they are skipped, with that reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import REPO
+from .helpers import Crowd, Person
+
+pytestmark = pytest.mark.media
+
+# Test-side instrumentation (not part of the client): keeps every RTCPeerConnection the page makes
+# so the test can read its statistics.
+COLLECT_PEER_CONNECTIONS = """
+(() => {
+  const Original = window.RTCPeerConnection;
+  window.__pcs = [];
+  function Collected(...args) {
+    const pc = new Original(...args);
+    window.__pcs.push(pc);
+    return pc;
+  }
+  Collected.prototype = Original.prototype;
+  Object.setPrototypeOf(Collected, Original);
+  window.RTCPeerConnection = Collected;
+})();
+"""
+
+INBOUND_TOTALS = """
+async () => {
+  const totals = { framesDecoded: 0, audioPackets: 0, videoPackets: 0 };
+  for (const pc of window.__pcs) {
+    if (pc.connectionState === 'closed') continue;
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'video') { totals.framesDecoded += s.framesDecoded || 0; totals.videoPackets += s.packetsReceived || 0; }
+      if (s.kind === 'audio') totals.audioPackets += s.packetsReceived || 0;
+    });
+  }
+  return totals;
+}
+"""
+
+VIDEO_SIZE = """
+(tile) => {
+  const v = tile.querySelector('video');
+  return { width: v.videoWidth, height: v.videoHeight, frames: v.getVideoPlaybackQuality().totalVideoFrames };
+}
+"""
+
+
+def open_with_media(people: Crowd, room: str, identity: str, **kw: Any) -> Person:
+    return people.open(room, identity, init_script=COLLECT_PEER_CONNECTIONS, **kw)
+
+
+def require_media(person: Person) -> None:
+    status = person.wait_for_media_decision()
+    if status == "unavailable":
+        pytest.skip("the server answered media_unavailable: no media service (SFU) is wired in yet")
+    assert status == "connected", f"media did not connect: {status}"
+
+
+def video_size(person: Person, identity: str, source: str = "camera") -> dict[str, int]:
+    size: dict[str, int] = person.tile(identity, source).evaluate(VIDEO_SIZE)
+    return size
+
+
+def wait_for_video(person: Person, identity: str, source: str = "camera", timeout_ms: int = 20_000) -> None:
+    person.page.wait_for_function(
+        """([id, source]) => {
+            const v = document.querySelector(`#stage [data-participant="${id}"][data-source="${source}"] video`);
+            return !!v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 0;
+        }""",
+        arg=[identity, source],
+        timeout=timeout_ms,
+    )
+
+
+def join_three(people: Crowd, room: str) -> tuple[Person, Person, Person]:
+    ana = open_with_media(people, room, "ana", name="Ana Putri", role="moderator")
+    require_media(ana)
+    budi = open_with_media(people, room, "budi", name="Budi Santoso")
+    citra = open_with_media(people, room, "citra", name="Citra Dewi")
+    return ana, budi, citra
+
+
+def test_three_browsers_see_and_hear_each_other(people: Crowd) -> None:
+    trio = dict(zip(("ana", "budi", "citra"), join_three(people, "media-trio"), strict=True))
+    for me, person in trio.items():
+        for other in trio.keys() - {me}:
+            wait_for_video(person, other)
+            assert video_size(person, other)["width"] > 0
+    for person in trio.values():
+        person.page.wait_for_function(
+            f"({INBOUND_TOTALS})().then((t) => t.framesDecoded > 0 && t.audioPackets > 0)", timeout=20_000
+        )
+        totals = person.page.evaluate(INBOUND_TOTALS)
+        assert totals["framesDecoded"] > 0 and totals["audioPackets"] > 0, totals
+
+
+def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(people: Crowd) -> None:
+    ana, _budi, _citra = join_three(people, "media-layers")
+    ana.tile("citra").hover()
+    ana.tile("citra").locator(".tile-pin").click()
+    expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "speaker")
+    # Citra fills the stage (about 1250 x 500 px: the full layer); Budi is a 192 x 108 thumbnail.
+    ana.page.wait_for_function(
+        """() => {
+            const big = document.querySelector('.stage-main [data-participant="citra"] video');
+            const small = document.querySelector('.strip-tiles [data-participant="budi"] video');
+            return big && small && big.videoWidth >= 960 && small.videoWidth > 0 && small.videoWidth <= 320;
+        }""",
+        timeout=30_000,
+    )
+    big, small = video_size(ana, "citra"), video_size(ana, "budi")
+    assert big["width"] >= 960 and 0 < small["width"] <= 320, (big, small)
+
+
+def test_a_screen_share_is_shown_large_to_the_others(people: Crowd) -> None:
+    ana, budi, citra = join_three(people, "media-screen")
+    budi.page.get_by_test_id("screen-share").click()
+    expect(budi.page.get_by_test_id("sharing-bar")).to_be_visible()
+    for person in (ana, citra):
+        expect(person.page.get_by_test_id("stage")).to_have_attribute("data-layout", "presentation")
+        expect(person.page.locator(".stage-main [data-participant=budi][data-source=screen]")).to_be_visible()
+        expect(person.page.locator(".strip-tiles [data-participant=budi][data-source=camera]")).to_be_visible()
+        wait_for_video(person, "budi", "screen")
+    shot = ana.screenshot("screen-share")
+    shutil.copy(shot, REPO / "docs" / "img" / "screen-share.png")
+    budi.page.get_by_test_id("screen-share").click()  # stop sharing
+    expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "grid")
