@@ -76,7 +76,12 @@ class SfuController:
             send({"type": "track_published", "track": track.announce()})
         if "subscribe" in permissions:
             member.subscriber = Subscriber(sid=sid, send=send, ctx=ctx)
-            await member.subscriber.negotiate()
+            try:
+                await member.subscriber.negotiate()
+            except ServiceError as exc:
+                subscriber, member.subscriber = member.subscriber, None
+                await subscriber.close()
+                send({"type": "error", "code": exc.code, "message": exc.message, "ref": "subscribe_offer"})
 
     async def handle(self, room: str, sid: str, message: MediaMessage) -> None:
         r = self._rooms.get(room)

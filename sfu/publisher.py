@@ -20,7 +20,7 @@ from sfu.core.keyrequest import KeyframeRequester
 from sfu.core.routing import IncomingRouter, Route, TrackRouting
 from sfu.core.rtcp import Nack, Pli, ReceiverReport, RtcpParseError, SenderReport, parse_rtcp
 from sfu.core.rtp import RtpParseError, RtpView
-from sfu.glue import IceRestart, RtpWriter, prepare_gathering, take_over_media
+from sfu.glue import IceRestart, RtpWriter, local_ports, prepare_gathering, take_over_media
 from sfu.requests import PublishedTrack
 from sfu.sdp import (
     URI_AUDIO_LEVEL,
@@ -85,6 +85,8 @@ class Publisher:
         answer = await pc.createAnswer()
         prepare_gathering(pc, self._ctx.gather, self._ctx.ports)
         await pc.setLocalDescription(answer)
+        if not local_ports(pc):
+            raise ServiceError("media_unavailable", "no UDP port is free for media on this server")
         local = pc.localDescription.sdp
         if restart is not None:
             first = info.media[0]

@@ -25,7 +25,7 @@ from sfu.core.actions import SendNack, SendRtp
 from sfu.core.rtcp import Fir, Nack, Pli, Remb, RtcpParseError, parse_rtcp
 from sfu.core.simulcast import LayerLimits
 from sfu.forwarder import VideoForwarder
-from sfu.glue import RtpWriter, prepare_gathering, take_over_media
+from sfu.glue import RtpWriter, local_ports, prepare_gathering, take_over_media
 from sfu.sdp import SdpError, SessionInfo, parse_sdp
 from sfu.slot import Slot, SlotParams
 from sfu.uptrack import UpTrack
@@ -104,6 +104,8 @@ class Subscriber:
             offer = await self.pc.createOffer()
             prepare_gathering(self.pc, self._ctx.gather, self._ctx.ports)
             await self.pc.setLocalDescription(offer)
+            if not local_ports(self.pc):
+                raise ServiceError("media_unavailable", "no UDP port is free for media on this server")
             sdp = self.pc.localDescription.sdp
             self._offer = parse_sdp(sdp)
         except Exception:

@@ -1,0 +1,70 @@
+"""The server forwards packets: no decoder and no encoder ever runs on its side.
+
+In this test the subscribing clients count RTP packets instead of decoding, so nothing in the
+process may decode at all while media flows from an encoding publisher through the SFU."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import aiortc.codecs
+import aiortc.rtcrtpreceiver
+import pytest
+
+from sfu.controller import SfuController
+from sfu.glue import decoding_disabled
+from tests.sfu.peers import Peer, wait_until
+from tests.sfu.test_forwarding import video_track_of
+
+
+def decoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+
+
+async def test_no_decoding_happens_on_the_server_while_media_flows(
+    sfu: SfuController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original_receive = aiortc.rtcrtpreceiver.RTCRtpReceiver.receive
+
+    async def spy_receive(self: Any, parameters: Any) -> None:
+        calls.append("RTCRtpReceiver.receive")  # the only place aiortc starts a decoder thread
+        await original_receive(self, parameters)
+
+    def spy_get_decoder(codec: Any) -> Any:
+        calls.append(f"get_decoder({codec.mimeType})")
+        return original_get_decoder(codec)
+
+    original_get_decoder = aiortc.codecs.get_decoder
+    monkeypatch.setattr(aiortc.rtcrtpreceiver.RTCRtpReceiver, "receive", spy_receive)
+    monkeypatch.setattr(aiortc.rtcrtpreceiver, "get_decoder", spy_get_decoder)
+    monkeypatch.setattr(aiortc.codecs, "get_decoder", spy_get_decoder)
+
+    alice = Peer(sfu, "nodec", "alice", decode=False)
+    bob = Peer(sfu, "nodec", "bob", decode=False)
+    carol = Peer(sfu, "nodec", "carol", decode=False)
+    try:
+        for p in (alice, bob, carol):
+            await p.join()
+        await alice.publish(video=(320, 240), audio=True)
+        track = video_track_of(bob, "alice")
+        for p in (bob, carol):
+            await p.subscribe(track)
+        for p in (bob, carol):
+            # VP8 is payload type 97 and Opus 96 in aiortc's offers: both kinds arrive
+            await wait_until(
+                lambda p=p: p.rtp_packets.get(97, 0) >= 30 and p.rtp_packets.get(96, 0) >= 30,
+                8,
+                what=f"{p.sid} receives forwarded RTP",
+            )
+        room = sfu._rooms["nodec"]
+        for member in room.members.values():
+            for side in (member.publisher, member.subscriber):
+                if side is not None:
+                    assert decoding_disabled(side.pc)
+        assert calls == []
+        assert decoder_threads() == []
+    finally:
+        for p in (alice, bob, carol):
+            await p.close()
