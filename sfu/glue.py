@@ -356,10 +356,10 @@ class IceRestart:
         old = self._old
         ice._recv = new.recv
         ice._send = new.send
-        monitor = ice._RTCIceTransport__monitor_task
+        monitor = ice._RTCIceTransport__monitor_task  # type: ignore[attr-defined]
         if monitor is not None:
             monitor.cancel()
-        ice._RTCIceTransport__monitor_task = asyncio.ensure_future(ice._monitor())
+        ice._RTCIceTransport__monitor_task = asyncio.ensure_future(ice._monitor())  # type: ignore[attr-defined]
         if old is not None:
             old._queue.put_nowait((_WAKE, 1))  # the DTLS loop wakes up and reads from the new agent
         await self._close_old()

@@ -107,8 +107,8 @@ class Publisher:
         by_mid = {t.mid: t for t in wanted}
         added: list[UpTrack] = []
         removed = [t for mid, t in self.tracks.items() if mid not in by_mid]
-        for track in removed:
-            del self.tracks[track.mid]
+        for gone in removed:
+            del self.tracks[gone.mid]
         routing: list[TrackRouting] = []
         ext_mid = ext_rid = ext_rrid = 0
         for entry in wanted:
@@ -116,9 +116,10 @@ class Publisher:
             accepted = answer.section(entry.mid)
             if offered is None or accepted is None:
                 continue
-            track = self.tracks.get(entry.mid)
+            track: UpTrack | None = self.tracks.get(entry.mid)
             if track is not None and track.source != entry.source:
-                removed.append(track)
+                removed.append(track)  # the m-line now carries another source: a new track
+                self._ids.pop(entry.mid, None)
                 track = None
             if track is None:
                 track_id = self._ids.setdefault(entry.mid, new_id("TR_"))

@@ -138,10 +138,10 @@ class Room:
         if event is not None:
             speakers = []
             for speaker in event.speakers:
-                track = self.tracks.get(speaker.source)
-                if track is not None:
+                source = self.tracks.get(speaker.source)
+                if source is not None:
                     level = round(10 ** (-speaker.level / 20), 3)
-                    speakers.append({"sid": track.owner, "identity": track.identity, "level": level})
+                    speakers.append({"sid": source.owner, "identity": source.identity, "level": level})
             self.broadcast({"type": "speakers", "speakers": speakers})
         for member in list(self.members.values()):
             if member.publisher is not None and not member.publisher.closed:

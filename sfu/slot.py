@@ -53,7 +53,8 @@ def pick_codec(pub: Codec, offered: tuple[Codec, ...]) -> Codec | None:
     """The subscriber's codec for the publisher's: same parameters first, then compatible."""
     candidates = [c for c in offered if not c.is_rtx and codecs_match(pub, c)]
     exact = [c for c in candidates if c.fmtp_params() == pub.fmtp_params()]
-    return (exact or candidates or [None])[0]
+    chosen = exact or candidates
+    return chosen[0] if chosen else None
 
 
 class Slot:
