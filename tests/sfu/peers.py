@@ -144,6 +144,7 @@ class Peer:
         self._handled = 0
         self.errors: list[BaseException] = []
         self.rtp_packets: dict[int, int] = {}  # payload type -> packets (decode=False)
+        self.raw: list[bytes] = []  # the RTP packets received (decode=False)
 
     # --- signaling -----------------------------------------------------------------------------
 
@@ -250,6 +251,7 @@ class Peer:
 
     def _count_rtp(self, data: bytes) -> None:
         self.rtp_packets[data[1] & 0x7F] = self.rtp_packets.get(data[1] & 0x7F, 0) + 1
+        self.raw.append(data)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if not self.decode:
