@@ -22,6 +22,7 @@ from .config import Config, ConfigError, load_config
 from .credentials import ApiCredentials, ensure_credentials
 from .devcerts import ensure_dev_certs, ssl_context
 from .logsetup import setup_logging
+from .media import MediaController
 from .metrics import Metrics, metrics_app
 from .store import open_store
 
@@ -85,9 +86,20 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _media_controller(cfg: Config, metrics: Metrics) -> MediaController | None:
+    """The one place the media implementation is chosen: the packet-forwarding SFU in this
+    process, or none (signaling only)."""
+    if not cfg.sfu.enabled:
+        return None
+    from sfu.controller import SfuController  # the SFU brings aiortc; imported only when used
+
+    return SfuController(cfg.sfu, metrics.registry)
+
+
 def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
     lines = [
-        f"confserver {__version__} is running ({cfg.mode} mode, {cfg.store.kind} store)",
+        f"confserver {__version__} is running ({cfg.mode} mode, {cfg.store.kind} store, "
+        f"media {'on' if cfg.sfu.enabled else 'off'})",
         f"  URL:          {cfg.public_url}/",
         f"  API key:      {creds.api_key}",
         f"  API secret:   kept in {creds.source}"
@@ -111,7 +123,8 @@ async def serve(cfg: Config) -> int:
     setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret])
     store = await open_store(cfg.store.kind, redis_url=cfg.store.redis_url, prefix=cfg.store.prefix)
     metrics = Metrics.create()
-    app = create_app(cfg, store=store, credentials=creds, metrics=metrics)
+    media = _media_controller(cfg, metrics)
+    app = create_app(cfg, store=store, credentials=creds, metrics=metrics, media=media)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, ssl_context=ssl_ctx)

@@ -15,7 +15,7 @@ SendFn = Callable[[Mapping[str, Any]], None]
 
 class MediaController(Protocol):
     async def participant_joined(
-        self, room: str, sid: str, permissions: frozenset[str], send: SendFn
+        self, room: str, sid: str, permissions: frozenset[str], send: SendFn, identity: str = ""
     ) -> None:
         """A participant is in the room; ``send`` reaches its signaling connection."""
 
@@ -37,7 +37,7 @@ class NoMediaController:
     """Signaling without media: every media message is refused with ``media_unavailable``."""
 
     async def participant_joined(
-        self, room: str, sid: str, permissions: frozenset[str], send: SendFn
+        self, room: str, sid: str, permissions: frozenset[str], send: SendFn, identity: str = ""
     ) -> None:
         return None
 

@@ -159,7 +159,9 @@ class Session:
         self._metrics.joins.labels("admitted").inc()
         self._metrics.join_duration.observe(time.monotonic() - started)
         # after `joined`, so that the tracks already in the room reach a client that knows the room
-        await self._media.participant_joined(claims.room, self.sid, claims.permissions, self.send)
+        await self._media.participant_joined(
+            claims.room, self.sid, claims.permissions, self.send, identity=claims.identity
+        )
 
     def _fail_join(self, code: str, message: str, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
