@@ -29,7 +29,7 @@ import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol, get_host_addresses
 from aioice.turn import UDP_SOCKET_BUFFER_SIZE
-from aiortc import RTCDtlsTransport, RTCPeerConnection
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCPeerConnection
 from aiortc.rtcdtlstransport import State as DtlsState
 
 from sfu.ports import PortRange, PortRangeExhausted
@@ -296,13 +296,11 @@ class IceRestart:
     credentials and remote candidates added from now on go to it; ``start`` runs the checks and,
     once a pair is nominated, moves the transport's traffic over and closes the old agent."""
 
-    def __init__(self, pc: RTCPeerConnection, new: Connection) -> None:
-        self._pc = pc
+    def __init__(self, ice: RTCIceTransport, old: Connection, new: Connection) -> None:
+        self._ice = ice
+        self._old: Connection | None = old
         self._new = new
         self._task: asyncio.Task[None] | None = None
-        ice = _transports(pc)[0].transport
-        self._ice = ice
-        self._old: Connection | None = ice._connection
 
     @classmethod
     async def begin(cls, pc: RTCPeerConnection, policy: GatherPolicy, ports: PortRange) -> IceRestart:
@@ -317,7 +315,7 @@ class IceRestart:
         ice.iceGatherer._connection = new
         ice._connection = new
         ice.iceGatherer._remote_candidates_end = False
-        return cls(pc, new)
+        return cls(ice, old, new)
 
     def start(
         self, remote_ufrag: str, remote_pwd: str, candidates: Iterable[str] = (), end: bool = False
