@@ -28,6 +28,7 @@ from sfu.context import MediaContext, PacketFilters
 from sfu.core.simulcast import LayerLimits
 from sfu.glue import check_versions
 from sfu.metrics import SfuMetrics
+from sfu.ports import PortRange
 from sfu.publisher import Publisher
 from sfu.room import Member, Room
 from sfu.sdp import SdpError, parse_sdp, section_for_rid_check
@@ -51,6 +52,7 @@ class SfuController:
         packet_filters: PacketFilters | None = None,
     ) -> None:
         check_versions()
+        PortRange(cfg.port_min, cfg.port_max)  # refuse a bad range now, not at the first join
         self._cfg = cfg
         self.metrics = SfuMetrics(metrics_registry)
         self._filters = packet_filters or PacketFilters()
@@ -164,12 +166,18 @@ class SfuController:
             )
         publisher = member.publisher
         try:
-            answer, added, removed = await publisher.answer(info, body["sdp"], wanted)
-        except ServiceError:
+            async with member.lock:
+                answer, added, removed = await publisher.answer(info, body["sdp"], wanted)
+        except Exception as exc:
+            if publisher.closed:
+                return  # the participant left while the offer was being answered
             if fresh:
                 member.publisher = None
                 await publisher.close()
-            raise
+            if isinstance(exc, ServiceError):
+                raise
+            log.exception("publish offer failed")
+            raise ServiceError("internal", "the offer could not be answered") from None
         if member.publisher is not publisher or room.members.get(member.sid) is not member:
             return  # left while negotiating
         member.send({"type": "publish_answer", "sdp": answer})
@@ -194,7 +202,16 @@ class SfuController:
         sdp = body.get("sdp")
         if not isinstance(sdp, str):
             raise ServiceError("bad_sdp", "sdp must be a string")
-        await sub.on_answer(sdp)
+        try:
+            async with member.lock:
+                await sub.on_answer(sdp)
+        except ServiceError:
+            raise
+        except Exception:
+            if sub.closed:
+                return
+            log.exception("subscribe answer failed")
+            raise ServiceError("internal", "the answer could not be applied") from None
         if room.members.get(member.sid) is member and not sub.closed:
             room.subscriber_ready(sub)
 
@@ -238,7 +255,8 @@ class SfuController:
             else:
                 map_changed |= sub.unsubscribe(track.id)
         if need_offer:
-            await sub.negotiate()
+            async with member.lock:
+                await sub.negotiate()
         elif map_changed:
             sub.send_track_map()
 

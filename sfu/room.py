@@ -8,6 +8,7 @@ of its audio slots. ``speakers`` events go to everyone when the set of active sp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class Member:
     publisher: Publisher | None = None
     subscriber: Subscriber | None = None
     muted: set[str] = field(default_factory=set)  # kinds muted by the participant or a moderator
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one negotiation step at a time
 
 
 class Room:
