@@ -39,12 +39,13 @@ function roomFromPath(pathname) {
 }
 
 async function main() {
-  const i18n = new Translator();
-  await i18n.init();
-  mountLanguagePickers(i18n);
+  // First of all, take the token out of the address bar.
   const room = roomFromPath(location.pathname);
   const fromLink = takeTokenFromFragment(location, history);
   if (fromLink) tokens.keep(room, fromLink);
+  const i18n = new Translator();
+  await i18n.init();
+  mountLanguagePickers(i18n);
   const token = fromLink || tokens.read(room);
   const endScreen = new EndScreen({ i18n });
   const claims = decodeJoinToken(token);

@@ -105,6 +105,7 @@ export class Call {
     this.i18n.addEventListener("change", () => this.render());
     document.addEventListener("visibilitychange", () => this.media && this.media.setPaused(document.hidden));
     window.addEventListener("online", () => m.nudge());
+    window.addEventListener("offline", () => m.networkLost());
     window.addEventListener("pagehide", () => m.leave());
     document.body.dataset.media = "connecting";
     m.start({ state, name });

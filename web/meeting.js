@@ -23,8 +23,8 @@ import { CLOSE, MEDIA_MESSAGE_TYPES, MEDIA_REQUEST_TYPES, PROTOCOL_VERSION, Sign
 export const RECONNECT_DELAYS_MS = [300, 1000, 2000, 4000, 8000];
 const RECONNECT_GIVE_UP_MS = 120_000;
 const FIRST_CONNECT_ATTEMPTS = 4;
-const PING_INTERVAL_MS = 5000;
-const DEAD_AFTER_MS = 16_000;
+const PING_INTERVAL_MS = 4000;
+const DEAD_AFTER_MS = 12_000;
 const MAX_CHAT_KEPT = 500;
 const LEAVE_TIMEOUT_MS = 2000;
 
@@ -85,6 +85,11 @@ export class Meeting extends EventTarget {
     } else {
       this._end({ kind: "left" });
     }
+  }
+
+  /** The browser reports the network gone: the connection cannot be trusted any more. */
+  networkLost() {
+    if (this.status === "joined") this._connectionLooksDead();
   }
 
   /** Reconnect now instead of waiting for the next attempt (the browser came back online). */

@@ -1,8 +1,10 @@
-"""Browser end-to-end fixtures: a real ``confserver`` process on loopback and headless Chromium.
+"""Browser end-to-end fixtures: real ``confserver`` processes on loopback and headless Chromium.
 
-One server and one Chromium process serve the whole session; every participant is a fresh
-browser context (its own profile: storage, permissions, locale), so tests do not leak into each
-other. A test that needs its own server (a restart) starts one with ``start_server``.
+Two servers serve the session: ``server`` runs signaling only (media off: the meeting must work
+without it, and three browsers encoding simulcast video would slow every other test on a small
+machine), ``media_server`` runs with the SFU for the media tests. One Chromium process serves the
+session; every participant is a fresh browser context (its own storage, permissions and locale),
+so tests do not leak into each other. A test that needs its own server (a restart) makes one.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def free_port() -> int:
 class Server:
     """A ``confserver`` subprocess with TLS off on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, media: bool = False) -> None:
         self.workdir = workdir
+        self.media = media
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = SigningKey.hs256(API_KEY, API_SECRET)
@@ -84,6 +87,7 @@ class Server:
             CONF_AUTH_API_KEY=API_KEY,
             CONF_AUTH_API_SECRET=API_SECRET,
             CONF_LOG_LEVEL="warning",
+            CONF_SFU_ENABLED="true" if self.media else "false",
         )
         exe = Path(sys.executable).with_name("confserver")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "confserver.main"]
@@ -156,6 +160,14 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("confserver"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("confserver-media"), media=True)
     srv.start()
     yield srv
     srv.stop()

@@ -8,12 +8,13 @@ These tests need the media service. While the server answers media messages with
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import REPO
+from .conftest import REPO, Server
 from .helpers import Crowd, Person
 
 pytestmark = pytest.mark.media
@@ -59,14 +60,10 @@ VIDEO_SIZE = """
 """
 
 
-def open_with_media(people: Crowd, room: str, identity: str, **kw: Any) -> Person:
-    return people.open(room, identity, init_script=COLLECT_PEER_CONNECTIONS, **kw)
-
-
 def require_media(person: Person) -> None:
     status = person.wait_for_media_decision()
     if status == "unavailable":
-        pytest.skip("the server answered media_unavailable: no media service (SFU) is wired in yet")
+        pytest.skip("the server answered media_unavailable: it runs without a media service (SFU)")
     assert status == "connected", f"media did not connect: {status}"
 
 
@@ -86,21 +83,35 @@ def wait_for_video(person: Person, identity: str, source: str = "camera", timeou
     )
 
 
-def join_three(people: Crowd, room: str) -> tuple[Person, Person, Person]:
-    ana = open_with_media(people, room, "ana", name="Ana Putri", role="moderator")
-    require_media(ana)
-    budi = open_with_media(people, room, "budi", name="Budi Santoso")
-    citra = open_with_media(people, room, "citra", name="Citra Dewi")
-    return ana, budi, citra
+@pytest.fixture(scope="module")
+def trio(browser: Any, media_server: Server) -> Iterator[dict[str, Person]]:
+    """Three participants in one room for all the media tests (joining costs seconds each)."""
+    crowd = Crowd(browser, media_server, "media")
+    try:
+        ana = crowd.open("media", "ana", name="Ana Putri", role="moderator", init_script=COLLECT_PEER_CONNECTIONS)
+        require_media(ana)
+        budi = crowd.open("media", "budi", name="Budi Santoso", init_script=COLLECT_PEER_CONNECTIONS)
+        citra = crowd.open("media", "citra", name="Citra Dewi", init_script=COLLECT_PEER_CONNECTIONS)
+        yield {"ana": ana, "budi": budi, "citra": citra}
+    finally:
+        crowd.close(failed=False)
 
 
-def test_three_browsers_see_and_hear_each_other(people: Crowd) -> None:
-    trio = dict(zip(("ana", "budi", "citra"), join_three(people, "media-trio"), strict=True))
-    for me, person in trio.items():
-        for other in trio.keys() - {me}:
+@pytest.fixture
+def media_trio(trio: dict[str, Person], request: pytest.FixtureRequest) -> Iterator[dict[str, Person]]:
+    yield trio
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for name, person in trio.items():
+            person.screenshot(f"failed-{request.node.name}-{name}")
+
+
+def test_three_browsers_see_and_hear_each_other(media_trio: dict[str, Person]) -> None:
+    for me, person in media_trio.items():
+        for other in media_trio.keys() - {me}:
             wait_for_video(person, other)
             assert video_size(person, other)["width"] > 0
-    for person in trio.values():
+    for person in media_trio.values():
         person.page.wait_for_function(
             f"({INBOUND_TOTALS})().then((t) => t.framesDecoded > 0 && t.audioPackets > 0)", timeout=20_000
         )
@@ -108,8 +119,8 @@ def test_three_browsers_see_and_hear_each_other(people: Crowd) -> None:
         assert totals["framesDecoded"] > 0 and totals["audioPackets"] > 0, totals
 
 
-def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(people: Crowd) -> None:
-    ana, _budi, _citra = join_three(people, "media-layers")
+def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(media_trio: dict[str, Person]) -> None:
+    ana = media_trio["ana"]
     ana.tile("citra").hover()
     ana.tile("citra").locator(".tile-pin").click()
     expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "speaker")
@@ -124,10 +135,12 @@ def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(people: C
     )
     big, small = video_size(ana, "citra"), video_size(ana, "budi")
     assert big["width"] >= 960 and 0 < small["width"] <= 320, (big, small)
+    ana.page.get_by_test_id("layout").click()  # back to the grid for the next test
+    expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "grid")
 
 
-def test_a_screen_share_is_shown_large_to_the_others(people: Crowd) -> None:
-    ana, budi, citra = join_three(people, "media-screen")
+def test_a_screen_share_is_shown_large_to_the_others(media_trio: dict[str, Person]) -> None:
+    ana, budi, citra = media_trio["ana"], media_trio["budi"], media_trio["citra"]
     budi.page.get_by_test_id("screen-share").click()
     expect(budi.page.get_by_test_id("sharing-bar")).to_be_visible()
     for person in (ana, citra):
@@ -139,3 +152,4 @@ def test_a_screen_share_is_shown_large_to_the_others(people: Crowd) -> None:
     shutil.copy(shot, REPO / "docs" / "img" / "screen-share.png")
     budi.page.get_by_test_id("screen-share").click()  # stop sharing
     expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "grid")
+    expect(ana.tile("budi", "screen")).to_have_count(0)

@@ -37,6 +37,9 @@ def test_three_browsers_join_and_each_lists_the_other_two(people: Crowd, server:
     expect(budi.tile("ana")).to_contain_text("Ana Putri")
     expect(ana.tile("ana")).to_contain_text("Ana Putri (you)")
     expect(ana.tile("ana")).to_have_attribute("data-video", "on")  # self view shows the camera
+    # this server runs without media: the meeting works and says what is missing
+    assert ana.wait_for_media_decision() == "unavailable"
+    expect(ana.page.get_by_test_id("media-notice")).to_contain_text("Audio and video unavailable")
     ana.page.wait_for_timeout(300)  # let the toasts settle for the picture
     shot = ana.screenshot("grid-three")
     shutil.copy(shot, REPO / "docs" / "img" / "meeting-grid.png")
