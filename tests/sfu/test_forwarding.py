@@ -99,6 +99,8 @@ async def test_a_late_subscriber_gets_video_within_two_seconds(sfu: SfuControlle
         )
         got = bob.video_for(track)
         assert got is not None and got.first_at is not None and got.first_at - start < 2.0
+        sfu.metrics.flush()
+        assert sfu.metrics.registry.get_sample_value("conf_sfu_plis_total") >= 1  # it had to ask
     finally:
         await close_all(alice, bob)
 
