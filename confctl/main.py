@@ -12,6 +12,7 @@ from typing import Any
 
 from confctl import __version__, keys, output
 from confctl.client import AdminClient, ApiError, ConfctlError, resolve_settings
+from confctl.loadtest import cli as loadtest_cli
 
 ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DURATION_RE = re.compile(r"(\d{1,12})([smhd]?)")
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alg", choices=keys.ALGORITHMS, default="EdDSA")
     p.add_argument("--kid", help="key id (default: k- plus 8 random hex digits)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: current directory)")
+
+    loadtest_cli.register(groups, common)
     return parser
 
 

@@ -1,0 +1,150 @@
+"""Crafted RTP for publishers that send what aiortc's sender cannot: simulcast.
+
+A browser sends three VP8 layers on one m-line, each on its own unsignalled SSRC named by the
+rtp-stream-id header extension. ``RawStream`` does the same from a pre-encoded clip: it cuts each
+frame into RTP packets (VP8 payload descriptor with a 15-bit picture id, RFC 7741), adds the
+MID/RID (video) or MID/audio-level (audio) extensions, and numbers packets and timestamps. On a
+keyframe request (PLI) it jumps to the clip's next keyframe, as an encoder would produce one.
+
+Packets leave through ``sfu.glue.RtpWriter`` (SRTP protect and ``sendto`` on the connection's
+nominated pair), driven by one ``Pacer`` per process rather than a task per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import struct
+from collections.abc import Callable
+
+from confctl.loadtest.clips import Clip
+
+VP8_MAX_PAYLOAD = 1200
+_RTP_HEADER = struct.Struct("!BBHII")
+_EXT_HEADER = struct.Struct("!HH")
+
+SendFn = Callable[[bytes], bool]
+
+
+def one_byte_extensions(elements: dict[int, bytes]) -> bytes:
+    """An RFC 8285 one-byte header extension block (ids 1-14, values 1-16 bytes)."""
+    body = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in elements.items())
+    body += bytes(-len(body) % 4)
+    return _EXT_HEADER.pack(0xBEDE, len(body) // 4) + body
+
+
+def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
+    """RFC 7741 packetization: descriptor X=1, I=1 (15-bit picture id), S=1 on the first packet."""
+    pid = bytes([0x80 | ((picture_id >> 8) & 0x7F), picture_id & 0xFF])
+    first = b"\x90\x80" + pid
+    rest = b"\x80\x80" + pid
+    size = VP8_MAX_PAYLOAD - 4
+    return [(first if pos == 0 else rest) + frame[pos : pos + size] for pos in range(0, len(frame), size)]
+
+
+class RawStream:
+    """One SSRC looping one clip."""
+
+    __slots__ = (
+        "_ext",
+        "_index",
+        "_picture_id",
+        "_pt",
+        "_sequence",
+        "_timestamp",
+        "clip",
+        "due",
+        "send",
+        "sent",
+        "ssrc",
+    )
+
+    def __init__(
+        self, clip: Clip, payload_type: int, extensions: bytes, send: SendFn, first: int = 0
+    ) -> None:
+        self.clip = clip
+        self.ssrc = secrets.randbits(32) or 1
+        self.send = send
+        self.sent = 0
+        self.due = 0.0
+        self._pt = payload_type
+        self._ext = extensions
+        self._index = first
+        self._sequence = secrets.randbelow(0x8000)
+        self._timestamp = secrets.randbits(32)
+        self._picture_id = secrets.randbelow(0x8000)
+
+    def request_keyframe(self) -> None:
+        if self.clip.kind == "video":
+            self._index = self.clip.next_keyframe(self._index)
+
+    def send_frame(self) -> None:
+        """Send the next frame's packets (nothing is counted while not connected)."""
+        clip = self.clip
+        frame = clip.frames[self._index % len(clip.frames)]
+        self._index = (self._index + 1) % len(clip.frames)
+        if clip.kind == "video":
+            payloads = vp8_payloads(frame, self._picture_id)
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+        else:
+            payloads = [frame]
+        last = len(payloads) - 1
+        ts = self._timestamp & 0xFFFFFFFF
+        for i, payload in enumerate(payloads):
+            header = _RTP_HEADER.pack(
+                0x90, (0x80 if i == last else 0) | self._pt, self._sequence & 0xFFFF, ts, self.ssrc
+            )
+            if self.send(header + self._ext + payload):
+                self.sent += 1
+            self._sequence += 1
+        self._timestamp += clip.ticks_per_frame
+
+
+class Pacer:
+    """Sends every registered stream's frames on time, from one task."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self._streams: list[RawStream] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, stream: RawStream) -> None:
+        stream.due = asyncio.get_running_loop().time()
+        self._streams.append(stream)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="loadtest-pacer")
+
+    def remove(self, stream: RawStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+    @property
+    def sent(self) -> int:
+        return sum(s.sent for s in self._streams)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            next_due = now + 0.1
+            for stream in self._streams:
+                if stream.due <= now:
+                    step = stream.clip.frame_duration
+                    stream.send_frame()
+                    stream.due += step
+                    if stream.due < now - 0.5:  # overloaded: do not burst to catch up
+                        stream.due = now + step
+                if stream.due < next_due:
+                    next_due = stream.due
+            await asyncio.sleep(max(self.TICK, next_due - loop.time()))
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._streams.clear()

@@ -1,0 +1,235 @@
+"""The figures of a load test, as one JSON object or as aligned text.
+
+Rates and costs come from two snapshots taken at the start and the end of the measurement window
+(after everyone joined and the warm-up): client counters from the participants, and the server's
+metrics. "Forwarded" packets are the packets the subscribers received. The server's CPU cost
+per forwarded packet is its CPU time in the window divided by those packets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confctl.loadtest.plan import Options
+from confctl.loadtest.scrape import ServerSample
+from confctl.loadtest.swarm import Snapshot
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count() or 0, "cpu": model}
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float] | None:
+    """p50, p95 and max in milliseconds (nearest rank), None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+    return {
+        "p50": round(rank(0.50) * 1000, 1),
+        "p95": round(rank(0.95) * 1000, 1),
+        "max": round(ordered[-1] * 1000, 1),
+    }
+
+
+def _rate(count: float, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+def _per_packet_us(cpu: float | None, packets: float) -> float | None:
+    if cpu is None or packets <= 0:
+        return None
+    return round(cpu / packets * 1e6, 2)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Everything measured: client snapshots and server samples at the window's ends."""
+
+    client_start: Snapshot
+    client_end: Snapshot
+    server_base: ServerSample | None  # before anyone joined
+    server_start: ServerSample | None
+    server_end: ServerSample | None
+    generator_cpu: float  # CPU seconds of the load generator (all its processes) in the window
+
+
+def build(options: Options, w: Window) -> dict[str, Any]:
+    c0, c1 = w.client_start, w.client_end
+    seconds = c1.at - c0.at
+    got = c1.received
+    before = c0.received
+    packets = got.packets - before.packets
+    expected = got.expected - before.expected
+    media = got.received - before.received
+    loss = round(max(0, expected - media) / expected * 100, 3) if expected > 0 else None
+    doc: dict[str, Any] = {
+        "room": options.room,
+        "machine": machine(),
+        "setup": {
+            "participants": options.total,
+            "video_publishers": options.video_publishers,
+            "audio_publishers": options.audio_publishers,
+            "speakers": options.speaking,
+            "subscribers": options.subscribers,
+            "decoders": options.decoders,
+            "simulcast": options.simulcast,
+            "tiles": options.tiles,
+            "speaker_view": options.speaker_view,
+            "processes": options.processes,
+        },
+        "participants": {
+            "total": c1.participants,
+            "joined": c1.joined,
+            "connected": c1.connected,
+            "failed": c1.failed,
+            "failures": c1.failures,
+            "errors": c1.errors,
+            "without_media": c1.awaiting_media,
+        },
+        "join_latency_ms": percentiles(c1.join_latencies),
+        "connect_latency_ms": percentiles(c1.connect_latencies),
+        "first_media_ms": percentiles(c1.media_latencies),
+        "window_s": round(seconds, 2),
+        "sent_pps": _rate(c1.sent - c0.sent, seconds),
+        "forwarded_pps": _rate(packets, seconds),
+        "forwarded_audio_pps": _rate(got.audio - before.audio, seconds),
+        "forwarded_video_pps": _rate(got.video - before.video, seconds),
+        "loss_percent": loss,
+        "retransmissions": got.retransmissions - before.retransmissions,
+        "decoded_fps": _rate(c1.frames_decoded - c0.frames_decoded, seconds) if options.decoders else None,
+        "server": _server(options, w, packets),
+        "generator": {
+            "cpu_percent": round(w.generator_cpu / seconds * 100, 1) if seconds > 0 else None,
+            "cpu_us_per_packet": _per_packet_us(w.generator_cpu, packets + (c1.sent - c0.sent)),
+        },
+    }
+    return doc
+
+
+def _server(options: Options, w: Window, packets: int) -> dict[str, Any] | None:
+    s0, s1, base = w.server_start, w.server_end, w.server_base
+    if s0 is None or s1 is None:
+        return None
+    seconds = s1.at - s0.at
+    cpu = None
+    if s0.cpu_seconds is not None and s1.cpu_seconds is not None:
+        cpu = s1.cpu_seconds - s0.cpu_seconds
+    out = s1.packets_out - s0.packets_out
+    rss = s1.rss_bytes
+    per_participant = None
+    if rss is not None and base is not None and base.rss_bytes is not None and options.total:
+        per_participant = round((rss - base.rss_bytes) / options.total / 2**20, 2)
+    connections = s1.peer_connections
+    per_connection = None
+    if cpu is not None and connections and seconds > 0:
+        per_connection = round(cpu / seconds * 1000 / connections, 3)
+    return {
+        "cpu_percent": round(cpu / seconds * 100, 1) if cpu is not None and seconds > 0 else None,
+        "cpu_us_per_packet": _per_packet_us(cpu, packets),
+        "cpu_us_per_sent_packet": _per_packet_us(cpu, out),
+        "in_pps": _rate(s1.packets_in - s0.packets_in, seconds),
+        "out_pps": _rate(out, seconds),
+        "rss_mb": round(rss / 2**20, 1) if rss is not None else None,
+        "rss_mb_per_participant": per_participant,
+        "peer_connections": int(connections) if connections is not None else None,
+        "cpu_ms_per_s_per_connection": per_connection,
+        "dropped": {
+            k: int(v - s0.dropped.get(k, 0)) for k, v in s1.dropped.items() if v - s0.dropped.get(k, 0)
+        },
+    }
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True)
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return text + unit
+
+
+def _lat(p: dict[str, float] | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"p50 {p['p50']:,.0f} ms, p95 {p['p95']:,.0f} ms, max {p['max']:,.0f} ms"
+
+
+def render(doc: dict[str, Any]) -> str:
+    p = doc["participants"]
+    s = doc["server"] or {}
+    g = doc["generator"]
+    rows = [
+        ("Room", doc["room"]),
+        ("Machine", f"{doc['machine']['cores']} cores, {doc['machine']['cpu'] or 'unknown CPU'}"),
+        (
+            "Participants",
+            f"{p['joined']}/{p['total']} joined, {p['connected']} connected, {p['failed']} failed",
+        ),
+    ]
+    for reason, count in sorted(p["failures"].items()):
+        rows.append(("  failure", f"{count} x {reason}"))
+    if p["errors"]:
+        rows.append(("  errors", ", ".join(f"{k} {v}" for k, v in sorted(p["errors"].items()))))
+    if p["without_media"]:
+        rows.append(("  no media", f"{p['without_media']} subscribers received nothing"))
+    rows += [
+        ("Join latency", _lat(doc["join_latency_ms"])),
+        ("Connected", _lat(doc["connect_latency_ms"])),
+        ("First media", _lat(doc["first_media_ms"])),
+        ("Window", _fmt(doc["window_s"], " s")),
+        ("Sent", _fmt(doc["sent_pps"], " packets/s")),
+        (
+            "Forwarded",
+            f"{_fmt(doc['forwarded_pps'])} packets/s "
+            f"(audio {_fmt(doc['forwarded_audio_pps'])}, video {_fmt(doc['forwarded_video_pps'])})",
+        ),
+        ("Loss", _fmt(doc["loss_percent"], " %")),
+    ]
+    if doc["decoded_fps"] is not None:
+        rows.append(("Decoded", _fmt(doc["decoded_fps"], " frames/s")))
+    if s:
+        rows += [
+            ("Server CPU", f"{_fmt(s['cpu_percent'], ' %')} of one core"),
+            ("  per forwarded packet", _fmt(s["cpu_us_per_packet"], " us")),
+            ("  per connection", _fmt(s["cpu_ms_per_s_per_connection"], " ms/s")),
+            (
+                "Server RSS",
+                f"{_fmt(s['rss_mb'], ' MiB')} ({_fmt(s['rss_mb_per_participant'], ' MiB')} per participant)",
+            ),
+            ("Server sent", _fmt(s["out_pps"], " packets/s")),
+        ]
+        if s["dropped"]:
+            rows.append(("  not forwarded", ", ".join(f"{k} {v:,}" for k, v in sorted(s["dropped"].items()))))
+    else:
+        rows.append(("Server", "no metrics (--no-metrics)"))
+    rows.append(
+        (
+            "Generator CPU",
+            f"{_fmt(g['cpu_percent'], ' %')} of one core, {_fmt(g['cpu_us_per_packet'], ' us')} per packet",
+        )
+    )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in rows)

@@ -1,0 +1,92 @@
+"""The server's Prometheus metrics, read from its metrics listener (text exposition format).
+
+Only what the report needs: the process's CPU seconds and resident memory, and the forwarding
+unit's packet counters, peer connections and drops.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+from confctl.client import UnreachableError, UsageError
+
+TIMEOUT = 5.0
+MAX_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSample:
+    at: float  # time.monotonic() when the answer arrived
+    cpu_seconds: float | None
+    rss_bytes: float | None
+    packets_in: float = 0.0
+    packets_out: float = 0.0
+    peer_connections: float | None = None
+    dropped: dict[str, float] = field(default_factory=dict)
+
+
+def _labels(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key:
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def parse(text: str, at: float = 0.0) -> ServerSample:
+    values: dict[str, float] = {}
+    packets_in = packets_out = 0.0
+    dropped: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_part, _, value_part = line.rpartition(" ")
+        try:
+            value = float(value_part)
+        except ValueError:
+            continue
+        name, brace, rest = name_part.partition("{")
+        labels = _labels(rest.rstrip("}")) if brace else {}
+        if name == "conf_sfu_packets_total":
+            if labels.get("direction") == "in":
+                packets_in += value
+            elif labels.get("direction") == "out":
+                packets_out += value
+        elif name == "conf_sfu_dropped_packets_total":
+            dropped[labels.get("reason", "")] = value
+        elif not brace:
+            values[name] = value
+    return ServerSample(
+        at=at,
+        cpu_seconds=values.get("process_cpu_seconds_total"),
+        rss_bytes=values.get("process_resident_memory_bytes"),
+        packets_in=packets_in,
+        packets_out=packets_out,
+        peer_connections=values.get("conf_sfu_peer_connections"),
+        dropped=dropped,
+    )
+
+
+def check_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid metrics URL {url!r}: expected http://HOST:PORT/metrics")
+    return url
+
+
+def sample(url: str) -> ServerSample:
+    """Scrape once; ``UnreachableError`` when the listener cannot be read."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=TIMEOUT) as resp:
+            raw = resp.read(MAX_BYTES)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise UnreachableError(url, f"{reason}") from None
+    return parse(raw.decode("utf-8", "replace"), time.monotonic())

@@ -1,0 +1,82 @@
+"""The little the load generator reads from, and changes in, session descriptions.
+
+Only descriptions made by aiortc or by the server are read here; a line that does not parse is
+skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+@dataclass
+class Section:
+    kind: str
+    mid: str = ""
+    codecs: dict[str, int] = field(default_factory=dict)  # lower-case codec name -> first payload type
+    extensions: dict[str, int] = field(default_factory=dict)  # uri -> id
+
+
+def sections(sdp: str) -> list[Section]:
+    out: list[Section] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            out.append(Section(kind=line[2:].split(" ", 1)[0]))
+        elif not out:
+            continue
+        elif line.startswith("a=mid:"):
+            out[-1].mid = line[6:].strip()
+        elif line.startswith("a=rtpmap:"):
+            pt, _, rest = line[9:].partition(" ")
+            name = rest.split("/", 1)[0].lower()
+            if pt.isdigit():
+                out[-1].codecs.setdefault(name, int(pt))
+        elif line.startswith("a=extmap:"):
+            ext_id, _, rest = line[9:].partition(" ")
+            ext_id = ext_id.split("/", 1)[0]
+            if ext_id.isdigit():
+                out[-1].extensions[rest.split(" ", 1)[0]] = int(ext_id)
+    return out
+
+
+def payload_kinds(sdp: str) -> dict[int, str]:
+    """Payload type -> ``audio``/``video``, or ``rtx`` for retransmission payload types."""
+    kinds: dict[int, str] = {}
+    kind = ""
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+        elif line.startswith("a=rtpmap:"):
+            pt, _, rest = line[9:].partition(" ")
+            if pt.isdigit():
+                kinds[int(pt)] = "rtx" if rest.lower().startswith("rtx/") else kind
+    return kinds
+
+
+def free_extension_id(section: Section) -> int:
+    used = set(section.extensions.values())
+    return next(i for i in range(10, 15) if i not in used)
+
+
+def simulcast_offer(sdp: str, mid: str, rids: tuple[str, ...], rid_ext: int) -> str:
+    """A browser-style simulcast offer: the video m-line ``mid`` sends ``rids`` (lowest first) on
+    unsignalled SSRCs that name their layer with the rtp-stream-id extension ``rid_ext``."""
+    out: list[str] = []
+    current = ""
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            current = ""
+        elif line.startswith("a=mid:"):
+            current = line[6:]
+        if current == mid and line.startswith(("a=ssrc", "a=msid")):
+            continue
+        out.append(line)
+        if current == mid and line == f"a=mid:{mid}":
+            out.append(f"a=extmap:{rid_ext} {URI_RID}")
+            out.extend(f"a=rid:{rid} send" for rid in rids)
+            out.append("a=simulcast:send " + ";".join(rids))
+    return "\r\n".join(out)
