@@ -139,16 +139,22 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 
 
 class RtpWriter:
-    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``sendto`` on the nominated pair.
+    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``sendto`` on the nominated pair's
+    socket, directly: a datagram the socket cannot take now is dropped, never queued (a congested
+    path loses packets and NACK/PLI repair them, instead of the SFU buffering without bound).
 
-    ``send_rtp``/``send_rtcp`` return False (nothing sent) while the transport is not connected.
+    ``send_rtp``/``send_rtcp`` return False when nothing was sent (not connected, or the socket's
+    send buffer is full).
     """
 
-    __slots__ = ("_drop", "_dtls")
+    __slots__ = ("_addr", "_drop", "_dtls", "_pair", "_sendto")
 
     def __init__(self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None) -> None:
         self._dtls = dtls
         self._drop = drop_outgoing
+        self._pair: Any = None
+        self._sendto: Callable[[bytes, Any], Any] | None = None
+        self._addr: Any = None
 
     @classmethod
     def for_connection(
@@ -161,26 +167,45 @@ class RtpWriter:
     def connected(self) -> bool:
         return self._dtls._state == DtlsState.CONNECTED
 
+    def _route(self) -> Callable[[bytes, Any], Any] | None:
+        """``sendto`` of the nominated pair's socket (cached until the pair changes)."""
+        pair = self._dtls._transport._connection._nominated.get(1)
+        if pair is not self._pair:
+            self._pair = pair
+            self._sendto = None
+            if pair is not None:
+                transport = pair.protocol.transport
+                sock = getattr(transport, "_sock", None)  # asyncio's selector transport
+                self._sendto = sock.sendto if sock is not None else transport.sendto
+                self._addr = pair.remote_addr
+        return self._sendto
+
     def send_rtp(self, data: bytes) -> bool:
         dtls = self._dtls
         if dtls._state != DtlsState.CONNECTED:
             return False
-        pair = dtls._transport._connection._nominated.get(1)
-        if pair is None:
+        sendto = self._route()
+        if sendto is None:
             return False
         if self._drop is not None and self._drop(data):
             return True  # "sent" and lost on the way
-        pair.protocol.transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)
+        try:
+            sendto(dtls._tx_srtp.protect(data), self._addr)
+        except OSError:  # BlockingIOError included: the socket buffer is full
+            return False
         return True
 
     def send_rtcp(self, data: bytes) -> bool:
         dtls = self._dtls
         if dtls._state != DtlsState.CONNECTED:
             return False
-        pair = dtls._transport._connection._nominated.get(1)
-        if pair is None:
+        sendto = self._route()
+        if sendto is None:
             return False
-        pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(data), pair.remote_addr)
+        try:
+            sendto(dtls._tx_srtp.protect_rtcp(data), self._addr)
+        except OSError:
+            return False
         return True
 
 

@@ -124,7 +124,7 @@ class Slot:
             counters.drop(out.reason.value)
             return
         if not writer.send_rtp(out):
-            counters.drop("not_connected")
+            counters.drop("not_sent")
             return
         size = view.payload_end - view.header_length
         if self.kind == "video":
