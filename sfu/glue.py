@@ -29,10 +29,17 @@ import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol, get_host_addresses
 from aioice.turn import UDP_SOCKET_BUFFER_SIZE
-from aiortc import RTCDtlsTransport, RTCIceTransport, RTCPeerConnection
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+)
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
 from sfu.ports import PortRange, PortRangeExhausted
+from sfu.sdp import FORWARD_ONLY_NAMES, SessionInfo
 
 log = logging.getLogger("sfu.glue")
 
@@ -128,6 +135,52 @@ def _rtcp_hook(sink: PacketSink) -> Callable[..., Any]:
             log.exception("RTCP handler failed")
 
     return handle_rtcp_data
+
+
+def accept_forward_only_codecs(pc: RTCPeerConnection, offer: SessionInfo) -> None:
+    """Also accept the offer's VP9 and AV1 (and their RTX), which aiortc leaves out because it
+    cannot decode them: the SFU only forwards them. Call after ``setRemoteDescription(offer)``,
+    before ``createAnswer``; the offer's codec order is kept (the first one is what the
+    publisher sends)."""
+    for transceiver in pc.getTransceivers():
+        section = offer.section(transceiver.mid) if transceiver.mid is not None else None
+        if transceiver.kind != "video" or section is None:
+            continue
+        if not any(c.name.lower() in FORWARD_ONLY_NAMES for c in section.codecs):
+            continue
+        common = {c.payloadType: c for c in transceiver._codecs}
+        media = {
+            c.payload_type
+            for c in section.codecs
+            if not c.is_rtx and (c.payload_type in common or c.name.lower() in FORWARD_ONLY_NAMES)
+        }
+        codecs: list[RTCRtpCodecParameters] = []
+        for c in section.codecs:
+            if c.payload_type in common:
+                codecs.append(common[c.payload_type])
+            elif c.is_rtx and c.apt in media:
+                codecs.append(
+                    RTCRtpCodecParameters(
+                        mimeType="video/rtx",
+                        clockRate=c.clock_rate,
+                        payloadType=c.payload_type,
+                        parameters={"apt": c.apt},
+                    )
+                )
+            elif not c.is_rtx and c.name.lower() in FORWARD_ONLY_NAMES:
+                codecs.append(
+                    RTCRtpCodecParameters(
+                        mimeType=f"video/{c.name}",
+                        clockRate=c.clock_rate,
+                        payloadType=c.payload_type,
+                        rtcpFeedback=[
+                            RTCRtcpFeedback(type="nack"),
+                            RTCRtcpFeedback(type="nack", parameter="pli"),
+                        ],
+                        parameters=dict(c.fmtp_params()),
+                    )
+                )
+        transceiver._codecs = codecs
 
 
 def decoding_disabled(pc: RTCPeerConnection) -> bool:

@@ -20,7 +20,14 @@ from sfu.core.keyrequest import KeyframeRequester
 from sfu.core.routing import IncomingRouter, Route, TrackRouting
 from sfu.core.rtcp import Nack, Pli, ReceiverReport, RtcpParseError, SenderReport, parse_rtcp
 from sfu.core.rtp import RtpParseError, RtpView
-from sfu.glue import IceRestart, RtpWriter, local_ports, prepare_gathering, take_over_media
+from sfu.glue import (
+    IceRestart,
+    RtpWriter,
+    accept_forward_only_codecs,
+    local_ports,
+    prepare_gathering,
+    take_over_media,
+)
 from sfu.requests import PublishedTrack
 from sfu.sdp import (
     URI_AUDIO_LEVEL,
@@ -82,6 +89,7 @@ class Publisher:
                 await restart.cancel()
             raise ServiceError("bad_sdp", f"the offer was refused: {exc}") from None
         take_over_media(pc, self.on_rtp, self.on_rtcp, drop_incoming=self._ctx.filters.incoming)
+        accept_forward_only_codecs(pc, info)
         answer = await pc.createAnswer()
         prepare_gathering(pc, self._ctx.gather, self._ctx.ports)
         await pc.setLocalDescription(answer)

@@ -319,3 +319,51 @@ def section_for_rid_check(section: MediaSection) -> None:
     """A simulcast m-line must negotiate the RID extension, or its layers cannot be told apart."""
     if section.rids and URI_RID not in section.extensions:
         raise SdpError(f"m-line {section.mid} uses simulcast without the rtp-stream-id extension")
+
+
+FORWARD_ONLY = (
+    # (name, clock rate, fmtp): codecs the SFU forwards although aiortc cannot decode them
+    ("VP9", 90000, "profile-id=0"),
+    ("AV1", 90000, "level-idx=5;profile=0;tier=0"),
+)
+FORWARD_ONLY_NAMES = frozenset(name.lower() for name, _clock, _fmtp in FORWARD_ONLY)
+
+
+def add_forward_only_codecs(offer: str) -> str:
+    """``offer`` with VP9 and AV1 (each with RTX) added to every video m-line, on payload types
+    the m-line does not use yet, so subscribers can accept them."""
+    newline = "\r\n" if "\r\n" in offer else "\n"
+    lines = offer.split(newline)
+    out: list[str] = []
+    extra: list[str] = []
+    for line in lines:
+        if line.startswith("m="):
+            out.extend(extra)
+            extra = []
+            parts = line.split(" ")
+            if parts[0] == "m=video" and len(parts) > 3:
+                used = {int(p) for p in parts[3:] if p.isdigit()}
+                free = (pt for pt in range(96, 128) if pt not in used)
+                added: list[str] = []
+                for name, clock, fmtp in FORWARD_ONLY:
+                    pt, rtx = next(free, None), next(free, None)
+                    if pt is None or rtx is None:
+                        break
+                    added += [str(pt), str(rtx)]
+                    extra += [
+                        f"a=rtpmap:{pt} {name}/{clock}",
+                        f"a=fmtp:{pt} {fmtp}",
+                        f"a=rtcp-fb:{pt} nack",
+                        f"a=rtcp-fb:{pt} nack pli",
+                        f"a=rtcp-fb:{pt} goog-remb",
+                        f"a=rtpmap:{rtx} rtx/{clock}",
+                        f"a=fmtp:{rtx} apt={pt}",
+                    ]
+                line = " ".join([*parts, *added])
+        elif line == "" and extra:
+            out.extend(extra)
+            extra = []
+        out.append(line)
+    out.extend(extra)
+    text = newline.join(out)
+    return text if text.endswith(newline) else text + newline

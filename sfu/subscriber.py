@@ -26,7 +26,7 @@ from sfu.core.rtcp import Fir, Nack, Pli, Remb, RtcpParseError, parse_rtcp
 from sfu.core.simulcast import LayerLimits
 from sfu.forwarder import VideoForwarder
 from sfu.glue import RtpWriter, local_ports, prepare_gathering, take_over_media
-from sfu.sdp import SdpError, SessionInfo, parse_sdp
+from sfu.sdp import SdpError, SessionInfo, add_forward_only_codecs, parse_sdp
 from sfu.slot import Slot, SlotParams
 from sfu.uptrack import UpTrack
 
@@ -101,7 +101,8 @@ class Subscriber:
             return
         self._in_flight = True
         try:
-            offer = await self.pc.createOffer()
+            created = await self.pc.createOffer()
+            offer = RTCSessionDescription(sdp=add_forward_only_codecs(created.sdp), type="offer")
             prepare_gathering(self.pc, self._ctx.gather, self._ctx.ports)
             await self.pc.setLocalDescription(offer)
             if not local_ports(self.pc):

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fractions
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,7 +126,9 @@ class Peer:
         *,
         permissions: frozenset[str] = ALL_PERMISSIONS,
         decode: bool = True,
+        accept_vp9: bool = False,
     ) -> None:
+        self.accept_vp9 = accept_vp9  # answer VP9 too, as a browser would (aiortc cannot decode it)
         self.sfu = sfu
         self.room = room
         self.sid = sid
@@ -244,8 +247,11 @@ class Peer:
         answer = await pc.createAnswer()
         prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(answer)
+        local = pc.localDescription.sdp
+        if self.accept_vp9:
+            local = accept_offered_codec(local, sdp, "VP9")
         try:
-            await self.request("subscribe_answer", sdp=pc.localDescription.sdp)
+            await self.request("subscribe_answer", sdp=local)
         except ServiceError as exc:
             self.errors.append(exc)
 
@@ -308,6 +314,22 @@ class Peer:
             if pc is not None:
                 await pc.close()
         self.publish_pc = self.subscribe_pc = None
+
+
+def accept_offered_codec(answer: str, offer: str, name: str) -> str:
+    """``answer`` with the offer's ``name`` codec added to every video m-line (on the payload type
+    the offer chose for it), as a browser that supports it would answer."""
+    found = re.search(rf"a=rtpmap:(\d+) {name}/90000", offer)
+    if found is None:
+        return answer
+    pt = found.group(1)
+    out: list[str] = []
+    for line in answer.split("\r\n"):
+        if line.startswith("m=video"):
+            out += [f"{line} {pt}", f"a=rtpmap:{pt} {name}/90000"]
+        else:
+            out.append(line)
+    return "\r\n".join(out)
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.05, what: str = "") -> None:

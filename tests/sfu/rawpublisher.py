@@ -23,6 +23,7 @@ RRID_EXT = 11
 LAYERS = ("q", "h", "f")
 LAYER_FILLER = {"q": 50, "h": 400, "f": 1000}  # bytes per frame: ~15, ~100, ~240 kbit/s
 VP8_PT = 97  # aiortc offers VP8 as payload type 97
+VP9_PT = 120
 
 
 def one_byte_block(elements: dict[int, bytes]) -> bytes:
@@ -41,16 +42,28 @@ def vp8_payload(keyframe: bool, layer: str, picture_id: int) -> bytes:
     return descriptor + frame + b"LAYER:" + layer.encode() + b"|" + filler
 
 
-def simulcast_offer(sdp: str, mid: str) -> str:
-    """aiortc's offer for one video m-line, turned into a browser-style simulcast offer."""
+def vp9_payload(keyframe: bool, layer: str, picture_id: int) -> bytes:
+    """VP9 payload descriptor (I, B, E bits; P set on delta frames) and the layer marker."""
+    first = 0x8C if keyframe else 0xCC
+    return bytes([first, picture_id & 0x7F]) + b"LAYER:" + layer.encode() + b"|" + bytes(LAYER_FILLER[layer])
+
+
+def simulcast_offer(sdp: str, mid: str, vp9: bool = False) -> str:
+    """aiortc's offer for one video m-line, turned into a browser-style simulcast offer
+    (preferring VP9 when ``vp9``)."""
     out: list[str] = []
     in_video = False
     for line in sdp.split("\r\n"):
         if line.startswith("m="):
             in_video = line.startswith("m=video")
+            if in_video and vp9:
+                head = line.split(" ")
+                line = " ".join([*head[:3], str(VP9_PT), *head[3:]])
         if in_video and line.startswith(("a=ssrc", "a=msid")):
             continue  # simulcast streams are unsignalled
         out.append(line)
+        if in_video and vp9 and line == f"a=mid:{mid}":
+            out += [f"a=rtpmap:{VP9_PT} VP9/90000", f"a=fmtp:{VP9_PT} profile-id=0"]
         if in_video and line == f"a=mid:{mid}":
             out += [
                 f"a=extmap:{RID_EXT} urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
@@ -62,8 +75,9 @@ def simulcast_offer(sdp: str, mid: str) -> str:
 
 
 class RawPublisher:
-    def __init__(self, peer: Peer) -> None:
+    def __init__(self, peer: Peer, *, vp9: bool = False) -> None:
         self.peer = peer
+        self.vp9 = vp9
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.plis: list[int] = []
         self.answer = ""
@@ -76,7 +90,7 @@ class RawPublisher:
         prepare_gathering(self.pc, LOOPBACK, PortRange())
         await self.pc.setLocalDescription(offer)
         mid = transceiver.mid or "0"
-        sdp = simulcast_offer(self.pc.localDescription.sdp, mid)
+        sdp = simulcast_offer(self.pc.localDescription.sdp, mid, vp9=self.vp9)
         await self.peer.request(
             "publish_offer",
             sdp=sdp,
@@ -105,8 +119,10 @@ class RawPublisher:
                 ssrc = self.ssrcs[rid]
                 key = frame == 0 or ssrc in wanted
                 ext = one_byte_block({MID_EXT: mid, RID_EXT: rid.encode()})
-                header = struct.pack("!BBHII", 0x90, 0x80 | VP8_PT, seq[rid] & 0xFFFF, frame * 3000, ssrc)
-                writer.send_rtp(header + ext + vp8_payload(key, rid, frame))
+                pt = VP9_PT if self.vp9 else VP8_PT
+                payload = vp9_payload(key, rid, frame) if self.vp9 else vp8_payload(key, rid, frame)
+                header = struct.pack("!BBHII", 0x90, 0x80 | pt, seq[rid] & 0xFFFF, frame * 3000, ssrc)
+                writer.send_rtp(header + ext + payload)
                 seq[rid] += 1
             frame += 1
             await asyncio.sleep(1 / 30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 
 from sfu.controller import SfuController
 from sfu.core.rtcp import Remb
@@ -86,6 +87,31 @@ async def test_a_subscriber_whose_bandwidth_estimate_drops_gets_a_lower_layer(sf
         writer.send_rtcp(bytes(Remb(sender_ssrc=1, bitrate=150_000, ssrcs=())))
         await wait_until(lambda: "h" in layers_seen(viewer, mark), 3, what="down to h")
         assert "q" not in layers_seen(viewer, mark)
+    finally:
+        await publisher.close()
+        for p in (alice, viewer):
+            await p.close()
+
+
+async def test_vp9_which_aiortc_cannot_decode_is_negotiated_and_forwarded(sfu: SfuController) -> None:
+    alice = Peer(sfu, "vp9", "alice")
+    viewer = Peer(sfu, "vp9", "viewer", decode=False, accept_vp9=True)
+    publisher = RawPublisher(alice, vp9=True)
+    try:
+        for p in (alice, viewer):
+            await p.join()
+        await publisher.publish(1280, 720)
+        assert re.search(r"a=rtpmap:\d+ VP9/90000", publisher.answer)
+        track = (await viewer.expect("track_published"))["track"]["id"]
+        await viewer.subscribe(track, max_width=640, max_height=360)
+        await wait_until(lambda: len(layers_seen(viewer)) >= 10, 5, what="VP9 forwarded")
+        offered = re.search(r"a=rtpmap:(\d+) VP9/90000", viewer.of_type("subscribe_offer")[-1]["sdp"])
+        assert offered is not None
+        assert set(layers_seen(viewer)) == {"h"}
+        video = [d for d in viewer.raw if b"LAYER:" in d]
+        assert {d[1] & 0x7F for d in video} == {int(offered.group(1))}  # the subscriber's VP9 payload type
+        first_payload = video[0][video[0].rfind(b"LAYER:") - 2 :]
+        assert first_payload[0] & 0x48 == 0x08  # it started on a keyframe (B set, P clear)
     finally:
         await publisher.close()
         for p in (alice, viewer):
