@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from confctl.client import AdminClient, ConfctlError, UsageError, resolve_settings
 from confctl.loadtest.plan import Options, PlanError, parse_seconds, parse_size
@@ -59,6 +59,12 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _one_line_error(message: str) -> NoReturn:
+    """argparse's errors for this command, without the usage block: one line, exit 2."""
+    sys.stderr.write(f"confctl load-test: {message} (see: confctl load-test --help)\n")
+    raise SystemExit(2)
+
+
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
     """Add ``load-test`` to confctl's subcommands."""
     p: argparse.ArgumentParser = groups.add_parser(
@@ -69,6 +75,7 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
     )
     p.set_defaults(handler=command)
+    p.error = _one_line_error  # type: ignore[method-assign]
     p.add_argument("--room", required=True, help="room to join (created if missing, then deleted)")
     p.add_argument(
         "--video-publishers",

@@ -323,7 +323,7 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self.role.decode:
             take_over_media(pc, self.counter.on_rtp, _ignore)
-        self.counter.set_payload_types(sdpinfo.payload_kinds(sdp))
+        self.counter.set_streams(sdpinfo.ssrc_kinds(sdp))
         answer = await pc.createAnswer()
         prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(answer)

@@ -92,7 +92,11 @@ class RawStream:
         ts = self._timestamp & 0xFFFFFFFF
         for i, payload in enumerate(payloads):
             header = _RTP_HEADER.pack(
-                0x90, (0x80 if i == last else 0) | self._pt, self._sequence & 0xFFFF, ts, self.ssrc
+                0x90 if self._ext else 0x80,
+                (0x80 if i == last else 0) | self._pt,
+                self._sequence & 0xFFFF,
+                ts,
+                self.ssrc,
             )
             if self.send(header + self._ext + payload):
                 self.sent += 1

@@ -33,6 +33,18 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count() or 0, "cpu": model}
 
 
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds the whole machine spent busy since boot (all cores, from /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / ticks
+
+
 def percentiles(values: Sequence[float]) -> dict[str, float] | None:
     """p50, p95 and max in milliseconds (nearest rank), None without values."""
     if not values:
@@ -69,6 +81,7 @@ class Window:
     server_start: ServerSample | None
     server_end: ServerSample | None
     generator_cpu: float  # CPU seconds of the load generator (all its processes) in the window
+    machine_busy: float | None = None  # CPU seconds the whole machine was busy in the window
 
 
 def build(options: Options, w: Window) -> dict[str, Any]:
@@ -82,7 +95,7 @@ def build(options: Options, w: Window) -> dict[str, Any]:
     loss = round(max(0, expected - media) / expected * 100, 3) if expected > 0 else None
     doc: dict[str, Any] = {
         "room": options.room,
-        "machine": machine(),
+        "machine": {**machine(), **_busy(w, seconds)},
         "setup": {
             "participants": options.total,
             "video_publishers": options.video_publishers,
@@ -122,6 +135,22 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         },
     }
     return doc
+
+
+def _busy(w: Window, seconds: float) -> dict[str, Any]:
+    """How busy the machine was, and how much of that was neither the server nor the generator
+    (another program competing for the cores makes every figure worse)."""
+    if w.machine_busy is None or seconds <= 0:
+        return {}
+    server = 0.0
+    if w.server_start is not None and w.server_end is not None:
+        a, b = w.server_start.cpu_seconds, w.server_end.cpu_seconds
+        server = (b - a) if a is not None and b is not None else 0.0
+    other = max(0.0, w.machine_busy - server - w.generator_cpu)
+    return {
+        "busy_percent": round(w.machine_busy / seconds * 100, 1),
+        "other_percent": round(other / seconds * 100, 1),
+    }
 
 
 def _server(options: Options, w: Window, packets: int) -> dict[str, Any] | None:
@@ -177,13 +206,20 @@ def _lat(p: dict[str, float] | None) -> str:
     return f"p50 {p['p50']:,.0f} ms, p95 {p['p95']:,.0f} ms, max {p['max']:,.0f} ms"
 
 
+def _machine(m: dict[str, Any]) -> str:
+    text = f"{m['cores']} cores, {m['cpu'] or 'unknown CPU'}"
+    if "busy_percent" in m:
+        text += f"; busy {m['busy_percent']:.0f} % of one core, {m['other_percent']:.0f} % by other programs"
+    return text
+
+
 def render(doc: dict[str, Any]) -> str:
     p = doc["participants"]
     s = doc["server"] or {}
     g = doc["generator"]
     rows = [
         ("Room", doc["room"]),
-        ("Machine", f"{doc['machine']['cores']} cores, {doc['machine']['cpu'] or 'unknown CPU'}"),
+        ("Machine", _machine(doc["machine"])),
         (
             "Participants",
             f"{p['joined']}/{p['total']} joined, {p['connected']} connected, {p['failed']} failed",

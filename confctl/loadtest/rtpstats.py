@@ -1,9 +1,10 @@
 """Counting received RTP without decoding it: packets per kind, and loss from sequence gaps.
 
-Each SSRC's sequence numbers are extended to 64 bits; ``expected`` is the extended highest minus
-the first plus one, ``lost`` is expected minus received (RFC 3550, section 6.4.1). Retransmissions
-(RTX payload types) are counted apart and do not fill gaps: the loss figure is loss on the way,
-before any repair. Only the fixed header is read.
+Streams are told apart by SSRC, as the server's offer announces them (a payload type number may
+mean different codecs on different m-lines). Each SSRC's sequence numbers are extended to 64
+bits; ``expected`` is the extended highest minus the first plus one, ``lost`` is expected minus
+received (RFC 3550, section 6.4.1). Retransmissions (RTX SSRCs) are counted apart and do not
+fill gaps: the loss figure is loss on the way, before any repair. Only the fixed header is read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-_HEADER = struct.Struct("!xBH4xI")  # marker|pt, sequence, ssrc
+_HEADER = struct.Struct("!2xH4xI")  # sequence, ssrc
 
 
 class StreamStats:
@@ -45,7 +46,7 @@ class ReceiveTotals:
     expected: int = 0  # media packets the senders numbered
     received: int = 0  # media packets received (audio + video, no retransmissions)
     retransmissions: int = 0
-    other: int = 0  # payload types not negotiated
+    other: int = 0  # SSRCs the offer did not announce
 
     @property
     def packets(self) -> int:
@@ -77,16 +78,16 @@ class ReceiveCounter:
         self.other = 0
         self.first_at: float | None = None  # when the first media packet arrived
 
-    def set_payload_types(self, kinds: Mapping[int, str]) -> None:
-        """Payload type -> ``audio``, ``video`` or ``rtx``, from the negotiated session."""
+    def set_streams(self, kinds: Mapping[int, str]) -> None:
+        """SSRC -> ``audio``, ``video`` or ``rtx``, from the server's offer."""
         self._kinds = dict(kinds)
 
     def on_rtp(self, data: bytes) -> None:
         if len(data) < 12:
             self.other += 1
             return
-        b1, sequence, ssrc = _HEADER.unpack_from(data)
-        kind = self._kinds.get(b1 & 0x7F)
+        sequence, ssrc = _HEADER.unpack_from(data)
+        kind = self._kinds.get(ssrc)
         if kind == "video":
             self.video += 1
         elif kind == "audio":

@@ -203,11 +203,14 @@ class Run:
         if o.warmup > 0:
             await self._tick(lambda t: f"warm-up {t:.0f}/{o.warmup:.0f}s", o.warmup)
         c0, s0 = await _together(self._snapshot(), self._sample())
+        busy0 = report.cpu_busy_seconds()
         cpu0 = self._generator_cpu(c0)
         await self._tick(lambda t: f"measuring {t:.0f}/{o.duration:.0f}s", o.duration)
         c1, s1 = await _together(self._snapshot(), self._sample())
+        busy1 = report.cpu_busy_seconds()
         cpu1 = self._generator_cpu(c1)
-        window = report.Window(c0, c1, base, s0, s1, cpu1 - cpu0)
+        busy = busy1 - busy0 if busy0 is not None and busy1 is not None else None
+        window = report.Window(c0, c1, base, s0, s1, cpu1 - cpu0, busy)
         return report.build(o, window)
 
 

@@ -43,17 +43,25 @@ def sections(sdp: str) -> list[Section]:
     return out
 
 
-def payload_kinds(sdp: str) -> dict[int, str]:
-    """Payload type -> ``audio``/``video``, or ``rtx`` for retransmission payload types."""
+def ssrc_kinds(sdp: str) -> dict[int, str]:
+    """SSRC -> ``audio``/``video`` for the streams an offer announces, ``rtx`` for their
+    retransmission SSRCs (``a=ssrc-group:FID media rtx``). SSRCs, not payload types: a payload
+    type number may mean different codecs on different m-lines."""
     kinds: dict[int, str] = {}
+    rtx: set[int] = set()
     kind = ""
     for line in sdp.splitlines():
         if line.startswith("m="):
             kind = line[2:].split(" ", 1)[0]
-        elif line.startswith("a=rtpmap:"):
-            pt, _, rest = line[9:].partition(" ")
-            if pt.isdigit():
-                kinds[int(pt)] = "rtx" if rest.lower().startswith("rtx/") else kind
+        elif line.startswith("a=ssrc-group:FID "):
+            ssrcs = line[17:].split()
+            rtx.update(int(s) for s in ssrcs[1:] if s.isdigit())
+        elif line.startswith("a=ssrc:"):
+            ssrc = line[7:].split(" ", 1)[0]
+            if ssrc.isdigit():
+                kinds[int(ssrc)] = kind
+    for ssrc in rtx:
+        kinds[ssrc] = "rtx"
     return kinds
 
 

@@ -126,11 +126,16 @@ class Swarm:
 
     async def snapshot(self) -> Snapshot:
         await asyncio.gather(*(p.refresh_stats() for p in self._participants), return_exceptions=True)
-        return self.counts(
-            media_expected=bool(self._plan.options.video_publishers or self._plan.options.speaking)
+        return self.counts()
+
+    def _expects_media(self, p: Participant) -> bool:
+        """Someone else publishes video or speaks (only those are forwarded)."""
+        o = self._plan.options
+        return p.role.subscribe and (
+            o.video_publishers > int(p.role.video) or o.speaking > int(p.role.speaker)
         )
 
-    def counts(self, media_expected: bool) -> Snapshot:
+    def counts(self) -> Snapshot:
         ps = self._participants
         received = ReceiveTotals()
         for p in ps:
@@ -143,11 +148,9 @@ class Swarm:
         def latencies(points: list[tuple[float | None, float | None]]) -> tuple[float, ...]:
             return tuple(end - start for start, end in points if start is not None and end is not None)
 
-        awaiting = 0
-        if media_expected:
-            awaiting = sum(
-                1 for p in ps if p.role.subscribe and p.failure is None and p.first_media_at is None
-            )
+        awaiting = sum(
+            1 for p in ps if self._expects_media(p) and p.failure is None and p.first_media_at is None
+        )
         return Snapshot(
             at=time.monotonic(),
             cpu=time.process_time(),

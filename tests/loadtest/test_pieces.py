@@ -1,0 +1,154 @@
+"""The load generator's pieces without a server: roles, loss counting, crafted RTP, SDP, metrics."""
+
+from __future__ import annotations
+
+import struct
+
+from confctl.loadtest import report, sdpinfo
+from confctl.loadtest.clips import Clip
+from confctl.loadtest.plan import Options, roles
+from confctl.loadtest.rawmedia import RawStream, vp8_payloads
+from confctl.loadtest.rtpstats import ReceiveCounter
+from confctl.loadtest.scrape import parse
+from sfu.core.keyframe import vp8_is_keyframe
+from sfu.core.rtp import RtpView
+
+VP8 = 97
+VIDEO, AUDIO, VIDEO_RTX = 1, 2, 3
+
+
+def rtp(seq: int, ssrc: int = VIDEO, pt: int = VP8) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, 0, ssrc) + b"x"
+
+
+def counter() -> ReceiveCounter:
+    c = ReceiveCounter(clock=lambda: 1.0)
+    c.set_streams({VIDEO: "video", AUDIO: "audio", VIDEO_RTX: "rtx"})
+    return c
+
+
+def test_four_publishers_in_a_room_of_100_also_watch_each_other() -> None:
+    people = roles(
+        Options(room="r", video_publishers=4, audio_publishers=4, subscribers=100, decoders=2), "x"
+    )
+    assert len(people) == 100
+    assert [p.index for p in people if p.video] == [0, 1, 2, 3]
+    assert all(p.subscribe for p in people)
+    assert [p.index for p in people if p.decode] == [98, 99]
+    assert [p.index for p in people if p.speaker] == [0, 1, 2]  # min(A, 3) by default
+
+
+def test_with_a_larger_room_publishers_and_subscribers_are_distinct() -> None:
+    people = roles(Options(room="r", video_publishers=2, subscribers=3, participants=5), "x")
+    assert [(p.video, p.subscribe) for p in people] == [(True, False)] * 2 + [(False, True)] * 3
+    assert people[0].permissions == ["publish_video"] and people[4].permissions == ["subscribe"]
+
+
+def test_loss_is_counted_from_sequence_gaps_across_the_wrap() -> None:
+    c = counter()
+    for seq in (65533, 65534, 65535, 1, 2, 5):  # 0, 3, 4 missing
+        c.on_rtp(rtp(seq))
+    totals = c.totals()
+    assert totals.video == 6 and totals.expected == 9 and totals.received == 6
+
+
+def test_late_and_duplicate_packets_do_not_count_as_loss() -> None:
+    c = counter()
+    for seq in (10, 12, 11, 12, 13):
+        c.on_rtp(rtp(seq))
+    totals = c.totals()
+    assert totals.expected == 4 and totals.received - totals.expected == 1  # one duplicate
+
+
+def test_retransmissions_and_unannounced_streams_are_kept_apart() -> None:
+    c = counter()
+    c.on_rtp(rtp(1, ssrc=AUDIO, pt=VP8))  # the SSRC decides, not the payload type
+    c.on_rtp(rtp(7, ssrc=VIDEO_RTX))
+    c.on_rtp(rtp(8, ssrc=9))
+    c.on_rtp(b"short")
+    totals = c.totals()
+    assert (totals.audio, totals.video, totals.retransmissions, totals.other) == (1, 0, 1, 2)
+    assert c.first_at == 1.0
+
+
+def test_vp8_frames_are_cut_into_packets_that_the_server_recognises() -> None:
+    keyframe = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(3000)
+    payloads = vp8_payloads(keyframe, picture_id=300)
+    assert len(payloads) == 3 and all(len(p) <= 1200 for p in payloads)
+    assert vp8_is_keyframe(payloads[0]) and not vp8_is_keyframe(payloads[1])
+    assert b"".join(p[4:] for p in payloads) == keyframe
+
+
+def test_a_stream_numbers_its_packets_and_marks_the_end_of_each_frame() -> None:
+    sent: list[bytes] = []
+    clip = Clip("video", (bytes(2500), bytes(100)), (0,), 90000, 3000)
+    stream = RawStream(clip, VP8, b"", lambda data: sent.append(data) or True)
+    stream.send_frame()
+    stream.send_frame()
+    views = [RtpView(p) for p in sent]
+    assert [v.marker for v in views] == [False, False, True, True]
+    assert [(v.sequence - views[0].sequence) & 0xFFFF for v in views] == [0, 1, 2, 3]
+    assert views[3].timestamp - views[0].timestamp == 3000
+    assert stream.sent == 4
+
+
+def test_simulcast_offer_names_three_layers_on_the_video_line_only() -> None:
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "m=video 9 UDP/TLS/RTP/SAVPF 97",
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=mid:0",
+            "a=msid:a b",
+            "a=ssrc:1 cname:x",
+            "a=rtpmap:97 VP8/90000",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:1",
+            "a=ssrc:2 cname:x",
+            "a=rtpmap:111 opus/48000/2",
+        ]
+    )
+    video = sdpinfo.sections(sdp)[0]
+    ext = sdpinfo.free_extension_id(video)
+    out = sdpinfo.simulcast_offer(sdp, "0", ("q", "h", "f"), ext)
+    assert "a=ssrc:1" not in out and "a=ssrc:2 cname:x" in out
+    assert "a=simulcast:send q;h;f" in out and f"a=extmap:{ext} {sdpinfo.URI_RID}" in out
+
+
+def test_streams_are_told_apart_by_ssrc_even_when_payload_types_collide() -> None:
+    sdp = "\r\n".join(
+        [
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=ssrc-group:FID 10 11",
+            "a=ssrc:10 cname:x",
+            "a=ssrc:11 cname:x",
+            "a=rtpmap:96 VP9/90000",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 96",
+            "a=ssrc:20 cname:x",
+            "a=rtpmap:96 opus/48000/2",
+        ]
+    )
+    assert sdpinfo.ssrc_kinds(sdp) == {10: "video", 11: "rtx", 20: "audio"}
+
+
+def test_server_metrics_are_read_from_the_exposition_format() -> None:
+    sample = parse(
+        "# HELP x\nprocess_cpu_seconds_total 12.5\nprocess_resident_memory_bytes 1.5e+08\n"
+        'conf_sfu_packets_total{direction="out",kind="video"} 100.0\n'
+        'conf_sfu_packets_total{direction="out",kind="audio"} 50.0\n'
+        'conf_sfu_packets_total{direction="in",kind="audio"} 7.0\n'
+        'conf_sfu_dropped_packets_total{reason="silent"} 3.0\nconf_sfu_peer_connections 4.0\n'
+    )
+    assert (sample.cpu_seconds, sample.rss_bytes, sample.packets_out, sample.packets_in) == (
+        12.5,
+        1.5e8,
+        150,
+        7,
+    )
+    assert sample.dropped == {"silent": 3.0} and sample.peer_connections == 4
+
+
+def test_latency_percentiles_use_the_nearest_rank() -> None:
+    p = report.percentiles([i / 1000 for i in range(1, 101)])
+    assert p == {"p50": 50.0, "p95": 95.0, "max": 100.0}
+    assert report.percentiles([]) is None
