@@ -57,9 +57,9 @@ def ssrc_kinds(sdp: str) -> dict[int, str]:
             ssrcs = line[17:].split()
             rtx.update(int(s) for s in ssrcs[1:] if s.isdigit())
         elif line.startswith("a=ssrc:"):
-            ssrc = line[7:].split(" ", 1)[0]
-            if ssrc.isdigit():
-                kinds[int(ssrc)] = kind
+            text = line[7:].split(" ", 1)[0]
+            if text.isdigit():
+                kinds[int(text)] = kind
     for ssrc in rtx:
         kinds[ssrc] = "rtx"
     return kinds
