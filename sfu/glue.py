@@ -183,6 +183,16 @@ def accept_forward_only_codecs(pc: RTCPeerConnection, offer: SessionInfo) -> Non
         transceiver._codecs = codecs
 
 
+def separate_streams(pc: RTCPeerConnection) -> None:
+    """Give every m-line of ``pc`` its own media stream id (``a=msid``). aiortc puts all of a
+    connection's tracks in one stream, and a browser then synchronises unrelated slots (another
+    publisher's audio with this video) against each other's sender reports."""
+    for transceiver in pc.getTransceivers():
+        sender = transceiver.sender
+        if not sender._stream_id.startswith("sfu-"):
+            sender._stream_id = f"sfu-{transceiver.kind}-{id(transceiver):x}"
+
+
 def decoding_disabled(pc: RTCPeerConnection) -> bool:
     """True when every receiver of ``pc`` is neutered (no decoder can start)."""
     return all(t.receiver.__dict__.get("receive") is _receive_without_decoding for t in pc.getTransceivers())

@@ -25,7 +25,7 @@ from sfu.core.actions import SendNack, SendRtp
 from sfu.core.rtcp import Fir, Nack, Pli, Remb, RtcpParseError, parse_rtcp
 from sfu.core.simulcast import LayerLimits
 from sfu.forwarder import VideoForwarder
-from sfu.glue import RtpWriter, local_ports, prepare_gathering, take_over_media
+from sfu.glue import RtpWriter, local_ports, prepare_gathering, separate_streams, take_over_media
 from sfu.sdp import SdpError, SessionInfo, add_forward_only_codecs, parse_sdp
 from sfu.slot import Slot, SlotParams
 from sfu.uptrack import UpTrack
@@ -101,6 +101,7 @@ class Subscriber:
             return
         self._in_flight = True
         try:
+            separate_streams(self.pc)
             created = await self.pc.createOffer()
             offer = RTCSessionDescription(sdp=add_forward_only_codecs(created.sdp), type="offer")
             prepare_gathering(self.pc, self._ctx.gather, self._ctx.ports)

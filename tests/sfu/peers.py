@@ -49,11 +49,15 @@ def _ignore(data: bytes) -> None:
 class PatternTrack(VideoStreamTrack):
     """Synthetic video of a given size: a moving gradient, so frames differ."""
 
+    @property
+    def produced(self) -> int:
+        return self._n
+
     def __init__(self, width: int = 320, height: int = 240) -> None:
         super().__init__()
         self.width = width
         self.height = height
-        self._n = 0
+        self._n = 0  # frames produced
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
@@ -146,6 +150,7 @@ class Peer:
         self._tasks: list[asyncio.Task[None]] = []
         self._handled = 0
         self.errors: list[BaseException] = []
+        self.video_source: PatternTrack | None = None
         self.rtp_packets: dict[int, int] = {}  # payload type -> packets (decode=False)
         self.raw: list[bytes] = []  # the RTP packets received (decode=False)
 
@@ -211,9 +216,8 @@ class Peer:
         entries: list[dict[str, Any]] = []
         transceivers = []
         if video is not None:
-            transceivers.append(
-                (pc.addTransceiver(PatternTrack(*video), direction="sendonly"), source, video)
-            )
+            self.video_source = PatternTrack(*video)
+            transceivers.append((pc.addTransceiver(self.video_source, direction="sendonly"), source, video))
         if audio:
             transceivers.append((pc.addTransceiver(ToneTrack(), direction="sendonly"), "microphone", None))
         offer = await pc.createOffer()

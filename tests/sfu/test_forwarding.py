@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 
 from sfu.context import PacketFilters
 from sfu.controller import SfuController
@@ -77,6 +78,9 @@ async def test_five_participants_all_publishing_each_receive_the_other_four(sfu:
                 )
             await wait_until(lambda p=p: p.audio_frames() >= 10, 10, what=f"{p.sid} hears someone")
             assert len(p.track_map) == 4
+            offer = p.of_type("subscribe_offer")[-1]["sdp"]
+            streams = re.findall(r"a=msid:(\S+) ", offer)
+            assert len(streams) == offer.count("m=") == len(set(streams))  # no cross-slot lip sync
         assert not any(p.errors for p in peers)
     finally:
         await close_all(*peers)
@@ -123,13 +127,18 @@ async def test_subscribers_keep_decoding_with_five_percent_loss_at_the_sfu() -> 
             lambda: (r := bob.video_for(track)) is not None and r.frames >= 1, 5, what="first frame"
         )
         got = bob.video_for(track)
-        assert got is not None
-        before = got.frames
+        assert got is not None and alice.video_source is not None
+        before, produced = got.frames, alice.video_source.produced
         await asyncio.sleep(3.0)
-        # ~90 frames were sent in 3 s; with 10% of packets lost on the two hops, the stream goes on
-        assert got.frames - before >= 75
+        sent = alice.video_source.produced - produced
+        await asyncio.sleep(0.5)  # frames of the window still being repaired or decoded
+        assert sent >= 20
+        # about one packet in ten is lost on the way (5% on each hop)
+        assert got.frames - before >= 0.9 * sent
         sfu.metrics.flush()
-        assert sfu.metrics.registry.get_sample_value("conf_sfu_nacks_total") > 0
+        assert sfu.metrics.registry.get_sample_value("conf_sfu_nacks_total") > 0  # the SFU resent to bob
+        layer = sfu._rooms["loss"].tracks[track].layers[""]
+        assert layer.rtx_ssrc is not None  # and asked alice, who resent over RTX
     finally:
         await close_all(alice, bob)
         await sfu.close()
