@@ -151,6 +151,7 @@ class Peer:
         self._handled = 0
         self.errors: list[BaseException] = []
         self.video_source: PatternTrack | None = None
+        self.published: list[dict[str, Any]] = []  # the publish offer's tracks entries
         self.rtp_packets: dict[int, int] = {}  # payload type -> packets (decode=False)
         self.raw: list[bytes] = []  # the RTP packets received (decode=False)
 
@@ -213,7 +214,7 @@ class Peer:
         pc = self.publish_pc
         if pc is None:
             pc = self.publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        entries: list[dict[str, Any]] = []
+        entries = self.published  # every sending m-line, the earlier ones included
         transceivers = []
         if video is not None:
             self.video_source = PatternTrack(*video)

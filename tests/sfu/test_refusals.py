@@ -163,3 +163,34 @@ async def test_more_video_subscriptions_than_allowed_are_refused(sfu: SfuControl
     await wait_until(lambda: list(viewer.track_map.values()) == [second], 5, what="swapped")
     for p in peers:
         await p.close()
+
+
+@pytest.mark.parametrize("sfu_config", [config(max_video_subscriptions=1)])
+async def test_a_screen_share_added_later_is_announced_and_does_not_count_against_the_cap(
+    sfu: SfuController,
+) -> None:
+    alice, bob = Peer(sfu, "screen", "alice"), Peer(sfu, "screen", "bob")
+    try:
+        await alice.join()
+        await bob.join()
+        await alice.publish(video=(160, 120), audio=False)
+        camera = video_track_of(bob, "alice")
+        await bob.subscribe(camera)
+        await alice.publish(video=(320, 240), audio=False, source="screen")  # renegotiates
+        screen = next(
+            m["track"]["id"] for m in bob.of_type("track_published") if m["track"]["source"] == "screen"
+        )
+        assert bob.of_type("track_unpublished") == []  # the camera stayed published
+        await bob.subscribe(screen)
+        await wait_until(
+            lambda: all((r := bob.video_for(t)) is not None and r.frames >= 3 for t in (camera, screen)),
+            8,
+            what="camera and screen",
+        )
+        assert {(w, h) for w, h in bob.video_for(screen).sizes} == {(320, 240)}  # type: ignore[union-attr]
+        await alice.request("unpublish", track=screen)
+        await bob.expect("track_unpublished", id=screen)
+        await still_flowing(bob, camera)
+    finally:
+        await alice.close()
+        await bob.close()
