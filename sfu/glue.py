@@ -6,8 +6,11 @@ is the only one that reaches inside (pinned to aiortc 1.16.0 / aioice 0.13, chec
 - ``take_over_media``: decrypted RTP and RTCP of a peer connection go to our callbacks
   (``RTCDtlsTransport._handle_rtp_data`` / ``_handle_rtcp_data``), and its receivers and senders
   are neutered so that no decoder thread, encoder task or aiortc RTCP loop ever starts.
-- ``RtpWriter``: SRTP-protects and sends one packet synchronously on the transport's nominated
-  ICE pair (what ``RTCDtlsTransport._send_rtp`` does, without a coroutine per packet).
+- ``RtpWriter``: SRTP-protects and sends one packet synchronously on the socket of the
+  transport's nominated ICE pair (what ``RTCDtlsTransport._send_rtp`` does, without a coroutine
+  per packet, and without asyncio's unbounded datagram buffer: asyncio transport ``_sock``).
+- ``accept_forward_only_codecs`` / ``separate_streams``: per-transceiver codec list
+  (``_codecs``) and media stream id (``sender._stream_id``).
 - ``prepare_gathering``: host candidates bound on chosen addresses, within the configured UDP
   port range, optionally advertising a public address (NAT 1:1).
 - ``IceRestart``: a fresh ICE agent under an established DTLS/SRTP session (aiortc has no ICE
