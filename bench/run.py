@@ -1,0 +1,168 @@
+"""Run a load-test benchmark several times against fresh confserver processes; print the median.
+
+    .venv/bin/python -m bench.run fanout --subscribers 100
+    .venv/bin/python -m bench.run meeting
+    .venv/bin/python -m bench.run joinstorm
+    .venv/bin/python -m bench.run idle
+
+Each run starts a new server (bench/server.py), runs ``confctl load-test ... --json`` against
+it, and stops it. The figures printed are the median of the runs; every run's figures are
+printed too, with the exact command. ``--json-out FILE`` keeps everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import server as srv
+
+SCENARIOS: dict[str, str] = {
+    "fanout": "4 publishers (VP8 + Opus, all speaking) in a room of S subscribers taking every feed",
+    "meeting": "100 participants, all with audio (3 speaking), 25 cameras, 9 tiles + the active speaker",
+    "joinstorm": "100 participants (all with audio, 3 speaking) joining at once",
+    "idle": "S participants joined and connected, nothing published",
+}
+
+# (label, path in the report) of the figures summarised
+FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("joined", ("participants", "joined")),
+    ("failed", ("participants", "failed")),
+    ("join p50 ms", ("join_latency_ms", "p50")),
+    ("join p95 ms", ("join_latency_ms", "p95")),
+    ("connected p50 ms", ("connect_latency_ms", "p50")),
+    ("connected p95 ms", ("connect_latency_ms", "p95")),
+    ("first media p95 ms", ("first_media_ms", "p95")),
+    ("sent pkt/s", ("sent_pps",)),
+    ("forwarded pkt/s", ("forwarded_pps",)),
+    ("loss %", ("loss_percent",)),
+    ("server CPU %", ("server", "cpu_percent")),
+    ("server us/forwarded pkt", ("server", "cpu_us_per_packet")),
+    ("server ms/s per connection", ("server", "cpu_ms_per_s_per_connection")),
+    ("server RSS MiB", ("server", "rss_mb")),
+    ("server MiB/participant", ("server", "rss_mb_per_participant")),
+    ("generator CPU %", ("generator", "cpu_percent")),
+    ("generator us/pkt", ("generator", "cpu_us_per_packet")),
+    ("machine busy %", ("machine", "busy_percent")),
+    ("other programs %", ("machine", "other_percent")),
+)
+
+
+def scenario_args(ns: argparse.Namespace) -> list[str]:
+    if ns.scenario == "fanout":
+        s = ns.subscribers or 100
+        args = ["-P", "4", "-A", "4", "--speakers", "4", "-S", str(s)]
+    elif ns.scenario == "meeting":
+        args = ["-N", "100", "-A", "100", "--speakers", "3", "-P", "25", "-S", "100"]
+        args += ["--tiles", "9", "--tile-size", "320x180", "--speaker-view"]
+        if not ns.single_layer:
+            args.append("--simulcast")
+    elif ns.scenario == "joinstorm":
+        args = ["-N", "100", "-A", "100", "--speakers", "3", "-S", "100", "--warmup", "0s"]
+    else:
+        args = ["-S", str(ns.subscribers or 100)]
+    return [*args, "--duration", ns.duration, "--processes", str(ns.processes)]
+
+
+def dig(doc: Any, path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return float(doc) if isinstance(doc, int | float) else None
+
+
+def busy_seconds() -> float:
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / 100
+
+
+def wait_for_quiet(limit: float, longest: float = 600.0) -> float:
+    """Wait until other programs leave the machine idle (under ``limit`` % of one core over 10 s);
+    returns the last figure seen (another program sharing the cores skews every result)."""
+    deadline = time.monotonic() + longest
+    while True:
+        before = busy_seconds()
+        time.sleep(10)
+        busy = (busy_seconds() - before) / 10 * 100
+        if busy <= limit or time.monotonic() > deadline:
+            return busy
+        print(f"  (machine busy {busy:.0f} % of one core: waiting for it to be quiet)", flush=True)
+
+
+def run_once(args: list[str], extra_env: dict[str, str]) -> tuple[dict[str, Any], str]:
+    server = srv.start(extra_env)
+    command = [str(srv.BIN / "confctl"), "load-test", "--room", "bench", *args]
+    command += ["--metrics-url", server.metrics_url, "--json", "--quiet"]
+    try:
+        done = subprocess.run(  # noqa: S603 - our own confctl
+            command, env=server.client_env, capture_output=True, text=True, timeout=900
+        )
+    finally:
+        server.stop()
+    if done.returncode not in (0, 1) or not done.stdout.strip():
+        raise SystemExit(f"load test failed ({done.returncode}): {done.stderr.strip()}")
+    shown = " ".join(["confctl", *command[1:]]).replace(server.metrics_url, "http://127.0.0.1:PORT/metrics")
+    return json.loads(done.stdout), shown
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--subscribers", type=int, help="fanout/idle: room size (default 100)")
+    parser.add_argument("--single-layer", action="store_true", help="meeting: no simulcast")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", default="30s")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--quiet-limit",
+        type=float,
+        default=15.0,
+        help="wait before each run until the machine is this idle (%%)",
+    )
+    ns = parser.parse_args(argv)
+    args = scenario_args(ns)
+    print(f"# {ns.scenario}: {SCENARIOS[ns.scenario]}", flush=True)
+    runs: list[dict[str, Any]] = []
+    command = ""
+    for i in range(ns.runs):
+        if ns.quiet_limit < 200:
+            wait_for_quiet(ns.quiet_limit)
+        doc, command = run_once(args, {})
+        runs.append(doc)
+        line = ", ".join(f"{label} {_show(dig(doc, path))}" for label, path in FIGURES)
+        print(f"run {i + 1}: {line}", flush=True)
+    m = runs[0]["machine"]
+    print(f"machine: {m['cores']} cores, {m['cpu']}")
+    print(f"command: {command}")
+    print(f"median of {len(runs)} runs:")
+    summary = {label: median([dig(d, path) for d in runs]) for label, path in FIGURES}
+    width = max(len(k) for k in summary)
+    for label, value in summary.items():
+        print(f"  {label:<{width}}  {_show(value)}")
+    if ns.json_out is not None:
+        ns.json_out.write_text(json.dumps({"command": command, "median": summary, "runs": runs}, indent=2))
+    return 0
+
+
+def _show(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
