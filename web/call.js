@@ -14,7 +14,6 @@ import { ChatPanel } from "./chat.js";
 import { SHORTCUTS, Toolbar } from "./toolbar.js";
 
 const SPEAKER_HOLD_MS = 1500;
-const SPEAKING_LEVEL = 0.05;
 const QUIET_ABOVE = 15; // no "joined"/"left" toasts in larger meetings
 const QUALITY_INTERVAL_MS = 3000;
 
@@ -352,9 +351,9 @@ export class Call {
   }
 
   _onSpeakers(speakers) {
-    const loud = speakers.filter((s) => s.level >= SPEAKING_LEVEL);
-    this.speaking = new Set(loud.map((s) => s.sid));
-    const top = loud.find((s) => s.sid !== this.meeting.self.sid);
+    // The server lists the active speakers, loudest first; `level` is only a snapshot.
+    this.speaking = new Set(speakers.map((s) => s.sid));
+    const top = speakers.find((s) => s.sid !== this.meeting.self.sid);
     const now = performance.now();
     if (top && top.sid !== this.speaker && now - this._speakerSince > SPEAKER_HOLD_MS) {
       this.speaker = top.sid;
@@ -414,6 +413,7 @@ export class Call {
       canAudio: m.can("publish_audio"),
       canVideo: m.can("publish_video"),
       canShare: m.can("publish_screen") && canShareScreen(),
+      shareAvailable: !!this.media && this.media.available,
       isModerator: m.isModerator,
       locked: !!(m.room && m.room.locked),
     });

@@ -5,7 +5,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 /**
  * Creates an element: h("button", {class: "x", dataset: {testid: "mic"}, onclick: fn}, "text", child).
  * Attributes named on* become listeners; `dataset` fills data-*; `hidden`/`disabled` are properties;
- * false/null/undefined attributes are skipped. Never sets HTML from strings (no innerHTML).
+ * false/null/undefined attributes are skipped. Text is always set as text, never parsed as HTML.
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);

@@ -340,7 +340,9 @@ export class Meeting extends EventTarget {
 
   /** Everyone in the room, this participant first, then by arrival. */
   everyone() {
-    const others = [...this.participants.values()].sort((a, b) => a.joined_at - b.joined_at || a.sid.localeCompare(b.sid));
+    const others = [...this.participants.values()].sort(
+      (a, b) => a.joined_at - b.joined_at || a.name.localeCompare(b.name) || a.sid.localeCompare(b.sid),
+    );
     return this.self ? [this.self, ...others] : others;
   }
 

@@ -6,6 +6,8 @@
 // off replaces the track with null (the device light goes off, no renegotiation); stopping a
 // screen share stops its transceiver and renegotiates. Negotiations run one at a time.
 
+import { candidateMessage, remoteCandidate } from "./candidates.js";
+
 /** Simulcast layers, lowest first: the order the SFU expects (see AIORTC.md). */
 export const CAMERA_LAYERS = Object.freeze([
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000, maxFramerate: 15 },
@@ -33,7 +35,8 @@ export class Publisher extends EventTarget {
     // add them to. Later ones (trickled after the answer) go out at once.
     this._localCandidates = [];
     this.pc.addEventListener("icecandidate", (ev) => {
-      const msg = { type: "ice_candidate", target: "publish", candidate: ev.candidate ? ev.candidate.toJSON() : null };
+      const msg = candidateMessage("publish", ev.candidate);
+      if (!msg) return;
       if (this.pc.remoteDescription) this._send(msg);
       else this._localCandidates.push(msg);
     });
@@ -157,7 +160,7 @@ export class Publisher extends EventTarget {
 
   async _addCandidate(candidate) {
     try {
-      await this.pc.addIceCandidate(candidate || null);
+      await this.pc.addIceCandidate(remoteCandidate(candidate));
     } catch {
       // a candidate for an old generation after an ICE restart: harmless
     }

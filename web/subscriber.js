@@ -4,6 +4,8 @@
 // Which remote track an m-line carries is told by `track_map` (MID -> track id), not by the SDP:
 // the SFU reuses m-lines. Audio m-lines are "slots" carrying whoever is loudest; all are played.
 
+import { candidateMessage, remoteCandidate } from "./candidates.js";
+
 export class Subscriber extends EventTarget {
   /** Events: `change` (tracks or their mapping changed), `state` {state}, `error` {error}. */
   constructor({ iceServers, send, PeerConnection = globalThis.RTCPeerConnection }) {
@@ -18,7 +20,8 @@ export class Subscriber extends EventTarget {
     this._answered = false;
     this._localCandidates = [];
     this.pc.addEventListener("icecandidate", (ev) => {
-      const msg = { type: "ice_candidate", target: "subscribe", candidate: ev.candidate ? ev.candidate.toJSON() : null };
+      const msg = candidateMessage("subscribe", ev.candidate);
+      if (!msg) return;
       if (this._answered) this._send(msg);
       else this._localCandidates.push(msg);
     });
@@ -70,7 +73,7 @@ export class Subscriber extends EventTarget {
 
   async _addCandidate(candidate) {
     try {
-      await this.pc.addIceCandidate(candidate || null);
+      await this.pc.addIceCandidate(remoteCandidate(candidate));
     } catch {
       // late candidates of an old generation are harmless
     }

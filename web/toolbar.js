@@ -72,6 +72,8 @@ export class Toolbar {
     setTool(this.share, ICONS.screen, t(state.sharing ? "controls.stop_share" : "controls.share"), t(state.sharing ? "controls.stop_share_long" : "controls.share_long"), "D");
     this.share.classList.toggle("is-active", !!state.sharing);
     this.share.hidden = !state.canShare;
+    this.share.disabled = !state.shareAvailable && !state.sharing;
+    if (this.share.disabled) this.share.title = t("media.share_unavailable");
     setTool(this.hand, ICONS.hand, t(state.hand ? "controls.lower_hand" : "controls.raise_hand"), t(state.hand ? "controls.lower_hand" : "controls.raise_hand"), "R");
     this.hand.setAttribute("aria-pressed", String(!!state.hand));
     this.hand.classList.toggle("is-active", !!state.hand);

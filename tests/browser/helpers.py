@@ -127,7 +127,7 @@ class Crowd:
             if failed:
                 try:
                     p.screenshot(f"failed-{self.test_name}-{i}-{p.identity}")
-                except Exception:  # noqa: BLE001 - a screenshot of a broken page is best effort
+                except Exception:
                     pass
             errors += [f"{p.identity}: {e}" for e in p.page_errors]
             p.context.close()

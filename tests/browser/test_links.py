@@ -32,7 +32,9 @@ def forged(token: str) -> str:
 
 
 @pytest.mark.parametrize("lang", sorted(LOCALES))
-def test_bad_links_get_a_clear_page_in_the_browsers_language(people: Crowd, server: Server, lang: str) -> None:
+def test_bad_links_get_a_clear_page_in_the_browsers_language(
+    people: Crowd, server: Server, lang: str
+) -> None:
     """Expired, for another room, forged, withdrawn, no token at all, and a full room."""
     url = server.url
     revoked, claims = mint_join_token(server.key, room=f"withdrawn-{lang}", identity="eko", now=time.time())
@@ -59,7 +61,9 @@ def test_bad_links_get_a_clear_page_in_the_browsers_language(people: Crowd, serv
     expect(eko.page.get_by_test_id("rejoin")).to_be_visible()  # a full room is worth another try later
 
 
-def test_the_token_leaves_the_address_bar_and_goes_only_into_the_first_message(people: Crowd, server: Server) -> None:
+def test_the_token_leaves_the_address_bar_and_goes_only_into_the_first_message(
+    people: Crowd, server: Server
+) -> None:
     token = server.token("links", "fajar")
     sent: list[str] = []
     fajar = people.open("links", "fajar", link=f"{server.url}/r/links#token={token}", join=False)

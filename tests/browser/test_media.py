@@ -88,7 +88,9 @@ def trio(browser: Any, media_server: Server) -> Iterator[dict[str, Person]]:
     """Three participants in one room for all the media tests (joining costs seconds each)."""
     crowd = Crowd(browser, media_server, "media")
     try:
-        ana = crowd.open("media", "ana", name="Ana Putri", role="moderator", init_script=COLLECT_PEER_CONNECTIONS)
+        ana = crowd.open(
+            "media", "ana", name="Ana Putri", role="moderator", init_script=COLLECT_PEER_CONNECTIONS
+        )
         require_media(ana)
         budi = crowd.open("media", "budi", name="Budi Santoso", init_script=COLLECT_PEER_CONNECTIONS)
         citra = crowd.open("media", "citra", name="Citra Dewi", init_script=COLLECT_PEER_CONNECTIONS)
@@ -107,6 +109,8 @@ def media_trio(trio: dict[str, Person], request: pytest.FixtureRequest) -> Itera
 
 
 def test_three_browsers_see_and_hear_each_other(media_trio: dict[str, Person]) -> None:
+    ana = media_trio["ana"]
+    expect(ana.page.get_by_test_id("media-notice")).to_be_hidden()
     for me, person in media_trio.items():
         for other in media_trio.keys() - {me}:
             wait_for_video(person, other)
@@ -117,6 +121,10 @@ def test_three_browsers_see_and_hear_each_other(media_trio: dict[str, Person]) -
         )
         totals = person.page.evaluate(INBOUND_TOTALS)
         assert totals["framesDecoded"] > 0 and totals["audioPackets"] > 0, totals
+    # the fake microphones beep: the server reports speakers and the tiles light up
+    expect(ana.page.locator("#stage .tile.is-speaking").first).to_be_visible(timeout=15_000)
+    shot = ana.screenshot("grid-three-media")
+    shutil.copy(shot, REPO / "docs" / "img" / "meeting-grid.png")
 
 
 def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(media_trio: dict[str, Person]) -> None:
@@ -146,7 +154,9 @@ def test_a_screen_share_is_shown_large_to_the_others(media_trio: dict[str, Perso
     for person in (ana, citra):
         expect(person.page.get_by_test_id("stage")).to_have_attribute("data-layout", "presentation")
         expect(person.page.locator(".stage-main [data-participant=budi][data-source=screen]")).to_be_visible()
-        expect(person.page.locator(".strip-tiles [data-participant=budi][data-source=camera]")).to_be_visible()
+        expect(
+            person.page.locator(".strip-tiles [data-participant=budi][data-source=camera]")
+        ).to_be_visible()
         wait_for_video(person, "budi", "screen")
     shot = ana.screenshot("screen-share")
     shutil.copy(shot, REPO / "docs" / "img" / "screen-share.png")

@@ -31,7 +31,9 @@ def test_a_moderator_removes_a_participant_and_everyone_sees_it(people: Crowd) -
     expect(budi.page.get_by_test_id("rejoin")).to_have_count(0)
     for person in (ana, citra):
         expect(person.tile("budi")).to_have_count(0)
-        expect(person.page.get_by_test_id("removed-notice")).to_contain_text("Budi Santoso was removed from the meeting")
+        expect(person.page.get_by_test_id("removed-notice")).to_contain_text(
+            "Budi Santoso was removed from the meeting"
+        )
     expect(ana.row("budi")).to_have_count(0)
     expect(citra.page.get_by_test_id("people-count")).to_have_text("2")
 
