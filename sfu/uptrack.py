@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from sfu.slot import Slot
 
 DEFAULT_TOP = (1280, 720)
+SILENCE = 127
+UNMEASURED_LEVEL = 50
+"""-dBov assumed for a source that did not negotiate the audio level extension: loud enough to be
+forwarded when a slot is free, never louder than someone who measurably speaks up."""
 
 
 class Upstream(Protocol):
@@ -259,11 +263,11 @@ class UpTrack:
             fwd.on_packet(view, rid, is_key, now)
 
     def _audio(self, view: RtpView, now: float) -> None:
-        level = 127
         if self._audio_level_id:
             raw = view.extensions.get(self._audio_level_id)
-            if raw:
-                level = raw[0] & 0x7F
+            level = raw[0] & 0x7F if raw else SILENCE
+        else:
+            level = UNMEASURED_LEVEL
         policy = self.audio_policy
         if policy is not None and not policy(self, level, now):
             self.counters.drop("silent")
