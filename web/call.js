@@ -101,6 +101,12 @@ export class Call {
     this._listen();
     for (const v of document.querySelectorAll(".view")) v.hidden = v !== this.el.view;
     this.el.sharing.querySelector("button").addEventListener("click", () => this.local.stopScreen());
+    this.el.panel.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && this.panel && !document.querySelector("dialog[open]")) {
+        ev.preventDefault();
+        this.togglePanel(this.panel); // closes it; the focus returns to its button
+      }
+    });
     this.i18n.addEventListener("change", () => this.render());
     document.addEventListener("visibilitychange", () => this.media && this.media.setPaused(document.hidden));
     window.addEventListener("online", () => m.nudge());

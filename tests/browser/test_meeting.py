@@ -22,6 +22,9 @@ def test_three_browsers_join_and_each_lists_the_other_two(people: Crowd, server:
     ana = people.open("grid", "ana", name="Ana Putri", role="moderator", join=False)
     expect(ana.page.get_by_test_id("join")).to_be_enabled()
     expect(ana.page.locator("#preview-video")).to_be_visible()  # the fake camera's preview
+    expect(ana.page.locator("#pj-camera-select option")).not_to_have_count(0)  # device pickers
+    expect(ana.page.locator("#pj-mic-select option")).not_to_have_count(0)
+    ana.page.wait_for_function("() => Number(document.getElementById('pj-meter').getAttribute('aria-valuenow')) > 0")
     shot = ana.screenshot("prejoin")
     shutil.copy(shot, REPO / "docs" / "img" / "prejoin.png")
     ana.join()
@@ -184,3 +187,29 @@ def test_a_moderator_may_rename_and_a_viewer_only_watches(people: Crowd) -> None
     vera.say("a question from a viewer")
     ana.open_chat()
     expect(ana.chat_texts()).to_have_text(["a question from a viewer"])
+
+
+def test_the_meeting_works_from_the_keyboard_with_labelled_controls(people: Crowd) -> None:
+    ana = people.open("keys", "ana", name="Ana Putri", join=False)
+    expect(ana.page.get_by_test_id("join")).to_be_focused()
+    ana.page.keyboard.press("Enter")
+    expect(ana.tile("ana")).to_be_visible()
+    page = ana.page
+    page.keyboard.press("c")  # chat opens with the focus in the message field
+    expect(page.get_by_test_id("chat-input")).to_be_focused()
+    page.keyboard.type("typed, not clicked")
+    page.keyboard.press("Enter")
+    expect(ana.chat_texts()).to_have_text(["typed, not clicked"])
+    page.keyboard.press("Escape")  # closes the panel, focus back on its button
+    expect(page.locator("#panel-chat")).to_be_hidden()
+    expect(page.get_by_test_id("chat-toggle")).to_be_focused()
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert focused == "solid"  # the focus is visible
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('button, select, input, textarea')]
+            .filter((el) => el.offsetParent !== null)
+            .filter((el) => !(el.getAttribute('aria-label') || el.textContent.trim() || el.labels?.length))
+            .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
