@@ -1,6 +1,7 @@
 // The meeting page: wires the meeting (signaling), the media session and this participant's
 // devices to the stage, the control bar, the panels and the notices.
 
+import { AudioPlayer } from "./audioplayer.js";
 import { canShareScreen } from "./devices.js";
 import { byId, h, svgIcon } from "./dom.js";
 import { ICONS } from "./icons.js";
@@ -38,7 +39,6 @@ export class Call {
     this.unread = 0;
     this._sampler = new StatsSampler();
     this._qualityTimer = null;
-    this._audio = new Map(); // mid -> <audio>
     this.el = {
       view: byId("view-meeting"),
       room: byId("m-room"),
@@ -49,8 +49,8 @@ export class Call {
       panel: byId("m-panel"),
       chat: byId("panel-chat"),
       people: byId("panel-people"),
-      audio: byId("audio-sink"),
     };
+    this.audio = new AudioPlayer(byId("audio-sink"));
   }
 
   start({ name, tracks, devices, state }) {
@@ -446,28 +446,7 @@ export class Call {
   }
 
   _syncAudio() {
-    const slots = this.media ? this.media.audioTracks() : [];
-    const keep = new Set(slots.map((s) => s.mid));
-    for (const [mid, el] of this._audio) {
-      if (!keep.has(mid)) {
-        el.srcObject = null;
-        el.remove();
-        this._audio.delete(mid);
-      }
-    }
-    for (const slot of slots) {
-      let el = this._audio.get(slot.mid);
-      if (!el) {
-        el = h("audio", { autoplay: true, dataset: { mid: slot.mid } });
-        this.el.audio.append(el);
-        this._audio.set(slot.mid, el);
-      }
-      const current = el.srcObject && el.srcObject.getAudioTracks()[0];
-      if (current !== slot.track) {
-        el.srcObject = new MediaStream([slot.track]);
-        el.play().catch(() => {});
-      }
-    }
+    this.audio.sync(this.media ? this.media.audioTracks() : []);
   }
 
   async _sampleQuality() {
