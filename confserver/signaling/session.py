@@ -162,6 +162,9 @@ class Session:
         await self._media.participant_joined(
             claims.room, self.sid, claims.permissions, self.send, identity=claims.identity
         )
+        for key, kind in (("audio_muted", "audio"), ("video_muted", "video")):
+            if me.state.get(key):  # joined muted: the media side applies it when the track comes
+                await self._media.set_muted(claims.room, self.sid, kind, True)
 
     def _fail_join(self, code: str, message: str, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
