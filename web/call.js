@@ -169,6 +169,7 @@ export class Call {
     if (status === "reconnecting") {
       this.notices.showBanner(this.i18n.t("banner.reconnecting"));
       this._closeMedia();
+      this.render();
     }
   }
 

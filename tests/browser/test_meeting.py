@@ -24,7 +24,9 @@ def test_three_browsers_join_and_each_lists_the_other_two(people: Crowd, server:
     expect(ana.page.locator("#preview-video")).to_be_visible()  # the fake camera's preview
     expect(ana.page.locator("#pj-camera-select option")).not_to_have_count(0)  # device pickers
     expect(ana.page.locator("#pj-mic-select option")).not_to_have_count(0)
-    ana.page.wait_for_function("() => Number(document.getElementById('pj-meter').getAttribute('aria-valuenow')) > 0")
+    ana.page.wait_for_function(
+        "() => Number(document.getElementById('pj-meter').getAttribute('aria-valuenow')) > 0"
+    )
     shot = ana.screenshot("prejoin")
     shutil.copy(shot, REPO / "docs" / "img" / "prejoin.png")
     ana.join()
@@ -77,6 +79,24 @@ def test_turning_the_camera_off_shows_the_avatar_to_others(people: Crowd) -> Non
     expect(budi.tile("budi")).to_have_attribute("data-video", "off")
     ana.open_people()
     expect(ana.row("budi")).to_have_attribute("data-video", "off")
+
+
+def test_joining_with_camera_and_microphone_off_and_turning_them_on(people: Crowd) -> None:
+    ana = people.open("devices-off", "ana", name="Ana Putri")
+    citra = people.open("devices-off", "citra", name="Citra Dewi", join=False)
+    for toggle in ("prejoin-camera", "prejoin-mic"):
+        citra.page.get_by_test_id(toggle).click()
+        expect(citra.page.get_by_test_id(toggle)).to_have_attribute("data-on", "false")
+    expect(citra.page.locator("#preview-off")).to_contain_text("Your camera is off")
+    citra.join()
+    expect(citra.page.get_by_test_id("camera")).to_have_attribute("data-on", "false")
+    expect(citra.page.get_by_test_id("mic")).to_have_attribute("data-on", "false")
+    expect(ana.tile("citra")).to_have_attribute("data-audio", "off")
+    ana.open_people()
+    expect(ana.row("citra")).to_have_attribute("data-video", "off")
+    citra.page.get_by_test_id("camera").click()
+    expect(citra.tile("citra")).to_have_attribute("data-video", "on")
+    expect(ana.row("citra")).to_have_attribute("data-video", "on")
 
 
 def test_a_raised_hand_is_seen_by_everyone(people: Crowd) -> None:
