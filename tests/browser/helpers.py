@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from .conftest import ARTIFACTS, Server
+from .conftest import ARTIFACTS, REPO, Server
 
 expect.set_options(timeout=10_000)
 
@@ -81,10 +83,14 @@ class Person:
     def confirm(self) -> None:
         self.page.get_by_test_id("confirm").click()
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, docs: str | None = None) -> Path:
+        """Saves test-artifacts/NAME.png; with UPDATE_DOC_SCREENSHOTS=1 also docs/img/DOCS.png."""
         ARTIFACTS.mkdir(exist_ok=True)
+        self.page.evaluate("document.querySelectorAll('.toast').forEach((t) => t.remove())")  # clear notices
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path))
+        if docs and os.environ.get("UPDATE_DOC_SCREENSHOTS") == "1":
+            shutil.copy(path, REPO / "docs" / "img" / f"{docs}.png")
         return path
 
 

@@ -7,14 +7,13 @@ These tests need the media service. While the server answers media messages with
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import REPO, Server
+from .conftest import Server
 from .helpers import Crowd, Person
 
 pytestmark = pytest.mark.media
@@ -123,8 +122,7 @@ def test_three_browsers_see_and_hear_each_other(media_trio: dict[str, Person]) -
         assert totals["framesDecoded"] > 0 and totals["audioPackets"] > 0, totals
     # the fake microphones beep: the server reports speakers and the tiles light up
     expect(ana.page.locator("#stage .tile.is-speaking").first).to_be_visible(timeout=15_000)
-    shot = ana.screenshot("grid-three-media")
-    shutil.copy(shot, REPO / "docs" / "img" / "meeting-grid.png")
+    ana.screenshot("grid-three-media", docs="meeting-grid")
 
 
 def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(media_trio: dict[str, Person]) -> None:
@@ -158,8 +156,7 @@ def test_a_screen_share_is_shown_large_to_the_others(media_trio: dict[str, Perso
             person.page.locator(".strip-tiles [data-participant=budi][data-source=camera]")
         ).to_be_visible()
         wait_for_video(person, "budi", "screen")
-    shot = ana.screenshot("screen-share")
-    shutil.copy(shot, REPO / "docs" / "img" / "screen-share.png")
+    ana.screenshot("screen-share", docs="screen-share")
     budi.page.get_by_test_id("screen-share").click()  # stop sharing
     expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "grid")
     expect(ana.tile("budi", "screen")).to_have_count(0)

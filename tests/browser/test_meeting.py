@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 from playwright.sync_api import expect
 
 from .bots import Bots
-from .conftest import REPO, Server
+from .conftest import Server
 from .helpers import Crowd, Person
 
 
@@ -27,8 +25,7 @@ def test_three_browsers_join_and_each_lists_the_other_two(people: Crowd, server:
     ana.page.wait_for_function(
         "() => Number(document.getElementById('pj-meter').getAttribute('aria-valuenow')) > 0"
     )
-    shot = ana.screenshot("prejoin")
-    shutil.copy(shot, REPO / "docs" / "img" / "prejoin.png")
+    ana.screenshot("prejoin", docs="prejoin")
     ana.join()
     budi = people.open("grid", "budi", name="Budi Santoso")
     citra = people.open("grid", "citra", name="Citra Dewi")
