@@ -26,6 +26,9 @@ ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_METADATA_BYTES = 4096
 MAX_EMPTY_TIMEOUT = 7 * 86400
 DEFAULT_STATE: Mapping[str, bool] = {"audio_muted": False, "video_muted": False, "hand_raised": False}
+REJOIN_GRACE = 120.0
+"""Seconds after an unplanned disconnect during which the same identity may rejoin a locked room."""
+UNPLANNED = frozenset({"disconnected", "error", "slow_consumer", "too_large", "rate_limited"})
 
 
 class Peer(Protocol):
@@ -138,6 +141,10 @@ class RoomService:
         self._auto_timeout = auto_created_empty_timeout
         self._lease = seat_lease
         self._rooms: dict[str, _LocalRoom] = {}
+        self._dropped: dict[tuple[str, str], float] = {}
+        """(room, identity) -> when its connection ended unplanned: it may rejoin a locked room."""
+        self._removed: set[tuple[str, str]] = set()
+        """(room, identity) removed by a moderator: not admitted again while the room lives here."""
 
     # --- admin operations -------------------------------------------------------------------
 
@@ -187,6 +194,7 @@ class RoomService:
         log.info("room deleted", extra={"room": name, "reason": reason})
 
     def close_local_room(self, name: str, reason: str) -> None:
+        self._removed = {key for key in self._removed if key[0] != name}
         local = self._rooms.pop(name, None)
         if local is None:
             return
@@ -210,11 +218,16 @@ class RoomService:
     async def join(self, req: JoinRequest, peer: Peer) -> tuple[Room, Participant, list[Participant]]:
         """Take a seat (exact cap), register the peer here and tell the others."""
         now = time.time()
+        if (req.room, req.identity) in self._removed:
+            raise ServiceError("removed", "a moderator removed you from this meeting", 403)
         existing = self._local_by_identity(req.room, req.identity)
+        dropped_at = self._dropped.pop((req.room, req.identity), None)
+        # Someone coming back (a second tab, or after a network blip) returns to a locked room.
+        rejoining = existing is not None or (dropped_at is not None and now - dropped_at < REJOIN_GRACE)
         if existing is not None:
             # The same identity joins again (a reload, a second device): the new session replaces
             # the old one, as a reconnect would.
-            self._kick_local(req.room, existing, "duplicate_identity", "you joined from another session")
+            self._kick_local(req.room, existing, "duplicate_identity", "you joined from another session", by="")
             await self.leave(req.room, existing.sid, "replaced")
         participant = Participant(
             room=req.room,
@@ -238,7 +251,9 @@ class RoomService:
                 updated_at=now,
                 auto_created=True,
             )
-        result = await self._store.seats.claim(participant, now=now, lease=self._lease, auto_create=auto)
+        result = await self._store.seats.claim(
+            participant, now=now, lease=self._lease, auto_create=auto, bypass_lock=rejoining
+        )
         if result is not ClaimResult.ADMITTED:
             raise _CLAIM_ERRORS[result]
         room = await self._store.rooms.get(req.room)
@@ -268,6 +283,8 @@ class RoomService:
         self._update_gauges()
         await self._store.seats.release(room, sid, time.time())
         if participant is not None:
+            if reason in UNPLANNED:
+                self._dropped[(room, participant.identity)] = time.time()
             self.broadcast(
                 room,
                 {"type": "participant_left", "sid": sid, "identity": participant.identity, "reason": reason},
@@ -281,7 +298,9 @@ class RoomService:
             await self._store.seats.refresh(name, list(local.peers), now=now, lease=self._lease)
 
     async def close_expired_rooms(self) -> list[str]:
-        closed = await self._store.rooms.close_expired(time.time())
+        now = time.time()
+        self._dropped = {k: t for k, t in self._dropped.items() if now - t < REJOIN_GRACE}
+        closed = await self._store.rooms.close_expired(now)
         for name in closed:
             self.close_local_room(name, "empty_timeout")
             log.info("room closed after empty timeout", extra={"room": name})
@@ -348,9 +367,10 @@ class RoomService:
 
     async def kick(self, room: str, identity: str, by: str) -> None:
         target = await self.find_participant(room, identity)
+        self._removed.add((room, identity))
         local_p = self._local_by_identity(room, identity)
         if local_p is not None:
-            self._kick_local(room, local_p, "removed", f"removed by {by}")
+            self._kick_local(room, local_p, "removed", f"removed by {by}", by=by)
         await self.leave(room, target.sid, "removed")
         log.info("participant removed", extra={"room": room, "identity": identity, "by": by})
 
@@ -367,10 +387,13 @@ class RoomService:
                     closed += 1
         return closed
 
-    def _kick_local(self, room: str, p: Participant, reason: str, message: str) -> None:
+    def _kick_local(self, room: str, p: Participant, reason: str, message: str, *, by: str) -> None:
         peer = self.peer(room, p.sid)
         if peer is not None:
-            peer.close_with({"type": "kicked", "reason": reason, "message": message}, 4001)
+            msg = {"type": "kicked", "reason": reason, "message": message}
+            if by:
+                msg["by"] = by
+            peer.close_with(msg, 4001)
 
     def _local_by_identity(self, room: str, identity: str) -> Participant | None:
         local = self._rooms.get(room)

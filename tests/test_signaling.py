@@ -391,3 +391,40 @@ async def test_metrics_count_joins_and_token_rejections(make_client: AppMaker) -
     assert 'conf_token_rejections_total{reason="wrong_room"} 1.0' in text
     assert "conf_participants 1.0" in text
     assert "conf_ws_connections 2.0" in text
+
+
+async def test_participant_who_dropped_off_rejoins_a_locked_room_but_strangers_do_not(
+    make_client: AppMaker,
+) -> None:
+    cfg = base_config(signaling=SignalingConfig(heartbeat_interval=0.2, heartbeat_timeout=0.5))
+    client = await make_client(cfg)
+    await create_room(client, "r1")
+    chair, _ = await join(client, "r1", "chair", role="moderator")
+    # a participant whose network goes away (never answers pings)
+    ghost = Ws(await client.ws_connect("/ws", autoping=False))
+    await ghost.send({"type": "join", "token": join_token("r1", "ana"), "room": "r1"})
+    assert (await ghost.recv())["type"] == "joined"
+    await chair.send({"type": "lock_room", "locked": True})
+    await chair.expect("room_updated")
+    left = await chair.expect("participant_left", timeout=5)
+    assert (left["identity"], left["reason"]) == ("ana", "disconnected")
+
+    _back, joined = await join(client, "r1", "ana")
+    assert joined["room"]["locked"] is True
+    stranger = await connect(client)
+    await stranger.send({"type": "join", "token": join_token("r1", "eve"), "room": "r1"})
+    assert (await stranger.expect("error"))["code"] == "room_locked"
+
+
+async def test_removed_participant_cannot_rejoin_the_meeting(client: TestClient) -> None:
+    await create_room(client, "r1")
+    chair, _ = await join(client, "r1", "chair", role="moderator")
+    bob, _ = await join(client, "r1", "bob")
+    await chair.send({"type": "kick", "identity": "bob"})
+    kicked = await bob.expect("kicked")
+    assert (kicked["reason"], kicked["by"]) == ("removed", "chair")
+    again = await connect(client)
+    await again.send({"type": "join", "token": join_token("r1", "bob"), "room": "r1"})
+    err = await again.expect("error")
+    assert err["code"] == "removed"
+    assert await again.closed() == 4000

@@ -13,6 +13,7 @@ const TOKEN_REASONS = {
 const REFUSALS = {
   room_full: "room_full",
   room_locked: "room_locked",
+  removed: "removed",
   room_not_found: "room_not_found",
   invalid_room_name: "room_not_found",
   forbidden: "forbidden",

@@ -245,7 +245,7 @@ export class Meeting extends EventTarget {
         return this._emit("room", { room: msg.room, previous });
       }
       case "kicked":
-        return this._end({ kind: "kicked", reason: msg.reason, message: msg.message, by: byFromMessage(msg.message) });
+        return this._end({ kind: "kicked", reason: msg.reason, message: msg.message, by: msg.by || null });
       case "room_closed":
         return this._end({ kind: "room_closed", reason: msg.reason });
       case "left":
@@ -413,10 +413,4 @@ function pickState(state) {
     if (state && typeof state[key] === "boolean") out[key] = state[key];
   }
   return out;
-}
-
-/** The server says "removed by IDENTITY"; the UI shows that moderator's name when it can. */
-function byFromMessage(message) {
-  const m = typeof message === "string" ? /^removed by (.+)$/.exec(message) : null;
-  return m ? m[1] : null;
 }

@@ -99,14 +99,21 @@ class RoomStore(Protocol):
 
 class SeatStore(Protocol):
     async def claim(
-        self, participant: Participant, *, now: float, lease: float, auto_create: Room | None = None
+        self,
+        participant: Participant,
+        *,
+        now: float,
+        lease: float,
+        auto_create: Room | None = None,
+        bypass_lock: bool = False,
     ) -> ClaimResult:
         """Atomically take a seat for ``participant`` in ``participant.room``.
 
         Expired seats (lease lapsed before ``now``) are dropped first. Admits iff the room exists
         (or is created from ``auto_create`` in the same atomic step), is not locked, and holds fewer
         live seats than its ``max_participants``. N concurrent claims on K free seats admit
-        exactly K. An admitted seat lives until ``now + lease`` unless refreshed or released."""
+        exactly K. ``bypass_lock`` admits into a locked room (someone reconnecting to a meeting
+        they were in); the seat cap still holds. An admitted seat lives until ``now + lease`` unless refreshed or released."""
 
     async def release(self, room: str, sid: str, now: float) -> bool:
         """Free the seat; ``False`` if it was not held. When the room becomes empty, its

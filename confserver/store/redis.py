@@ -68,17 +68,18 @@ local function drop_room()
 end
 """
 
-# ARGV: name, now, expiry, sid, participant JSON, state JSON, [room field/value pairs to auto-create]
+# ARGV: name, now, expiry, sid, participant JSON, state JSON, bypass lock ('1'/'0'),
+#       [room field/value pairs to auto-create]
 _CLAIM = f"""
 local now, expiry, sid = ARGV[2], ARGV[3], ARGV[4]
 if redis.call('EXISTS', room_key) == 0 then
-  if #ARGV < 7 then return 'room_not_found' end
-  redis.call('HSET', room_key, unpack(ARGV, 7))
+  if #ARGV < 8 then return 'room_not_found' end
+  redis.call('HSET', room_key, unpack(ARGV, 8))
   redis.call('ZADD', index_key, 0, name)
 end
 prune(now)
 if redis.call('ZSCORE', seats_key, sid) then return 'duplicate' end
-if redis.call('HGET', room_key, 'locked') == 'true' then return 'room_locked' end
+if ARGV[7] ~= '1' and redis.call('HGET', room_key, 'locked') == 'true' then return 'room_locked' end
 local limit = math.min(tonumber(redis.call('HGET', room_key, 'max_participants')) or 0, {ROOM_CAP})
 if redis.call('ZCARD', seats_key) >= limit then return 'room_full' end
 redis.call('ZADD', seats_key, expiry, sid)
@@ -349,10 +350,23 @@ class RedisRoomStore(_Part):
 
 class RedisSeatStore(_Part):
     async def claim(
-        self, participant: Participant, *, now: float, lease: float, auto_create: Room | None = None
+        self,
+        participant: Participant,
+        *,
+        now: float,
+        lease: float,
+        auto_create: Room | None = None,
+        bypass_lock: bool = False,
     ) -> ClaimResult:
         name = participant.room
-        args = [name, _num(now), _num(now + lease), participant.sid, *_encode_participant(participant)]
+        args = [
+            name,
+            _num(now),
+            _num(now + lease),
+            participant.sid,
+            *_encode_participant(participant),
+            "1" if bypass_lock else "0",
+        ]
         if auto_create is not None:
             if auto_create.name != name:
                 raise ValueError("auto_create.name must equal participant.room")

@@ -179,7 +179,7 @@ def test_a_dropped_connection_rejoins_with_the_same_token_and_state(page: Any) -
         await tick(600);                   // the first retry comes within half a second
         const second = FakeSignaling.made[1];
         second.serverSays({ ...joined, sid: 'S2', self: { ...me, sid: 'S2' } });
-        second.serverSays({ type: 'kicked', reason: 'removed', message: 'removed by mod' });
+        second.serverSays({ type: 'kicked', reason: 'removed', message: 'removed by mod', by: 'mod' });
         return { statuses, join: first.sent[0], rejoin: second.sent[0], end: m.endReason, made: FakeSignaling.made.length };
         """,
     )

@@ -148,6 +148,17 @@ async def test_locked_room_refuses_claims(store: Store) -> None:
     assert await claim(store, "s2") is ClaimResult.ADMITTED
 
 
+async def test_reconnecting_participant_may_bypass_the_lock_but_not_the_cap(store: Store) -> None:
+    await store.rooms.create(make_room(max_participants=2, locked=True))
+    rejoin = seat("back", joined_at=NOW)
+    assert await store.seats.claim(rejoin, now=NOW, lease=LEASE, bypass_lock=True) is ClaimResult.ADMITTED
+    assert await claim(store, "stranger") is ClaimResult.ROOM_LOCKED
+    other = seat("back-2", joined_at=NOW)
+    assert await store.seats.claim(other, now=NOW, lease=LEASE, bypass_lock=True) is ClaimResult.ADMITTED
+    third = seat("back-3", joined_at=NOW)
+    assert await store.seats.claim(third, now=NOW, lease=LEASE, bypass_lock=True) is ClaimResult.ROOM_FULL
+
+
 async def test_full_room_refuses_claims(store: Store) -> None:
     await store.rooms.create(make_room(max_participants=2))
     assert await claim(store, "s1") is ClaimResult.ADMITTED
