@@ -84,7 +84,7 @@ def busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / 100
 
 
-def wait_for_quiet(limit: float, longest: float = 600.0) -> float:
+def wait_for_quiet(limit: float, longest: float = 3600.0) -> float:
     """Wait until other programs leave the machine idle (under ``limit`` % of one core over 10 s);
     returns the last figure seen (another program sharing the cores skews every result)."""
     deadline = time.monotonic() + longest
@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--json-out", type=Path)
     parser.add_argument(
+        "--other-limit", type=float, default=15.0, help="discard a run in which other programs used more (%%)"
+    )
+    parser.add_argument("--retries", type=int, default=4, help="extra runs allowed to replace discarded ones")
+    parser.add_argument(
         "--quiet-limit",
         type=float,
         default=15.0,
@@ -138,13 +142,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {ns.scenario}: {SCENARIOS[ns.scenario]}", flush=True)
     runs: list[dict[str, Any]] = []
     command = ""
-    for i in range(ns.runs):
+    attempts = 0
+    while len(runs) < ns.runs and attempts < ns.runs + ns.retries:
+        attempts += 1
         if ns.quiet_limit < 200:
             wait_for_quiet(ns.quiet_limit)
         doc, command = run_once(args, {})
-        runs.append(doc)
         line = ", ".join(f"{label} {_show(dig(doc, path))}" for label, path in FIGURES)
-        print(f"run {i + 1}: {line}", flush=True)
+        other = dig(doc, ("machine", "other_percent")) or 0.0
+        if other > ns.other_limit:
+            print(f"discarded (other programs used {other:.0f} % of one core): {line}", flush=True)
+            continue
+        runs.append(doc)
+        print(f"run {len(runs)}: {line}", flush=True)
+    if not runs:
+        raise SystemExit("no run without other programs competing for the cores")
     m = runs[0]["machine"]
     print(f"machine: {m['cores']} cores, {m['cpu']}")
     print(f"command: {command}")
