@@ -227,7 +227,9 @@ class RoomService:
         if existing is not None:
             # The same identity joins again (a reload, a second device): the new session replaces
             # the old one, as a reconnect would.
-            self._kick_local(req.room, existing, "duplicate_identity", "you joined from another session", by="")
+            self._kick_local(
+                req.room, existing, "duplicate_identity", "you joined from another session", by=""
+            )
             await self.leave(req.room, existing.sid, "replaced")
         participant = Participant(
             room=req.room,

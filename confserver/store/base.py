@@ -113,7 +113,8 @@ class SeatStore(Protocol):
         (or is created from ``auto_create`` in the same atomic step), is not locked, and holds fewer
         live seats than its ``max_participants``. N concurrent claims on K free seats admit
         exactly K. ``bypass_lock`` admits into a locked room (someone reconnecting to a meeting
-        they were in); the seat cap still holds. An admitted seat lives until ``now + lease`` unless refreshed or released."""
+        they were in); the seat cap still holds. An admitted seat lives until ``now + lease``
+        unless refreshed or released."""
 
     async def release(self, room: str, sid: str, now: float) -> bool:
         """Free the seat; ``False`` if it was not held. When the room becomes empty, its
