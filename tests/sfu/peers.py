@@ -24,6 +24,8 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -131,7 +133,15 @@ class Peer:
         permissions: frozenset[str] = ALL_PERMISSIONS,
         decode: bool = True,
         accept_vp9: bool = False,
+        ice_servers: list[RTCIceServer] | None = None,
+        relay_only: bool = False,
     ) -> None:
+        # no STUN/TURN unless a test gives its own loopback TURN server
+        self._ice = {
+            "iceServers": ice_servers or [],
+            "iceTransportPolicy": RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+        }
+        self._relay_only = relay_only
         self.accept_vp9 = accept_vp9  # answer VP9 too, as a browser would (aiortc cannot decode it)
         self.sfu = sfu
         self.room = room
@@ -213,7 +223,7 @@ class Peer:
         """Publish; returns {source: mid}."""
         pc = self.publish_pc
         if pc is None:
-            pc = self.publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc = self.publish_pc = RTCPeerConnection(RTCConfiguration(**self._ice))
         entries = self.published  # every sending m-line, the earlier ones included
         transceivers = []
         if video is not None:
@@ -222,7 +232,8 @@ class Peer:
         if audio:
             transceivers.append((pc.addTransceiver(ToneTrack(), direction="sendonly"), "microphone", None))
         offer = await pc.createOffer()
-        prepare_gathering(pc, LOOPBACK, PortRange())
+        if not self._relay_only:  # relay-only peers gather through TURN with aioice's own gatherer
+            prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(offer)
         for transceiver, src, size in transceivers:
             entry: dict[str, Any] = {"mid": transceiver.mid, "source": src}
@@ -243,14 +254,15 @@ class Peer:
             # max-bundle as browsers do: aiortc's "balanced" policy mis-bundles two same-kind m-lines
             # added by one renegotiation (the second stays on a discarded transport)
             pc = self.subscribe_pc = RTCPeerConnection(
-                RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+                RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE, **self._ice)
             )
             pc.on("track", self._on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self.decode:
             take_over_media(pc, self._count_rtp, _ignore)
         answer = await pc.createAnswer()
-        prepare_gathering(pc, LOOPBACK, PortRange())
+        if not self._relay_only:  # relay-only peers gather through TURN with aioice's own gatherer
+            prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(answer)
         local = pc.localDescription.sdp
         if self.accept_vp9:
