@@ -120,6 +120,14 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         help="video publishers send three layers (160x90, 320x180, 640x360) as a browser does",
     )
     p.add_argument(
+        "--sender",
+        choices=("crafted", "aiortc"),
+        default="crafted",
+        help="crafted (default): RTP built from the clips and sent by one pacer per process, with the "
+        "audio level; aiortc: aiortc's RTCRtpSender packetizes the clips (speakers' PCM is encoded "
+        "by it, since it writes the audio level only for audio it encodes)",
+    )
+    p.add_argument(
         "--tiles",
         metavar="N",
         type=_positive,
@@ -194,6 +202,7 @@ def options_from(args: argparse.Namespace) -> Options:
             participants=args.participants,
             speakers=args.speakers,
             simulcast=args.simulcast,
+            sender=args.sender,
             tiles=args.tiles,
             tile_size=args.tile_size,
             speaker_view=args.speaker_view,

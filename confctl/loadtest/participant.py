@@ -1,6 +1,7 @@
 """One synthetic participant: joins through ``/ws``, publishes pre-encoded media on its publish
-connection (it offers), answers the server's offers on its subscribe connection, chooses what to
-watch with ``update_subscription``, and counts what arrives.
+connection (it offers; crafted RTP by default, aiortc's own sender with ``--sender aiortc``),
+answers the server's offers on its subscribe connection, chooses what to watch with
+``update_subscription``, and counts what arrives.
 
 A counting subscriber never decodes: ``sfu.glue.take_over_media`` hands its decrypted RTP to a
 ``ReceiveCounter`` and keeps aiortc's decoders from starting. A decoding subscriber reads its
@@ -194,10 +195,10 @@ class Participant:
 
     async def _publish(self) -> None:
         try:
-            if self._env.options.simulcast and self.role.video:
-                await self._publish_raw()
-            else:
+            if self._env.options.sender == "aiortc" and not self._env.options.simulcast:
                 await self._publish_stock()
+            else:
+                await self._publish_raw()
         except asyncio.CancelledError:
             raise
         except SignalingError as exc:
@@ -248,47 +249,51 @@ class Participant:
         await self._negotiate_publish(pc)
 
     async def _publish_raw(self) -> None:
-        """Crafted RTP: three simulcast layers and the audio level, sent by the process's pacer."""
+        """Crafted RTP sent by the process's pacer: the clips' packets with MID (and RID for
+        simulcast layers) and the audio level, no encoding and no task per stream."""
         clips = self._env.clips
+        simulcast = self._env.options.simulcast
         pc = self._publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._watch(pc, "publish")
-        video = pc.addTransceiver("video", direction="sendonly")
+        video = pc.addTransceiver("video", direction="sendonly") if self.role.video else None
         audio = pc.addTransceiver("audio", direction="sendonly") if self.role.audio else None
-        rids = tuple(rid for rid, *_ in LAYERS)
+        rids = tuple(rid for rid, *_ in LAYERS) if simulcast else ()
         sections: list[sdpinfo.Section] = []
         rid_ext = 0
 
-        def to_simulcast(sdp: str) -> str:
+        def offer(sdp: str) -> str:
             nonlocal rid_ext
             sections.extend(sdpinfo.sections(sdp))
-            video_section = next(s for s in sections if s.mid == video.mid)
-            rid_ext = sdpinfo.free_extension_id(video_section)
+            if video is None or not rids:
+                return sdp
+            rid_ext = sdpinfo.free_extension_id(next(s for s in sections if s.mid == video.mid))
             return sdpinfo.simulcast_offer(sdp, str(video.mid), rids, rid_ext)
 
-        await self._negotiate_publish(pc, to_simulcast)
+        await self._negotiate_publish(pc, offer)
         take_over_media(pc, _ignore, self._on_publisher_rtcp)
         writer = RtpWriter.for_connection(pc)
         if writer is None:
             raise RuntimeError("the publish connection has no transport")
         by_mid = {s.mid: s for s in sections}
-        v = by_mid[str(video.mid)]
-        mid_ext = v.extensions.get(sdpinfo.URI_MID, 1)
-        first = random.choice(clips.layers[0].keyframes)
-        for rid, clip in zip(rids, clips.layers, strict=True):
-            ext = one_byte_extensions({mid_ext: str(video.mid).encode(), rid_ext: rid.encode()})
-            self._raw.append(RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first))
+        if video is not None:
+            v = by_mid[str(video.mid)]
+            mid = {v.extensions.get(sdpinfo.URI_MID, 1): str(video.mid).encode()}
+            first = random.choice(clips.layers[0].keyframes)
+            for rid, clip in zip(rids or ("",), clips.layers, strict=True):
+                ext = one_byte_extensions({**mid, rid_ext: rid.encode()} if rid else mid)
+                self._raw.append(RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first))
         if audio is not None:
             a = by_mid[str(audio.mid)]
             sound = clips.speech if self.role.speaker else clips.quiet
-            if sound is not None:
-                level_ext = a.extensions.get(sdpinfo.URI_AUDIO_LEVEL, 0)
-                elements = {a.extensions.get(sdpinfo.URI_MID, 1): str(audio.mid).encode()}
-                if level_ext:
-                    voice = 0x80 if self.role.speaker else 0
-                    elements[level_ext] = bytes([voice | sound.level])
-                self._raw.append(
-                    RawStream(sound, a.codecs["opus"], one_byte_extensions(elements), writer.send_rtp)
-                )
+            if sound is None:
+                raise RuntimeError("no audio clip was prepared")
+            elements = {a.extensions.get(sdpinfo.URI_MID, 1): str(audio.mid).encode()}
+            level_ext = a.extensions.get(sdpinfo.URI_AUDIO_LEVEL, 0)
+            if level_ext:
+                elements[level_ext] = bytes([(0x80 if self.role.speaker else 0) | sound.level])
+            self._raw.append(
+                RawStream(sound, a.codecs["opus"], one_byte_extensions(elements), writer.send_rtp)
+            )
         for stream in self._raw:
             self._env.pacer.add(stream)
 

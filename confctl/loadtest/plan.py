@@ -48,6 +48,7 @@ class Options:
     participants: int | None = None
     speakers: int | None = None  # default: min(audio publishers, 3)
     simulcast: bool = False
+    sender: str = "crafted"  # or "aiortc": aiortc's RTCRtpSender packetizes (no simulcast)
     tiles: int | None = None  # None: every video track
     tile_size: tuple[int, int] = (320, 180)
     speaker_view: bool = False
@@ -101,6 +102,10 @@ class Options:
             raise PlanError("--speaker-view needs subscribers")
         if self.simulcast and self.video_publishers == 0:
             raise PlanError("--simulcast needs video publishers")
+        if self.sender not in ("crafted", "aiortc"):
+            raise PlanError("--sender must be crafted or aiortc")
+        if self.simulcast and self.sender == "aiortc":
+            raise PlanError("--simulcast needs --sender crafted: aiortc's sender cannot send simulcast")
         if self.duration <= 0:
             raise PlanError("--duration must be greater than zero")
         if self.warmup < 0 or self.ramp < 0 or self.join_timeout <= 0:

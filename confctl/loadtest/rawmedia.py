@@ -1,6 +1,8 @@
-"""Crafted RTP for publishers that send what aiortc's sender cannot: simulcast.
+"""Crafted RTP: how publishers send by default, and the only way to send simulcast.
 
-A browser sends three VP8 layers on one m-line, each on its own unsignalled SSRC named by the
+aiortc's sender cannot send simulcast, and it writes the RFC 6464 audio level only for audio it
+encodes itself (encoding speech cost more CPU than everything else the load generator does). A
+browser sends three VP8 layers on one m-line, each on its own unsignalled SSRC named by the
 rtp-stream-id header extension. ``RawStream`` does the same from a pre-encoded clip: it cuts each
 frame into RTP packets (VP8 payload descriptor with a 15-bit picture id, RFC 7741), adds the
 MID/RID (video) or MID/audio-level (audio) extensions, and numbers packets and timestamps. On a

@@ -104,6 +104,7 @@ def build(options: Options, w: Window) -> dict[str, Any]:
             "subscribers": options.subscribers,
             "decoders": options.decoders,
             "simulcast": options.simulcast,
+            "sender": options.sender,
             "tiles": options.tiles,
             "speaker_view": options.speaker_view,
             "processes": options.processes,

@@ -175,7 +175,7 @@ class Run:
             clip_factory.build,
             video=o.video_publishers > 0,
             simulcast=o.simulcast,
-            speech=o.speaking > 0 and o.simulcast,
+            speech=o.speaking > 0 and o.sender == "crafted",
             quiet=o.audio_publishers > 0 and not speakers_only,
         )
         people = plan.roles(o, secrets.token_hex(3))
