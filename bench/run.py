@@ -25,7 +25,7 @@ from bench import server as srv
 
 SCENARIOS: dict[str, str] = {
     "fanout": "4 publishers (VP8 + Opus, all speaking) in a room of S subscribers taking every feed",
-    "meeting": "100 participants, all with audio (3 speaking), 25 cameras, 9 tiles + the active speaker",
+    "meeting": "N participants (100), all with audio (3 speaking), N/4 cameras, 9 tiles + the active speaker",
     "joinstorm": "100 participants (all with audio, 3 speaking) joining at once",
     "idle": "S participants joined and connected, nothing published",
 }
@@ -59,7 +59,8 @@ def scenario_args(ns: argparse.Namespace) -> list[str]:
         s = ns.subscribers or 100
         args = ["-P", "4", "-A", "4", "--speakers", "4", "-S", str(s)]
     elif ns.scenario == "meeting":
-        args = ["-N", "100", "-A", "100", "--speakers", "3", "-P", "25", "-S", "100"]
+        n = ns.participants or 100
+        args = ["-N", str(n), "-A", str(n), "--speakers", "3", "-P", str(max(1, n // 4)), "-S", str(n)]
         args += ["--tiles", "9", "--tile-size", "320x180", "--speaker-view"]
         if not ns.single_layer:
             args.append("--simulcast")
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--subscribers", type=int, help="fanout/idle: room size (default 100)")
+    parser.add_argument(
+        "--participants", type=int, help="meeting: size (default 100; a quarter with cameras)"
+    )
     parser.add_argument("--single-layer", action="store_true", help="meeting: no simulcast")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", default="30s")
