@@ -1,8 +1,10 @@
 """Profile the server with py-spy during a fan-out load test; print its hot spots.
 
     .venv/bin/python -m bench.profile --subscribers 50 --seconds 20
+    .venv/bin/python -m bench.profile --mics 100 --seconds 20
 
-Starts a server, starts ``confctl load-test`` (4 publishers, S subscribers), waits for the
+Starts a server, starts ``confctl load-test`` (4 publishers and S subscribers, or with
+``--mics N`` a room of N open microphones of which 3 speak, everyone listening), waits for the
 measurement window, records the server with ``py-spy record --format raw`` (sampling without
 pausing the process), and prints the functions with the most samples: "self" counts samples
 where the function itself was running, "total" where it was anywhere on the stack. The raw
@@ -56,12 +58,17 @@ def hot_spots(raw: str, top: int) -> tuple[int, list[tuple[str, int, int]], list
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=50)
+    parser.add_argument("--mics", type=int, help="N open microphones (3 speaking) instead of the fan-out")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "confserver-profile")
     ns = parser.parse_args(argv)
     server = srv.start()
     load_args = ["-P", "4", "-A", "4", "--speakers", "4", "-S", str(ns.subscribers)]
+    what = f"fan-out to {ns.subscribers} subscribers"
+    if ns.mics:
+        load_args = ["-A", str(ns.mics), "--speakers", "3", "-S", str(ns.mics)]
+        what = f"{ns.mics} open microphones, 3 speaking"
     command = [str(srv.BIN / "confctl"), "load-test", "--room", "profile", *load_args]
     command += ["--duration", f"{ns.seconds + 15}s", "--metrics-url", server.metrics_url, "--json"]
     load = subprocess.Popen(  # noqa: S603 - our own confctl
@@ -84,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             load.kill()
         server.stop()
     samples, by_self, by_total = hot_spots(raw.read_text(), ns.top)
-    print(
-        f"py-spy: {samples} samples of the server in {ns.seconds} s, fan-out to {ns.subscribers} subscribers"
-    )
+    print(f"py-spy: {samples} samples of the server in {ns.seconds} s, {what}")
     for title, ranked in (("by self time", by_self), ("by total time", by_total)):
         print(f"\n{title}\n{'self %':>7} {'total %':>8}  function")
         for name, own, total in ranked:
