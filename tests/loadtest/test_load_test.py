@@ -59,6 +59,20 @@ def test_tiny_load_test_forwards_media_to_every_subscriber(server: Server) -> No
     assert "load-test: measuring" in done.stderr  # the progress line
 
 
+def test_worker_processes_and_a_decoding_subscriber_see_real_media(server: Server) -> None:
+    done = server.confctl(
+        "load-test", "--room", "workers", "-P", "1", "-A", "1", "-S", "2", "--participants", "3",
+        "--decoders", "1", "--simulcast", "--tiles", "1", "--processes", "2", "--duration", "3s",
+        "--warmup", "2s", "--metrics-url", server.metrics_url, "--json", "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["participants"]["joined"] == 3 and doc["setup"]["processes"] == 2
+    assert doc["decoded_fps"] > 10  # one decoder: ~30 video frames/s, 50 audio frames/s
+    assert doc["forwarded_video_pps"] > 20 and doc["forwarded_audio_pps"] > 20
+    assert doc["generator"]["cpu_percent"] > 0
+
+
 def test_room_created_for_the_test_is_deleted_afterwards(server: Server) -> None:
     listed = server.confctl("--json", "room", "list")
     assert listed.returncode == 0, listed.stderr
