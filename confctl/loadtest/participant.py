@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +29,13 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from confctl.loadtest import sdpinfo
-from confctl.loadtest.clips import LAYERS, ClipSet
+from confctl.loadtest.clips import ClipSet
 from confctl.loadtest.plan import Options, Role
-from confctl.loadtest.rawmedia import Pacer, RawStream, one_byte_extensions
+from confctl.loadtest.publishing import CraftedMedia, add_aiortc_tracks
+from confctl.loadtest.rawmedia import Pacer
 from confctl.loadtest.rtpstats import ReceiveCounter, ReceiveTotals
 from confctl.loadtest.signaling import Signaling, SignalingError
-from confctl.loadtest.tracks import ClipTrack, SpeechTrack
-from sfu.glue import GatherPolicy, RtpWriter, prepare_gathering, take_over_media
+from sfu.glue import GatherPolicy, prepare_gathering, take_over_media
 from sfu.ports import PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
@@ -76,7 +76,7 @@ class Participant:
         self._pcs_connected: dict[str, float] = {}
         self._answer: asyncio.Future[str] | None = None
         self.counter = ReceiveCounter()
-        self._raw: list[RawStream] = []
+        self._crafted: CraftedMedia | None = None
         self._videos: dict[str, str] = {}  # video track id -> publisher sid, in announcement order
         self._subscribed: dict[str, tuple[int, int] | None] = {}
         self._speaker: str | None = None  # sid shown large
@@ -131,8 +131,8 @@ class Participant:
 
     async def close(self) -> None:
         self.leaving = True
-        for stream in self._raw:
-            self._env.pacer.remove(stream)
+        if self._crafted is not None:
+            self._crafted.stop()
         for task in list(self._tasks):
             task.cancel()
         await self._signaling.close()
@@ -141,7 +141,7 @@ class Participant:
                 with contextlib.suppress(Exception):
                     await pc.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -196,9 +196,9 @@ class Participant:
     async def _publish(self) -> None:
         try:
             if self._env.options.sender == "aiortc" and not self._env.options.simulcast:
-                await self._publish_stock()
+                await self._publish_aiortc()
             else:
-                await self._publish_raw()
+                await self._publish_crafted()
         except asyncio.CancelledError:
             raise
         except SignalingError as exc:
@@ -218,7 +218,9 @@ class Participant:
                 entries.append({"mid": transceiver.mid, "source": "microphone"})
         return entries
 
-    async def _negotiate_publish(self, pc: RTCPeerConnection, rewrite: Any = None) -> str:
+    async def _negotiate_publish(
+        self, pc: RTCPeerConnection, rewrite: Callable[[str], str] | None = None
+    ) -> str:
         offer = await pc.createOffer()
         prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(offer)
@@ -231,86 +233,20 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         return sdp
 
-    async def _publish_stock(self) -> None:
-        """aiortc's sender packetizes the clips' packets (speakers: encodes PCM, see tracks)."""
-        clips = self._env.clips
+    async def _publish_aiortc(self) -> None:
         pc = self._publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._watch(pc, "publish")
-        if self.role.video and clips.top is not None:
-            first = random.choice(clips.top.keyframes)
-            pc.addTransceiver(ClipTrack(clips.top, first), direction="sendonly")
-        if self.role.audio:
-            track: MediaStreamTrack
-            if self.role.speaker or clips.quiet is None:
-                track = SpeechTrack()
-            else:
-                track = ClipTrack(clips.quiet)
-            pc.addTransceiver(track, direction="sendonly")
+        add_aiortc_tracks(pc, self.role, self._env.clips)
         await self._negotiate_publish(pc)
 
-    async def _publish_raw(self) -> None:
-        """Crafted RTP sent by the process's pacer: the clips' packets with MID (and RID for
-        simulcast layers) and the audio level, no encoding and no task per stream."""
-        clips = self._env.clips
-        simulcast = self._env.options.simulcast
+    async def _publish_crafted(self) -> None:
+        env = self._env
         pc = self._publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._watch(pc, "publish")
-        video = pc.addTransceiver("video", direction="sendonly") if self.role.video else None
-        audio = pc.addTransceiver("audio", direction="sendonly") if self.role.audio else None
-        rids = tuple(rid for rid, *_ in LAYERS) if simulcast else ()
-        sections: list[sdpinfo.Section] = []
-        rid_ext = 0
-
-        def offer(sdp: str) -> str:
-            nonlocal rid_ext
-            sections.extend(sdpinfo.sections(sdp))
-            if video is None or not rids:
-                return sdp
-            rid_ext = sdpinfo.free_extension_id(next(s for s in sections if s.mid == video.mid))
-            return sdpinfo.simulcast_offer(sdp, str(video.mid), rids, rid_ext)
-
-        await self._negotiate_publish(pc, offer)
-        take_over_media(pc, _ignore, self._on_publisher_rtcp)
-        writer = RtpWriter.for_connection(pc)
-        if writer is None:
-            raise RuntimeError("the publish connection has no transport")
-        by_mid = {s.mid: s for s in sections}
-        if video is not None:
-            v = by_mid[str(video.mid)]
-            mid = {v.extensions.get(sdpinfo.URI_MID, 1): str(video.mid).encode()}
-            first = random.choice(clips.layers[0].keyframes)
-            for rid, clip in zip(rids or ("",), clips.layers, strict=True):
-                ext = one_byte_extensions({**mid, rid_ext: rid.encode()} if rid else mid)
-                self._raw.append(RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first))
-        if audio is not None:
-            a = by_mid[str(audio.mid)]
-            sound = clips.speech if self.role.speaker else clips.quiet
-            if sound is None:
-                raise RuntimeError("no audio clip was prepared")
-            elements = {a.extensions.get(sdpinfo.URI_MID, 1): str(audio.mid).encode()}
-            level_ext = a.extensions.get(sdpinfo.URI_AUDIO_LEVEL, 0)
-            if level_ext:
-                elements[level_ext] = bytes([(0x80 if self.role.speaker else 0) | sound.level])
-            self._raw.append(
-                RawStream(sound, a.codecs["opus"], one_byte_extensions(elements), writer.send_rtp)
-            )
-        for stream in self._raw:
-            self._env.pacer.add(stream)
-
-    def _on_publisher_rtcp(self, data: bytes) -> None:
-        # RTCP compound: find PLI (PT 206, FMT 1) and FIR (PT 206, FMT 4); media SSRC at offset 8
-        pos = 0
-        while pos + 12 <= len(data):
-            fmt, pt = data[pos] & 0x1F, data[pos + 1]
-            length = (int.from_bytes(data[pos + 2 : pos + 4], "big") + 1) * 4
-            if pt == 206 and fmt in (1, 4):
-                ssrc = int.from_bytes(data[pos + 8 : pos + 12], "big")
-                if fmt == 4 and pos + 16 <= len(data):
-                    ssrc = int.from_bytes(data[pos + 12 : pos + 16], "big")
-                for stream in self._raw:
-                    if stream.ssrc == ssrc:
-                        stream.request_keyframe()
-            pos += length
+        crafted = self._crafted = CraftedMedia(self.role, env.options, env.clips, env.pacer)
+        crafted.add_transceivers(pc)
+        await self._negotiate_publish(pc, crafted.offer)
+        crafted.start(pc)
 
     # --- subscribing ----------------------------------------------------------------------------
 
@@ -389,7 +325,7 @@ class Participant:
     async def refresh_stats(self) -> None:
         """Read aiortc's own counters where packets do not pass through our hands."""
         pc = self._publish_pc
-        if pc is not None and not self._raw:
+        if pc is not None and self._crafted is None:
             sent = 0
             for transceiver in pc.getTransceivers():
                 for stat in (await transceiver.sender.getStats()).values():
@@ -412,7 +348,7 @@ class Participant:
 
     @property
     def sent(self) -> int:
-        return sum(s.sent for s in self._raw) if self._raw else self._stock_sent
+        return self._crafted.sent if self._crafted is not None else self._stock_sent
 
     def received(self) -> ReceiveTotals:
         return self._decoded if self.role.decode else self.counter.totals()

@@ -7,10 +7,12 @@ import struct
 from confctl.loadtest import report, sdpinfo
 from confctl.loadtest.clips import Clip
 from confctl.loadtest.plan import Options, roles
+from confctl.loadtest.publishing import keyframe_requests
 from confctl.loadtest.rawmedia import RawStream, vp8_payloads
 from confctl.loadtest.rtpstats import ReceiveCounter
 from confctl.loadtest.scrape import parse
 from sfu.core.keyframe import vp8_is_keyframe
+from sfu.core.rtcp import Pli, ReceiverReport
 from sfu.core.rtp import RtpView
 
 VP8 = 97
@@ -152,3 +154,9 @@ def test_latency_percentiles_use_the_nearest_rank() -> None:
     p = report.percentiles([i / 1000 for i in range(1, 101)])
     assert p == {"p50": 50.0, "p95": 95.0, "max": 100.0}
     assert report.percentiles([]) is None
+
+
+def test_a_keyframe_request_in_a_compound_rtcp_packet_names_the_stream() -> None:
+    compound = bytes(ReceiverReport(1, ())) + bytes(Pli(1, 0xCAFE)) + bytes(Pli(1, 0xBEEF))
+    assert keyframe_requests(compound) == [0xCAFE, 0xBEEF]
+    assert keyframe_requests(b"\x81\xc9") == []  # truncated: nothing
