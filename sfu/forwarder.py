@@ -1,9 +1,14 @@
 """One subscriber's subscription to one video track.
 
 The ``LayerSelector`` picks the simulcast layer from the subscriber's tile size, its bandwidth
-estimate (REMB) and which layers are alive, and switches only on keyframes. While a keyframe is
-awaited the publisher is asked for one (throttled per source by the publisher's
-``KeyframeRequester``, re-sent until it arrives). The time spent waiting is measured.
+estimate (REMB) and which layers are alive (the track's shared ``LayerLiveness``), and switches
+only on keyframes. While a keyframe is awaited the publisher is asked for one (throttled per
+source by the publisher's ``KeyframeRequester``, re-sent until it arrives). The time spent
+waiting is measured.
+
+The track shows a forwarder only the packets of the layers its selector listens to (the one
+forwarded and the one awaited): every change of the selector's state goes through this class,
+which keeps the track's index (``UpTrack.listen``) in step.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from prometheus_client import Histogram
 
 from sfu.core.actions import DropReason
 from sfu.core.rtp import RtpView
-from sfu.core.simulcast import LayerLimits, LayerSelector
+from sfu.core.simulcast import FORWARD, LayerDecision, LayerLimits, LayerSelector
 
 if TYPE_CHECKING:
     from sfu.slot import Slot
@@ -25,6 +30,7 @@ _WAITING = DropReason.WAITING_FOR_KEYFRAME.value
 
 class VideoForwarder:
     __slots__ = (
+        "_listening",
         "_ssrc",
         "_wait_metric",
         "limits",
@@ -42,21 +48,29 @@ class VideoForwarder:
         self.subscriber = subscriber
         self.slot: Slot | None = None
         self.limits = limits
-        self.selector = LayerSelector()
+        self.selector = LayerSelector(liveness=track.liveness)
         self.selector.set_layers(track.layer_infos(), now)
         self.selector.set_limits(limits, now)
         self.waiting_since: float | None = now
         self._ssrc: int | None = None
         self._wait_metric = wait_metric
+        self._listening: tuple[str, ...] = ()
+
+    def _reindex(self) -> None:
+        """Tell the track which layers' packets this forwarder needs now."""
+        wanted = self.selector.listening if self.slot is not None else ()
+        if wanted != self._listening:
+            self.track.listen(self, self._listening, wanted)
+            self._listening = wanted
 
     def attach(self, slot: Slot, now: float) -> None:
         """Start forwarding into ``slot`` (negotiated); the first packet must be a keyframe."""
         self.slot = slot
         slot.forwarder = self
         slot.bind(self.track)
-        self.restart(now)
         if self not in self.track.forwarders:
             self.track.forwarders = [*self.track.forwarders, self]
+        self.restart(now)
         self.track.request_keyframe(self.selector.target, now)
 
     def detach(self) -> None:
@@ -65,17 +79,25 @@ class VideoForwarder:
         if slot is not None and slot.forwarder is self:
             slot.unbind()
         self.slot = None
+        self._reindex()
 
     def restart(self, now: float) -> None:
         """Wait for a keyframe again (attach, unmute, publisher stream restarted)."""
         self.selector.restart(now)
         self.waiting_since = now
         self._ssrc = None
+        self._reindex()
+
+    def update(self, now: float) -> None:
+        """Re-evaluate the layer (timer, or the track's layers came or went)."""
+        self.selector.update(now)
+        self._reindex()
 
     def set_limits(self, limits: LayerLimits, now: float) -> None:
         was_paused = self.limits.paused
         self.limits = limits
         self.selector.set_limits(limits, now)
+        self._reindex()
         if was_paused and not limits.paused:
             self.restart(now)
             self.track.request_keyframe(self.selector.target, now)
@@ -85,6 +107,13 @@ class VideoForwarder:
         if slot is None:
             return
         decision = self.selector.on_packet(rid, is_key, now)
+        if decision is FORWARD and view.ssrc == self._ssrc:
+            slot.forward(view, now)  # the steady state: this layer, no switch pending
+            return
+        self._decided(decision, slot, view, rid, now)
+        self._reindex()
+
+    def _decided(self, decision: LayerDecision, slot: Slot, view: RtpView, rid: str, now: float) -> None:
         if decision.forward:
             if decision.switched:
                 if self.waiting_since is not None:
@@ -113,6 +142,8 @@ class VideoForwarder:
 
     def on_bitrate(self, bitrate: int | None, now: float) -> None:
         self.selector.set_available_bitrate(bitrate, now)
+        self._reindex()
 
     def refresh_layers(self, now: float) -> None:
         self.selector.set_layers(self.track.layer_infos(), now)
+        self._reindex()

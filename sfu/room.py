@@ -71,6 +71,7 @@ class Room:
             if sub is not None and sub.forget_track(track):
                 sub.send_track_map()
         track.forwarders = []
+        track.listeners = {}
         track.audio_slots = []
         self.broadcast({"type": "track_unpublished", "id": track.id})
 

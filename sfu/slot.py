@@ -177,13 +177,12 @@ class Slot:
         return True
 
 
-def _remapper(track: UpTrack, subscriber: Mapping[str, int]) -> ExtensionRemapper | None:
-    """One remapper per (track, subscriber id map), shared so each packet's block is built once."""
+def _remapper(track: UpTrack, subscriber: Mapping[str, int]) -> ExtensionRemapper:
+    """One remapper per (track, subscriber id map), shared so each packet's rewritten tail is
+    built once for all the subscribers with that map."""
     pub = {u: i for u, i in track.extensions.items() if u in FORWARDED_EXTENSIONS}
     sub = {u: i for u, i in subscriber.items() if u in FORWARDED_EXTENSIONS}
     id_map = tuple(sorted((pid, sub[u]) for u, pid in pub.items() if u in sub))
-    if not id_map:
-        return None
     cache = track.remappers
     found = cache.get(id_map)
     if found is None:

@@ -312,7 +312,7 @@ class Subscriber:
             if translated is not None:
                 writer.send_rtcp(bytes(translated))
         for fwd in self.forwarders.values():
-            fwd.selector.update(now)
+            fwd.update(now)
 
     async def close(self) -> None:
         if self.closed:

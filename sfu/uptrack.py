@@ -3,8 +3,9 @@
 Per incoming packet (already parsed once, and routed to this track and layer): retransmissions
 are unwrapped, reception statistics and loss detection updated (NACKs upstream at once), then
 
-- video: keyframe detection once, and every subscription (``VideoForwarder``) decides with its
-  layer selector whether to forward to its slot;
+- video: the layer's liveness and keyframe detection once, then only the subscriptions
+  (``VideoForwarder``) listening to this layer (forwarding it, or awaiting its keyframe) decide
+  with their layer selectors whether to forward to their slots;
 - audio: the room's active-speaker policy decides whether this source is among the loudest N;
   if so the packet goes to the audio slot each subscriber gave this source, else it is dropped.
 """
@@ -19,7 +20,7 @@ from sfu.core.nackgen import NackGenerator
 from sfu.core.receivestats import ReceiveStats
 from sfu.core.rtcp import SenderReport
 from sfu.core.rtp import ExtensionRemapper, RtpParseError, RtpView, unwrap_rtx
-from sfu.core.simulcast import LayerInfo
+from sfu.core.simulcast import LayerInfo, LayerLiveness
 from sfu.metrics import Counters
 from sfu.sdp import Codec
 
@@ -96,6 +97,8 @@ class UpTrack:
         "identity",
         "kind",
         "layers",
+        "listeners",
+        "liveness",
         "mid",
         "muted",
         "owner",
@@ -131,6 +134,10 @@ class UpTrack:
         self.extensions: dict[str, int] = {}
         self.layers: dict[str, Layer] = {"": Layer("", *DEFAULT_TOP)}
         self.forwarders: list[VideoForwarder] = []
+        # rid -> the forwarders that must see its packets (replaced, never mutated in place, so a
+        # packet's fan-out can re-index as it goes)
+        self.listeners: dict[str, list[VideoForwarder]] = {}
+        self.liveness = LayerLiveness()
         self.audio_slots: list[Slot] = []
         self.audio_forwarded = False
         self.remappers: dict[tuple[tuple[int, int], ...], ExtensionRemapper] = {}
@@ -186,6 +193,20 @@ class UpTrack:
     def ssrc_of(self, rid: str | None) -> int | None:
         layer = self.layers.get(rid if rid is not None else "")
         return layer.ssrc if layer is not None else None
+
+    def listen(self, fwd: VideoForwarder, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        """``fwd`` now needs the packets of the layers ``new`` instead of ``old``."""
+        listeners = self.listeners
+        for rid in old:
+            if rid not in new:
+                remaining = [f for f in listeners.get(rid, ()) if f is not fwd]
+                if remaining:
+                    listeners[rid] = remaining
+                else:
+                    listeners.pop(rid, None)
+        for rid in new:
+            if rid not in old:
+                listeners[rid] = [*listeners.get(rid, ()), fwd]
 
     def request_keyframe(self, rid: str | None, now: float) -> None:
         ssrc = self.ssrc_of(rid)
@@ -248,8 +269,12 @@ class UpTrack:
         layer.last_sr = None
 
     def _video(self, view: RtpView, rid: str, size: int, now: float) -> None:
-        if size == 0:
+        if self.liveness.seen(rid, now):
             for fwd in self.forwarders:
+                fwd.update(now)
+        listeners = self.listeners.get(rid, ())
+        if size == 0:
+            for fwd in listeners:
                 fwd.skip(view, rid)
             return
         detector = self._detectors.get(view.payload_type)
@@ -259,7 +284,7 @@ class UpTrack:
         is_key = detector(view.payload)
         if is_key:
             self.upstream.keyframe_arrived(view.ssrc)
-        for fwd in self.forwarders:
+        for fwd in listeners:
             fwd.on_packet(view, rid, is_key, now)
 
     def _audio(self, view: RtpView, now: float) -> None:

@@ -1,26 +1,29 @@
 """Packet history of one down-track, for answering NACKs with retransmissions.
 
-A ring buffer keyed by the *extended* outgoing sequence number holds the packets as they were
-sent to the subscriber. A retransmission of the same sequence number is throttled to one per
-round-trip time (100 ms when the RTT is unknown) and to a maximum count, and packets older than
-``max_age`` are no longer offered: the receiver has given up on them by then.
+A ring buffer keyed by the *extended* outgoing sequence number holds what is needed to send a
+packet again: the packet itself, or (as the down-track keeps it) the source packet and the
+numbers it was sent with, which shares the bytes with every other subscriber of the source.
+A retransmission of the same sequence number is throttled to one per round-trip time (100 ms
+when the RTT is unknown) and to a maximum count, and packets older than ``max_age`` are no
+longer offered: the receiver has given up on them by then.
 ``now`` is float seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Generic, TypeVar
 
 from sfu.core.seqnum import SEQ_BITS, unwrap_near
+
+T = TypeVar("T")
 
 DEFAULT_SIZE = 512
 DEFAULT_RESEND_INTERVAL = 0.1
 MIN_RESEND_INTERVAL = 0.01
 
-_Entry = tuple[int, bytes, float]
 
-
-class PacketHistory:
+class PacketHistory(Generic[T]):
     """Ring buffer of sent packets with a per-packet retransmission throttle."""
 
     __slots__ = ("_entries", "_highest", "_max_age", "_max_resends", "_resend_interval", "_resent", "_size")
@@ -36,7 +39,7 @@ class PacketHistory:
         if size <= 0:
             raise ValueError("history size must be positive")
         self._size = size
-        self._entries: list[_Entry | None] = [None] * size
+        self._entries: list[tuple[int, T, float] | None] = [None] * size
         self._highest: int | None = None
         self._resend_interval = resend_interval
         self._max_age = max_age
@@ -53,13 +56,13 @@ class PacketHistory:
         """Highest extended sequence number stored, or None when empty."""
         return self._highest
 
-    def put(self, ext_seq: int, packet: bytes, now: float) -> None:
+    def put(self, ext_seq: int, packet: T, now: float) -> None:
         """Remember ``packet`` sent as extended sequence number ``ext_seq`` at ``now``."""
         self._entries[ext_seq % self._size] = (ext_seq, packet, now)
         if self._highest is None or ext_seq > self._highest:
             self._highest = ext_seq
 
-    def get(self, ext_seq: int) -> bytes | None:
+    def get(self, ext_seq: int) -> T | None:
         """The stored packet, or None if it was never stored or has been overwritten."""
         entry = self._entries[ext_seq % self._size]
         if entry is None or entry[0] != ext_seq:
@@ -72,7 +75,7 @@ class PacketHistory:
             return None
         return unwrap_near(seq16, self._highest, SEQ_BITS)
 
-    def resend(self, ext_seq: int, now: float, rtt: float | None = None) -> bytes | None:
+    def resend(self, ext_seq: int, now: float, rtt: float | None = None) -> T | None:
         """The packet to retransmit for a NACK of ``ext_seq``, or None.
 
         None when the packet is unknown, too old, already resent within the last RTT (or the
@@ -99,12 +102,12 @@ class PacketHistory:
 
     def resend_many(
         self, ext_seqs: Iterable[int], now: float, rtt: float | None = None
-    ) -> tuple[list[bytes], list[int]]:
+    ) -> tuple[list[T], list[int]]:
         """Answer a NACK: (packets to retransmit, extended numbers not in the history).
 
         Packets that are present but throttled appear in neither list.
         """
-        found: list[bytes] = []
+        found: list[T] = []
         missing: list[int] = []
         for ext_seq in ext_seqs:
             if self.get(ext_seq) is None:

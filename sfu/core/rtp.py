@@ -242,6 +242,11 @@ def rewrite_header(
     return header + data[view.header_length :]
 
 
+pack_fixed_header = _FIXED.pack
+"""``pack_fixed_header(first_byte, marker_and_payload_type, sequence, timestamp, ssrc)``: the
+12-byte fixed RTP header (values already wrapped to their field widths)."""
+
+
 def build_rtx(view: RtpView, *, ssrc: int, payload_type: int, sequence: int) -> bytes:
     """RFC 4588 retransmission packet for ``view`` (an already rewritten packet): same timestamp,
     marker, CSRCs and extensions; the original sequence number prefixed to the payload; RTP
@@ -283,11 +288,11 @@ class ExtensionRemapper:
     """Maps header extensions from a publisher's negotiated ids to a subscriber's.
 
     Built from ``{uri: id}`` maps of both sides; extensions the subscriber did not negotiate are
-    dropped. ``block()`` remembers the last packet it encoded, so one remapper shared by every
-    subscriber with the same id map encodes each incoming packet once.
+    dropped. ``block()`` and ``tail()`` remember the last packet they encoded, so one remapper
+    shared by every subscriber with the same id map encodes each incoming packet once.
     """
 
-    __slots__ = ("_id_map", "_last_block", "_last_in")
+    __slots__ = ("_id_map", "_last_block", "_last_in", "_tail", "_tail_view")
 
     def __init__(self, id_map: Mapping[int, int]) -> None:
         for src, dst in id_map.items():
@@ -296,6 +301,8 @@ class ExtensionRemapper:
         self._id_map = dict(id_map)
         self._last_in: Mapping[int, bytes] | None = None
         self._last_block = b""
+        self._tail_view: RtpView | None = None
+        self._tail: tuple[int, bytes] = (0, b"")
 
     @classmethod
     def from_uris(cls, publisher: Mapping[str, int], subscriber: Mapping[str, int]) -> ExtensionRemapper:
@@ -311,6 +318,25 @@ class ExtensionRemapper:
         """The elements the subscriber understands, keyed by the subscriber's ids."""
         id_map = self._id_map
         return {id_map[i]: v for i, v in extensions.items() if i in id_map}
+
+    def tail(self, view: RtpView) -> tuple[int, bytes]:
+        """What every subscriber of this id map gets of ``view`` beyond the first 12 bytes: the
+        rewritten first header byte (padding, extension and CSRC count bits) and the bytes after
+        the fixed header (CSRCs, rebuilt extension block, payload, padding). With them a packet
+        is ``pack_fixed_header(first_byte, ...) + tail``."""
+        if view is self._tail_view:
+            return self._tail
+        data = view.data
+        block = self.block(view.extensions)
+        cc = view.csrc_count
+        first = 0x80 | (data[0] & 0x20) | (0x10 if block else 0) | cc
+        if cc or block:
+            rest = data[FIXED_HEADER_SIZE : FIXED_HEADER_SIZE + 4 * cc] + block + data[view.header_length :]
+        else:
+            rest = data[view.header_length :]
+        self._tail_view = view
+        self._tail = (first, rest)
+        return self._tail
 
     def block(self, extensions: Mapping[int, bytes]) -> bytes:
         """Encoded extension block for the subscriber (``b""`` when nothing is left)."""

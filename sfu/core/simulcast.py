@@ -18,6 +18,12 @@ The policy, in order:
 A switch takes effect only on a keyframe of the target layer: until then the current layer keeps
 flowing (or nothing, at the start) and every decision asks for a keyframe of the target, which
 the caller passes to a ``KeyframeRequester`` that throttles the PLIs. ``now`` is float seconds.
+
+Liveness is a fact about the published track, not about one subscriber: ``LayerLiveness`` holds
+it, and the selectors of one track's subscribers can share one (the track feeds it once per
+packet). A selector then only needs the packets of the layers it forwards or waits for
+(``listening``), so a packet of a layer nobody selected costs nothing per subscriber. A selector
+created without a shared ``LayerLiveness`` feeds its own from every packet it is shown.
 """
 
 from __future__ import annotations
@@ -76,6 +82,53 @@ DROP_OTHER_LAYER = LayerDecision(False, False, False, DropReason.LAYER_NOT_SELEC
 DROP_PAUSED = LayerDecision(False, False, False, DropReason.PAUSED)
 
 
+class LayerLiveness:
+    """When each layer of one published track last had a packet, and since when it flows again.
+
+    ``seen`` is called once per packet of the track; it returns True when liveness changed in a
+    way a selector must re-evaluate: a layer came to life (first packet, or back after a stall),
+    or another layer has stalled since the last check (checked at most every ``check_interval``).
+    """
+
+    __slots__ = ("_check_interval", "_live", "_next_check", "active_since", "last_seen", "stall_timeout")
+
+    def __init__(self, stall_timeout: float = 1.0, check_interval: float = 0.1) -> None:
+        self.stall_timeout = stall_timeout
+        self.last_seen: dict[str, float] = {}
+        self.active_since: dict[str, float] = {}
+        self._live: set[str] = set()
+        self._check_interval = check_interval
+        self._next_check = -math.inf
+
+    def seen(self, rid: str, now: float) -> bool:
+        last_seen = self.last_seen
+        previous = last_seen.get(rid)
+        last_seen[rid] = now
+        changed = False
+        if previous is None or now - previous > self.stall_timeout:
+            self.active_since[rid] = -math.inf if previous is None else now
+            self._live.add(rid)
+            changed = True
+        elif rid not in self._live:
+            self._live.add(rid)  # known from a layer table, now seen flowing
+        if now >= self._next_check:
+            self._next_check = now + self._check_interval
+            changed = self._stalls(now) or changed
+        return changed
+
+    def learn(self, rid: str, at: float) -> None:
+        """A packet time known from elsewhere (a layer table): kept if newer than what was seen."""
+        seen = self.last_seen.get(rid)
+        if seen is None or at > seen:
+            self.last_seen[rid] = at
+            self.active_since.setdefault(rid, -math.inf)
+
+    def _stalls(self, now: float) -> bool:
+        stalled = [rid for rid in self._live if now - self.last_seen[rid] > self.stall_timeout]
+        self._live.difference_update(stalled)
+        return bool(stalled)
+
+
 class LayerSelector:
     """Chooses and switches the simulcast layer forwarded to one subscriber."""
 
@@ -86,15 +139,17 @@ class LayerSelector:
         "_bw_known",
         "_config",
         "_current",
+        "_feed",
         "_index",
         "_last_seen",
         "_layers",
         "_limits",
+        "_liveness",
         "_target",
         "_upgrade_since",
     )
 
-    def __init__(self, config: SimulcastConfig | None = None) -> None:
+    def __init__(self, config: SimulcastConfig | None = None, liveness: LayerLiveness | None = None) -> None:
         self._config = config or SimulcastConfig()
         self._layers: tuple[LayerInfo, ...] = ()
         self._index: dict[str, int] = {}
@@ -103,8 +158,10 @@ class LayerSelector:
         self._bw_cap = 0
         self._bw_known = False
         self._upgrade_since: float | None = None
-        self._last_seen: dict[str, float] = {}
-        self._active_since: dict[str, float] = {}
+        self._feed = liveness is None
+        self._liveness = liveness if liveness is not None else LayerLiveness(self._config.stall_timeout)
+        self._last_seen = self._liveness.last_seen
+        self._active_since = self._liveness.active_since
         self._current: str | None = None
         self._target: str | None = None
 
@@ -117,6 +174,17 @@ class LayerSelector:
     def target(self) -> str | None:
         """The layer the policy wants; differs from ``current`` while awaiting its keyframe."""
         return self._target
+
+    @property
+    def listening(self) -> tuple[str, ...]:
+        """The layers whose packets this selector must be shown: the one forwarded and the one
+        awaited (nothing while paused)."""
+        current, target = self._current, self._target
+        if current is None:
+            return () if target is None else (target,)
+        if target is None or target == current:
+            return (current,)
+        return (current, target)
 
     @property
     def needs_keyframe(self) -> bool:
@@ -136,10 +204,8 @@ class LayerSelector:
         self._layers = tuple(ordered)
         self._index = {layer.rid: i for i, layer in enumerate(ordered)}
         for layer in ordered:
-            seen = self._last_seen.get(layer.rid)
-            if layer.last_packet_at is not None and (seen is None or layer.last_packet_at > seen):
-                self._last_seen[layer.rid] = layer.last_packet_at
-                self._active_since.setdefault(layer.rid, -math.inf)
+            if layer.last_packet_at is not None:
+                self._liveness.learn(layer.rid, layer.last_packet_at)
         return self.update(now)
 
     def set_limits(self, limits: LayerLimits, now: float) -> str | None:
@@ -166,12 +232,12 @@ class LayerSelector:
         return self._target
 
     def on_packet(self, rid: str, is_keyframe: bool, now: float) -> LayerDecision:
-        """Decide about one packet of layer ``rid`` (``is_keyframe``: it starts a keyframe)."""
+        """Decide about one packet of layer ``rid`` (``is_keyframe``: it starts a keyframe).
+
+        With a shared ``LayerLiveness`` the caller has already fed it this packet (and called
+        ``update`` if it reported a change)."""
         stall = self._config.stall_timeout
-        seen = self._last_seen.get(rid)
-        self._last_seen[rid] = now
-        if seen is None or now - seen > stall:
-            self._active_since[rid] = -math.inf if seen is None else now
+        if self._feed and self._liveness.seen(rid, now):
             self.update(now)
         current = self._current
         if rid == current:

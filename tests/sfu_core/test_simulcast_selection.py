@@ -1,7 +1,15 @@
 from __future__ import annotations
 
 from sfu.core.actions import DropReason
-from sfu.core.simulcast import LayerDecision, LayerInfo, LayerLimits, LayerSelector, SimulcastConfig
+from sfu.core.simulcast import (
+    FORWARD,
+    LayerDecision,
+    LayerInfo,
+    LayerLimits,
+    LayerLiveness,
+    LayerSelector,
+    SimulcastConfig,
+)
 
 LAYERS = [
     LayerInfo("f", 1280, 720, 1_500_000),
@@ -226,3 +234,79 @@ def test_unknown_layer_is_never_forwarded() -> None:
     decision = sel.on_packet("x", True, 0.05)
     assert not decision.forward
     assert decision.reason is DropReason.LAYER_NOT_SELECTED
+
+
+class SharedTrack:
+    """What a published track does with its subscribers' selectors: feed one shared liveness per
+    packet, re-evaluate everyone when it changes, show each packet only to the selectors
+    listening to its layer."""
+
+    def __init__(self, *limits: LayerLimits) -> None:
+        self.liveness = LayerLiveness()
+        self.selectors: list[LayerSelector] = []
+        for limit in limits:
+            sel = LayerSelector(SimulcastConfig(), liveness=self.liveness)
+            sel.set_layers(LAYERS, 0.0)
+            sel.set_limits(limit, 0.0)
+            self.selectors.append(sel)
+        self.shown = {rid: 0 for rid in "qhf"}
+
+    def packet(self, rid: str, now: float, keyframe: bool = False) -> list[LayerDecision | None]:
+        if self.liveness.seen(rid, now):
+            for sel in self.selectors:
+                sel.update(now)
+        out: list[LayerDecision | None] = []
+        for sel in self.selectors:
+            if rid in sel.listening:
+                self.shown[rid] += 1
+                out.append(sel.on_packet(rid, keyframe, now))
+            else:
+                out.append(None)
+        return out
+
+
+def test_selectors_sharing_a_tracks_liveness_see_only_the_layers_they_listen_to() -> None:
+    track = SharedTrack(SMALL, LARGE)
+    now = 0.0
+    for rid in "qhf":
+        track.packet(rid, now)
+    for rid in "qhf":
+        track.packet(rid, 0.01, keyframe=True)
+    small, large = track.selectors
+    assert (small.current, large.current) == ("q", "f")
+    assert (small.listening, large.listening) == (("q",), ("f",))
+    track.shown = dict.fromkeys("qhf", 0)
+    for i in range(100):
+        now = 0.02 + i * 0.01
+        small_d, large_d = track.packet("h", now)
+        assert small_d is None and large_d is None  # nobody forwards h: nobody is shown it
+        assert track.packet("q", now)[0] == FORWARD
+        assert track.packet("f", now)[1] == FORWARD
+    assert track.shown == {"q": 100, "h": 0, "f": 100}
+
+
+def test_a_stalled_layer_is_noticed_through_the_shared_liveness() -> None:
+    track = SharedTrack(LARGE)
+    for rid in "qhf":
+        track.packet(rid, 0.0, keyframe=True)
+    (large,) = track.selectors
+    assert large.current == "f"
+    now = 0.0
+    while now < 1.5:  # f stops; q and h keep flowing
+        now += 0.02
+        track.packet("q", now)
+        track.packet("h", now)
+    assert large.target == "h" and "h" in large.listening
+    (decision,) = track.packet("h", now + 0.02, keyframe=True)
+    assert decision is not None and decision.switched and large.current == "h"
+
+
+def test_liveness_reports_a_layer_coming_back_and_another_stalling() -> None:
+    liveness = LayerLiveness(stall_timeout=1.0, check_interval=0.1)
+    assert liveness.seen("q", 0.0) is True  # first packet
+    assert liveness.seen("f", 0.0) is True
+    assert liveness.seen("q", 0.5) is False
+    assert liveness.seen("q", 1.2) is True  # f has stalled
+    assert liveness.seen("q", 1.3) is False
+    assert liveness.seen("f", 2.5) is True  # f is back
+    assert liveness.active_since["f"] == 2.5
