@@ -4,12 +4,14 @@
 codecs, header extension ids, RIDs, SSRCs, ICE credentials) and refuses malformed input with
 ``SdpError`` before the WebRTC stack sees it. ``complete_simulcast_answer`` adds the
 ``a=rid``/``a=simulcast`` lines and the RID header extensions that aiortc leaves out, so a
-browser sends all its simulcast layers.
+browser sends all its simulcast layers. ``add_forward_only_codecs`` adds VP9 and AV1 to the
+SFU's subscribe offers, with payload types allocated per description (``PayloadTypes``) so no
+number names two codec configurations in the BUNDLE group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -179,9 +181,8 @@ class _Section:
         elif name == "ice-pwd":
             self.pwd = value.strip()
 
-    def build(self, session_ufrag: str, session_pwd: str) -> MediaSection:
-        if not self.mid:
-            raise SdpError(f"m-line {self.index} has no a=mid")
+    def codecs(self) -> tuple[Codec, ...]:
+        """The m-line's codecs with an rtpmap, in the m-line's order."""
         codecs: list[Codec] = []
         if self.kind != "application":
             for pt in self.pts:
@@ -195,6 +196,11 @@ class _Section:
                     apt_text = Codec(pt, name, clock, None, fmtp).fmtp_params().get("apt", "")
                     apt = _int(apt_text, "rtx apt", 0, 127) if apt_text else None
                 codecs.append(Codec(pt, name, clock, channels, fmtp, apt))
+        return tuple(codecs)
+
+    def build(self, session_ufrag: str, session_pwd: str) -> MediaSection:
+        if not self.mid:
+            raise SdpError(f"m-line {self.index} has no a=mid")
         rids: tuple[str, ...] = ()
         if self.rids:
             order = [r for r in self.simulcast if r in self.rids] or self.rids
@@ -205,7 +211,7 @@ class _Section:
             mid=self.mid,
             direction=self.direction,
             port=self.port,
-            codecs=tuple(codecs),
+            codecs=self.codecs(),
             extensions=MappingProxyType(dict(self.extensions)),
             rids=rids,
             ssrcs=tuple(self.ssrcs),
@@ -328,42 +334,196 @@ FORWARD_ONLY = (
 )
 FORWARD_ONLY_NAMES = frozenset(name.lower() for name, _clock, _fmtp in FORWARD_ONLY)
 
+DYNAMIC_PAYLOAD_TYPES = range(96, 128)
+"""Where new payload types are taken from (aiortc adopts an answer's payload type only there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CodecConfig:
+    """What one payload type number stands for in a session description: the rtpmap and the
+    format parameters; for RTX, the configuration it repairs. Within one BUNDLE group a number
+    names one configuration on every m-line (RFC 8843 section 9.1): the receiver demultiplexes
+    by payload type."""
+
+    name: str  # lower case
+    clock_rate: int
+    channels: int
+    params: tuple[tuple[str, str], ...]  # sorted; for rtx, without apt
+    repairs: CodecConfig | None = None
+
+    @classmethod
+    def of(cls, codec: Codec, section: Sequence[Codec]) -> CodecConfig:
+        """The configuration of ``codec``, one of the codecs of one m-line ``section``."""
+        params = codec.fmtp_params()
+        repairs = None
+        if codec.is_rtx:
+            base = next((c for c in section if c.payload_type == codec.apt and not c.is_rtx), None)
+            if base is not None:
+                repairs = cls.of(base, section)
+                params.pop("apt", None)
+        return cls(
+            codec.name.lower(), codec.clock_rate, codec.channels or 1, tuple(sorted(params.items())), repairs
+        )
+
+
+class PayloadTypes:
+    """The payload type numbers of one session description, each bound to one configuration.
+
+    ``reserved`` numbers (all those the description uses) are never handed out anew, so a
+    fresh number cannot collide with one an m-line has not claimed yet.
+    """
+
+    def __init__(self, reserved: Iterable[int] = ()) -> None:
+        self._config: dict[int, CodecConfig] = {}
+        self._number: dict[CodecConfig, int] = {}
+        self._reserved = frozenset(reserved)
+
+    def claim(self, payload_type: int, config: CodecConfig) -> bool:
+        """Bind ``payload_type`` to ``config``; False when it already names another configuration."""
+        if self._config.setdefault(payload_type, config) != config:
+            return False
+        self._number.setdefault(config, payload_type)
+        return True
+
+    def number_for(self, config: CodecConfig, taken: Collection[int]) -> int | None:
+        """The number ``config`` has already, unless an m-line's other codecs hold it (``taken``);
+        else the lowest free dynamic number, now bound to it. None when none is free."""
+        known = self._number.get(config)
+        if known is not None and known not in taken:
+            return known
+        for pt in DYNAMIC_PAYLOAD_TYPES:
+            if pt not in self._config and pt not in self._reserved and pt not in taken:
+                self.claim(pt, config)
+                return pt
+        return None
+
+
+class _OfferSection:
+    """One m-line of an offer being rewritten: its lines, and the payload type changes."""
+
+    def __init__(self, m_line: str) -> None:
+        parts = m_line.split(" ")
+        self.kind = parts[0][2:]
+        self.rtp = self.kind in ("audio", "video") and len(parts) > 3
+        pts = [int(p) for p in parts[3:] if p.isdigit() and int(p) <= 127] if self.rtp else []
+        self.parsed = _Section(0, self.kind, 0, pts)
+        self.lines = [m_line]
+        self.renumbered: dict[int, int] = {}  # old -> new
+        self.added: list[str] = []  # payload types appended to the m-line
+        self.extra: list[str] = []  # attribute lines for them
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        if self.rtp and line.startswith("a="):
+            name, _, value = line[2:].partition(":")
+            if name in ("rtpmap", "fmtp"):
+                self.parsed.attribute(name, value)
+
+    def payload_types(self) -> set[int]:
+        return {self.renumbered.get(pt, pt) for pt in self.parsed.pts} | {int(pt) for pt in self.added}
+
+    def render(self) -> list[str]:
+        out = [self._renumber(line) for line in self.lines]
+        if self.added:
+            out[0] = " ".join([out[0], *self.added])
+        return out + self.extra
+
+    def _renumber(self, line: str) -> str:
+        if not self.renumbered:
+            return line
+        new = self.renumbered
+        if line.startswith("m="):
+            parts = line.split(" ")
+            return " ".join(parts[:3] + [str(new.get(int(p), p)) if p.isdigit() else p for p in parts[3:]])
+        for prefix in ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"):
+            if line.startswith(prefix):
+                pt_text, sep, rest = line[len(prefix) :].partition(" ")
+                if pt_text.isdigit():
+                    pt_text = str(new.get(int(pt_text), pt_text))
+                if prefix == "a=fmtp:":
+                    rest = ";".join(_renumber_apt(p, new) for p in rest.split(";"))
+                return f"{prefix}{pt_text}{sep}{rest}"
+        return line
+
+
+def _renumber_apt(param: str, new: Mapping[int, int]) -> str:
+    key, sep, value = param.partition("=")
+    if key.strip().lower() == "apt" and value.strip().isdigit():
+        return f"{key}{sep}{new.get(int(value.strip()), value.strip())}"
+    return param
+
+
+def _bind_existing(sections: Sequence[_OfferSection], table: PayloadTypes) -> None:
+    """Claim every m-line's payload types; one naming another configuration than on an earlier
+    m-line gets a new number on this m-line (its RTX apt follows)."""
+    for section in sections:
+        codecs = section.parsed.codecs()
+        taken = set(section.parsed.pts)
+        for codec in sorted(codecs, key=lambda c: c.is_rtx):
+            config = CodecConfig.of(codec, codecs)
+            if table.claim(codec.payload_type, config):
+                continue
+            pt = table.number_for(config, taken)
+            if pt is None:
+                raise SdpError(f"no payload type left for {codec.name} on m-line {section.kind}")
+            section.renumbered[codec.payload_type] = pt
+            taken.add(pt)
+
+
+def _add_forward_only(section: _OfferSection, table: PayloadTypes) -> None:
+    """Add the forward-only codecs (and their RTX) that the video m-line ``section`` lacks."""
+    codecs = section.parsed.codecs()
+    present = {CodecConfig.of(c, codecs) for c in codecs}
+    for name, clock, fmtp in FORWARD_ONLY:
+        media = Codec(0, name, clock, None, fmtp)
+        config = CodecConfig.of(media, ())
+        if config in present:
+            continue
+        taken = section.payload_types()
+        pt = table.number_for(config, taken)
+        if pt is None:
+            return
+        rtx_config = CodecConfig("rtx", clock, 1, (), config)
+        rtx = table.number_for(rtx_config, taken | {pt})
+        if rtx is None:
+            return
+        section.added += [str(pt), str(rtx)]
+        section.extra += [
+            f"a=rtpmap:{pt} {name}/{clock}",
+            f"a=fmtp:{pt} {fmtp}",
+            f"a=rtcp-fb:{pt} nack",
+            f"a=rtcp-fb:{pt} nack pli",
+            f"a=rtcp-fb:{pt} goog-remb",
+            f"a=rtpmap:{rtx} rtx/{clock}",
+            f"a=fmtp:{rtx} apt={pt}",
+        ]
+
 
 def add_forward_only_codecs(offer: str) -> str:
-    """``offer`` with VP9 and AV1 (each with RTX) added to every video m-line, on payload types
-    the m-line does not use yet, so subscribers can accept them."""
+    """``offer`` with VP9 and AV1 (each with RTX) added to every video m-line, so subscribers
+    can accept them.
+
+    Payload types are allocated for the whole description, as one BUNDLE group needs: a number
+    keeps one codec configuration on every m-line. A forward-only codec has the same number on
+    every video m-line, never one that an audio m-line uses for something else; and should the
+    offer itself reuse a number for two configurations, the later m-line's codec is renumbered.
+    """
     newline = "\r\n" if "\r\n" in offer else "\n"
-    lines = offer.split(newline)
-    out: list[str] = []
-    extra: list[str] = []
-    for line in lines:
+    session: list[str] = []
+    sections: list[_OfferSection] = []
+    for line in offer.split(newline):
+        if not line:
+            continue
         if line.startswith("m="):
-            out.extend(extra)
-            extra = []
-            parts = line.split(" ")
-            if parts[0] == "m=video" and len(parts) > 3:
-                used = {int(p) for p in parts[3:] if p.isdigit()}
-                free = (pt for pt in range(96, 128) if pt not in used)
-                added: list[str] = []
-                for name, clock, fmtp in FORWARD_ONLY:
-                    pt, rtx = next(free, None), next(free, None)
-                    if pt is None or rtx is None:
-                        break
-                    added += [str(pt), str(rtx)]
-                    extra += [
-                        f"a=rtpmap:{pt} {name}/{clock}",
-                        f"a=fmtp:{pt} {fmtp}",
-                        f"a=rtcp-fb:{pt} nack",
-                        f"a=rtcp-fb:{pt} nack pli",
-                        f"a=rtcp-fb:{pt} goog-remb",
-                        f"a=rtpmap:{rtx} rtx/{clock}",
-                        f"a=fmtp:{rtx} apt={pt}",
-                    ]
-                line = " ".join([*parts, *added])
-        elif line == "" and extra:
-            out.extend(extra)
-            extra = []
-        out.append(line)
-    out.extend(extra)
-    text = newline.join(out)
-    return text if text.endswith(newline) else text + newline
+            sections.append(_OfferSection(line))
+        elif sections:
+            sections[-1].add(line)
+        else:
+            session.append(line)
+    table = PayloadTypes(pt for s in sections for pt in s.parsed.pts)
+    _bind_existing(sections, table)
+    for section in sections:
+        if section.kind == "video" and section.rtp:
+            _add_forward_only(section, table)
+    out = session + [line for s in sections for line in s.render()]
+    return newline.join(out) + newline
