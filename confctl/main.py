@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from confctl import __version__, keys, output
 from confctl.client import AdminClient, ApiError, ConfctlError, resolve_settings
@@ -20,6 +20,73 @@ UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 ROLES = ("moderator", "participant", "viewer")
 
 Handler = Callable[[argparse.Namespace], int]
+
+API_JSON_HELP = "print the API's JSON response instead of text"
+NO_BODY_JSON_HELP = "print nothing on success (the API's response has no body); check the exit status"
+MISSING_PREFIX = "the following arguments are required"  # argparse's message, untranslated
+NEGATIVE_NUMBER_RE = re.compile(r"-\d+|-\d*\.\d+")  # argparse reads these as values, not options
+
+
+# ----------------------------------------------------------------------------- parser class
+
+
+class _MissingArguments(Exception):
+    """argparse found required arguments of *parser* missing; that parser decides what to report."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse with confctl's usage errors: one line on stderr, exit status 2, no usage block.
+
+    The line reads ``PROG: error: MESSAGE (see: PROG --help)``. argparse makes every subcommand
+    parser of this class too, and each rejects the flags it does not know itself, so PROG names
+    the (sub)command whose ``--help`` lists the right ones. A mistyped flag is reported even when
+    it also leaves a required argument missing (``confctl --bogus``).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        arg_list = sys.argv[1:] if args is None else list(args)
+        try:
+            parsed, extras = super().parse_known_args(arg_list, namespace)
+        except _MissingArguments as missing:
+            if missing.parser is not self:
+                raise
+            unknown = self._unknown_options(arg_list)
+            self._fail(f"unrecognized arguments: {' '.join(unknown)}" if unknown else str(missing))
+        if extras:
+            self._fail(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith(MISSING_PREFIX):
+            raise _MissingArguments(self, message)
+        self._fail(message)
+
+    def _fail(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {output.clean(message)} (see: {self.prog} --help)\n")
+
+    def _unknown_options(self, args: list[str]) -> list[str]:
+        """The arguments argparse takes for flags that this parser neither has nor abbreviates."""
+        # argparse offers no public list of a parser's option strings.
+        known = list(self._option_string_actions)
+        unknown = []
+        for arg in args:
+            if arg == "--":  # what follows is values only
+                break
+            if not arg.startswith("-") or arg == "-" or NEGATIVE_NUMBER_RE.fullmatch(arg):
+                continue
+            if arg.startswith("--"):
+                name = arg.split("=", 1)[0]
+                if not any(option.startswith(name) for option in known):
+                    unknown.append(arg)
+            elif arg[:2] not in known:  # -S1, -qS 1: a short flag with its value or others attached
+                unknown.append(arg)
+        return unknown
 
 
 # ----------------------------------------------------------------------------- argument types
@@ -215,11 +282,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON"
-    )
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="confctl",
         description="Admin client for the confserver admin API (/api/v1).",
         epilog="Exit codes: 0 ok, 1 API error, 2 usage or local error, 3 server unreachable.",
@@ -228,22 +291,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", metavar="KEY", help="admin API key (env CONF_API_KEY)")
     parser.add_argument("--api-secret", metavar="SECRET", help="admin API secret (env CONF_API_SECRET)")
     parser.add_argument("--cacert", metavar="FILE", help="extra trusted CA certificate (env CONF_CACERT)")
-    parser.add_argument("--json", action="store_true", default=False, help="print the API's JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False,
+        help="print JSON instead of text: the API's response, or the result of keys generate and load-test",
+    )
     parser.add_argument("--version", action="version", version=f"confctl {__version__}")
     groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def group(name: str, help_text: str) -> Any:
-        p = groups.add_parser(name, parents=[common], help=help_text, description=help_text)
+    def json_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+        # SUPPRESS: a subcommand's --json must not reset a --json given before the command.
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=help_text)
+
+    def group(name: str, help_text: str, json_help: str) -> Any:
+        p: argparse.ArgumentParser = groups.add_parser(name, help=help_text, description=help_text)
+        json_flag(p, json_help)
         return p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    def command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(
-            name, parents=[common], help=help_text, description=help_text
-        )
+    def command(
+        sub: Any, name: str, handler: Handler, help_text: str, json_help: str = API_JSON_HELP
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+        json_flag(p, json_help)
         p.set_defaults(handler=handler)
         return p
 
-    rooms = group("room", "manage rooms")
+    rooms = group("room", "manage rooms", f"{API_JSON_HELP} (room delete: nothing)")
     p = command(rooms, "create", cmd_room_create, "create a room")
     p.add_argument("name", metavar="NAME", type=room_name)
     p.add_argument("--max-participants", metavar="N", type=positive_int)
@@ -251,15 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="close the room after it is empty this long (0 = never; 300, 5m, 1h)")
     p.add_argument("--metadata", metavar="JSON", type=json_object, help="JSON object")
     command(rooms, "list", cmd_room_list, "list rooms")
-    for name, handler, help_text in (
-        ("show", cmd_room_show, "show one room"),
-        ("delete", cmd_room_delete, "delete a room (participants are disconnected)"),
-        ("lock", cmd_room_lock, "lock a room: no new participants may join"),
-        ("unlock", cmd_room_unlock, "unlock a room"),
+    for name, handler, help_text, json_help in (
+        ("show", cmd_room_show, "show one room", API_JSON_HELP),
+        ("delete", cmd_room_delete, "delete a room (participants are disconnected)", NO_BODY_JSON_HELP),
+        ("lock", cmd_room_lock, "lock a room: no new participants may join", API_JSON_HELP),
+        ("unlock", cmd_room_unlock, "unlock a room", API_JSON_HELP),
     ):
-        command(rooms, name, handler, help_text).add_argument("name", metavar="NAME", type=room_name)
+        p = command(rooms, name, handler, help_text, json_help)
+        p.add_argument("name", metavar="NAME", type=room_name)
 
-    tokens = group("token", "mint and revoke join tokens")
+    tokens = group("token", "mint and revoke join tokens", API_JSON_HELP)
     p = command(tokens, "create", cmd_token_create, "mint a join token and link")
     p.add_argument("--room", required=True, type=room_name)
     p.add_argument("--identity", required=True, type=non_empty)
@@ -271,28 +346,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(tokens, "revoke", cmd_token_revoke, "revoke a token by its jti")
     p.add_argument("jti", metavar="JTI", type=non_empty)
 
-    parts = group("participant", "inspect and moderate participants")
+    parts = group(
+        "participant", "inspect and moderate participants", f"{API_JSON_HELP} (participant kick: nothing)"
+    )
     command(parts, "list", cmd_participant_list, "list participants of a room").add_argument(
         "room", metavar="ROOM", type=room_name
     )
-    for name, handler, help_text in (
-        ("show", cmd_participant_show, "show one participant"),
-        ("kick", cmd_participant_kick, "remove a participant from a room"),
-        ("mute", cmd_participant_mute, "mute a participant's audio or video"),
+    for name, handler, help_text, json_help in (
+        ("show", cmd_participant_show, "show one participant", API_JSON_HELP),
+        ("kick", cmd_participant_kick, "remove a participant from a room", NO_BODY_JSON_HELP),
+        ("mute", cmd_participant_mute, "mute a participant's audio or video", API_JSON_HELP),
     ):
-        p = command(parts, name, handler, help_text)
+        p = command(parts, name, handler, help_text, json_help)
         p.add_argument("room", metavar="ROOM", type=room_name)
         p.add_argument("identity", metavar="IDENTITY", type=non_empty)
         if name == "mute":
             p.add_argument("--kind", choices=("audio", "video"), default="audio")
 
-    key_cmds = group("keys", "local key management (no server needed)")
-    p = command(key_cmds, "generate", cmd_keys_generate, "generate a signing key pair")
+    keys_json_help = "print the key's kid, alg and file paths as JSON instead of text"
+    key_cmds = group("keys", "local key management (no server needed)", keys_json_help)
+    p = command(key_cmds, "generate", cmd_keys_generate, "generate a signing key pair", keys_json_help)
     p.add_argument("--alg", choices=keys.ALGORITHMS, default="EdDSA")
     p.add_argument("--kid", help="key id (default: k- plus 8 random hex digits)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: current directory)")
 
-    loadtest_cli.register(groups, common)
+    loadtest_cli.register(groups)
     return parser
 
 
@@ -300,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:  # argparse: --help/--version (0) or usage error (2)
+    except SystemExit as exc:  # --help/--version (0) or a one-line usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     handler: Handler = args.handler
     try:

@@ -13,7 +13,7 @@ class ResponseShapeError(Exception):
 
 
 def to_json(value: Any) -> str:
-    """Pretty JSON with sorted keys, exactly the data the API returned."""
+    """Pretty JSON with sorted keys: the data unchanged (the API's response or a command's result)."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 

@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 from confctl.client import AdminClient, ConfctlError, UsageError, resolve_settings
 from confctl.loadtest.plan import Options, PlanError, parse_seconds, parse_size
@@ -59,23 +59,22 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _one_line_error(message: str) -> NoReturn:
-    """argparse's errors for this command, without the usage block: one line, exit 2."""
-    sys.stderr.write(f"confctl load-test: {message} (see: confctl load-test --help)\n")
-    raise SystemExit(2)
-
-
-def register(groups: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``load-test`` to confctl's subcommands."""
+def register(groups: Any) -> None:
+    """Add ``load-test`` to confctl's subcommands (its parser is of their class, so it reports
+    usage errors the same way as every other command)."""
     p: argparse.ArgumentParser = groups.add_parser(
         "load-test",
-        parents=[common],
         help="load-test a running server with synthetic participants",
         description=DESCRIPTION,
         epilog=EPILOG,
     )
     p.set_defaults(handler=command)
-    p.error = _one_line_error  # type: ignore[method-assign]
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,  # must not reset a --json given before the command
+        help="print the report as one JSON object instead of text",
+    )
     p.add_argument("--room", required=True, help="room to join (created if missing, then deleted)")
     p.add_argument(
         "--video-publishers",

@@ -327,12 +327,12 @@ def test_ttl_parsing(text: str, seconds: int) -> None:
     ["room", "create", "r", "--max-participants", "x"], ["participant", "mute", "r", "i", "--kind", "x"],
     [], ["room"], ["room", "create"], ["frobnicate"], ["token", "create", "--room", "r"],
 ])
-def test_local_validation_exit_2_without_request(
+def test_local_validation_exit_2_in_one_line_without_request(
     server: FakeServer, pki: PKI, capsys: Any, argv: list[str]
 ) -> None:
     assert main([*conn(server, pki), *argv]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "error:" in err
+    line = one_err_line(capsys.readouterr().err)
+    assert line.startswith("confctl") and ": error: " in line and line.endswith(" --help)")
     assert server.requests == []
 
 
