@@ -24,10 +24,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from sfu.core.actions import Drop, DropReason, drop
-from sfu.core.seqnum import SEQ_BITS, SEQ_MASK, TS_MASK, SeqUnwrapper, TsUnwrapper, unwrap_near
+from sfu.core.seqnum import SEQ_BITS, SEQ_MASK, SEQ_MOD, TS_BITS, TS_MASK, TS_MOD, unwrap_near
 
 _DUPLICATE = drop(DropReason.DUPLICATE)
 _BEFORE_SWITCH = drop(DropReason.BEFORE_SWITCH)
+
+_new_munged = tuple.__new__  # builds a Munged without the named tuple's Python-level __new__
 
 # (run, source, first incoming ext seq, first outgoing ext seq, seq offset = in - out)
 _Segment = tuple[int, int, int, int, int]
@@ -51,16 +53,15 @@ class RtpMunger:
         "_highest_in",
         "_highest_out",
         "_highest_out_ts",
+        "_in_ts",
         "_last_time",
         "_max_segments",
         "_min_step",
         "_resync",
         "_run",
         "_segments",
-        "_seq",
         "_seq_offset",
         "_source",
-        "_ts",
         "_ts_offset",
     )
 
@@ -85,8 +86,7 @@ class RtpMunger:
         self._source: int | None = None
         self._resync = False
         self._run = 0
-        self._seq = SeqUnwrapper()
-        self._ts = TsUnwrapper()
+        self._in_ts = 0  # extended incoming timestamp, the highest of the current run
         self._seq_offset = 0
         self._ts_offset = 0
         self._highest_in = 0
@@ -114,22 +114,33 @@ class RtpMunger:
         """Outgoing numbering for a packet to forward, or a ``Drop`` (duplicate / before switch)."""
         if source != self._source or self._resync:
             return self._start_run(source, sequence, timestamp, now)
-        in_ext = self._seq.unwrap(sequence)
-        if in_ext > self._highest_in:
+        # Unwrapping inlined (this runs once per forwarded packet and subscriber): each value is
+        # placed closest to the highest one of the run.
+        highest_in = self._highest_in
+        d = (sequence - highest_in) & SEQ_MASK
+        in_ts = self._in_ts
+        dt = (timestamp - in_ts) & TS_MASK
+        if dt < 0x80000000:
+            in_ts += dt
+            self._in_ts = in_ts
+        else:
+            in_ts += dt - TS_MOD
+        if 0 < d < 0x8000:
+            in_ext = highest_in + d
             out_ext = in_ext - self._seq_offset
-            out_ts = self._ts.unwrap(timestamp) - self._ts_offset
+            out_ts = in_ts - self._ts_offset
             self._highest_in = in_ext
             self._highest_out = out_ext
             self._highest_out_ts = out_ts
             self._last_time = now
-            return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
-        if in_ext == self._highest_in:
+            return _new_munged(Munged, (out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext))
+        if d == 0:
             return _DUPLICATE
-        offset = self._offset_for(in_ext)
+        offset = self._offset_for(highest_in + d - SEQ_MOD)
         if offset is None:
             return _BEFORE_SWITCH
-        out_ext = in_ext - offset
-        out_ts = self._ts.unwrap(timestamp) - self._ts_offset
+        out_ext = highest_in + d - SEQ_MOD - offset
+        out_ts = in_ts - self._ts_offset
         return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
 
     def skip(self, source: int, sequence: int) -> None:
@@ -141,9 +152,10 @@ class RtpMunger:
         """
         if source != self._source or self._resync:
             return
-        in_ext = self._seq.unwrap(sequence)
-        if in_ext <= self._highest_in:
+        d = (sequence - self._highest_in) & SEQ_MASK
+        if not 0 < d < 0x8000:
             return
+        in_ext = self._highest_in + d
         old_offset = self._seq_offset
         self._seq_offset = old_offset + 1
         self._highest_in = in_ext
@@ -177,16 +189,14 @@ class RtpMunger:
         or None when that source is not the one being forwarded."""
         if source != self._source or self._resync:
             return None
-        return (self._ts.peek(timestamp) - self._ts_offset) & TS_MASK
+        return (unwrap_near(timestamp, self._in_ts, TS_BITS) - self._ts_offset) & TS_MASK
 
     def _start_run(self, source: int, sequence: int, timestamp: int, now: float) -> Munged:
         self._run += 1
         self._source = source
         self._resync = False
-        self._seq.reset()
-        self._ts.reset()
-        in_ext = self._seq.unwrap(sequence)
-        in_ts = self._ts.unwrap(timestamp)
+        in_ext = sequence
+        in_ts = self._in_ts = timestamp
         if self._highest_out is None:
             out_ext = self._first_seq
             out_ts = self._first_ts
