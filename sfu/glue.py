@@ -140,6 +140,46 @@ def _rtcp_hook(sink: PacketSink) -> Callable[..., Any]:
     return handle_rtcp_data
 
 
+# --- receive: SRTP datagrams at the socket, for counting only -------------------------------------
+
+
+def tap_rtp_datagrams(pc: RTCPeerConnection, on_datagram: PacketSink) -> None:
+    """Hand ``pc``'s incoming SRTP datagrams, still encrypted, to ``on_datagram`` straight from
+    the socket callback (``StunProtocol.datagram_received``): no STUN parse attempt, no aioice
+    queue, no DTLS receive task, no SRTP unprotect. An SRTP packet's fixed RTP header (sequence
+    number, SSRC) is in the clear; the payload is encrypted and the auth tag trails it.
+
+    SRTP is told apart as in RFC 7983 and RFC 5761: first byte 128..191 and a payload type (marker
+    bit masked) outside RTCP's 64..95. Everything else (STUN, DTLS, SRTCP) keeps aioice's path, so
+    the connection stays up and RTCP still reaches ``take_over_media``'s sink.
+
+    This skips SRTP authentication and replay protection: anyone who can reach the socket can
+    inject packets. It exists only for the load generator's counting subscribers on a trusted
+    loopback; the server must never use it. Call once ICE/DTLS is connected: sockets are tapped
+    when this is called (those of an ICE restart afterwards are not). Idempotent.
+    """
+    for dtls in _transports(pc):
+        for protocol in dtls.transport._connection._protocols:
+            if "datagram_received" not in protocol.__dict__:
+                protocol.datagram_received = _srtp_tap(  # type: ignore[method-assign]
+                    protocol.datagram_received, on_datagram
+                )
+
+
+def _srtp_tap(normal: Callable[..., None], sink: PacketSink) -> Callable[..., None]:
+    def datagram_received(data: bytes, addr: Any) -> None:
+        # as few checks per datagram as will do: an RTP header's length, 128..191, not RTCP
+        if len(data) >= 12 and 127 < data[0] < 192 and not 63 < (data[1] & 0x7F) < 96:
+            try:
+                sink(data)
+            except Exception:  # a failing counter must not break the socket's protocol
+                log.exception("SRTP datagram handler failed")
+        else:
+            normal(data, addr)
+
+    return datagram_received
+
+
 def accept_forward_only_codecs(pc: RTCPeerConnection, offer: SessionInfo) -> None:
     """Also accept the offer's VP9 and AV1 (and their RTX), which aiortc leaves out because it
     cannot decode them: the SFU only forwards them. Call after ``setRemoteDescription(offer)``,

@@ -4,8 +4,11 @@ answers the server's offers on its subscribe connection, chooses what to watch w
 ``update_subscription``, and counts what arrives.
 
 A counting subscriber never decodes: ``sfu.glue.take_over_media`` hands its decrypted RTP to a
-``ReceiveCounter`` and keeps aiortc's decoders from starting. A decoding subscriber reads its
-tracks through aiortc as a real client would, and counts decoded frames.
+``ReceiveCounter`` and keeps aiortc's decoders from starting; once the connection is up,
+``sfu.glue.tap_rtp_datagrams`` hands the counter the SRTP datagrams straight from the socket
+instead (the header it reads is in the clear), so counting costs no decryption and no trip
+through aiortc's receive path. A decoding subscriber reads its tracks through aiortc as a real
+client would, and counts decoded frames.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from confctl.loadtest.publishing import CraftedMedia, add_aiortc_tracks
 from confctl.loadtest.rawmedia import Pacer
 from confctl.loadtest.rtpstats import ReceiveCounter, ReceiveTotals
 from confctl.loadtest.signaling import Signaling, SignalingError
-from sfu.glue import GatherPolicy, prepare_gathering, take_over_media
+from sfu.glue import GatherPolicy, prepare_gathering, take_over_media, tap_rtp_datagrams
 from sfu.ports import PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
@@ -151,6 +154,8 @@ class Participant:
         def _changed() -> None:
             if pc.connectionState == "connected" and name not in self._pcs_connected:
                 self._pcs_connected[name] = time.monotonic()
+                if name == "subscribe" and not self.role.decode:
+                    tap_rtp_datagrams(pc, self.counter.on_rtp)  # count at the socket from now on
             elif pc.connectionState == "failed" and not self.leaving:
                 self._fail(f"{name} connection failed")
 

@@ -4,7 +4,14 @@ Streams are told apart by SSRC, as the server's offer announces them (a payload 
 mean different codecs on different m-lines). Each SSRC's sequence numbers are extended to 64
 bits; ``expected`` is the extended highest minus the first plus one, ``lost`` is expected minus
 received (RFC 3550, section 6.4.1). Retransmissions (RTX SSRCs) are counted apart and do not
-fill gaps: the loss figure is loss on the way, before any repair. Only the fixed header is read.
+fill gaps: the loss figure is loss on the way, before any repair.
+
+Only the fixed header is read, so the counter takes decrypted RTP and still-encrypted SRTP alike
+(the header is in the clear; the trailing auth tag is never looked at, and no bytes are counted).
+A counting subscriber switches from the first to the second once connected
+(``sfu.glue.tap_rtp_datagrams``): packets still queued on the decrypting path then arrive after
+newer ones from the socket, so a late packet from before a stream's first one moves the start
+back instead of counting as a duplicate.
 """
 
 from __future__ import annotations
@@ -32,7 +39,11 @@ class StreamStats:
         delta = (sequence - self.highest) & 0xFFFF
         if 0 < delta < 0x8000:
             self.highest += delta
-        # else: a duplicate or a late (reordered) packet; it was counted lost only while missing
+        elif delta:  # a late (reordered) packet; it was counted lost only while missing
+            extended = self.highest - (0x10000 - delta)
+            if extended < self.first:  # from before the first packet seen: the stream began earlier
+                self.first = extended
+        # else: a duplicate of the highest
 
     @property
     def expected(self) -> int:
@@ -64,7 +75,7 @@ class ReceiveTotals:
 
 
 class ReceiveCounter:
-    """Feed every decrypted RTP packet of a connection to ``on_rtp``."""
+    """Feed every RTP packet of a connection to ``on_rtp``: decrypted, or SRTP as received."""
 
     __slots__ = ("_clock", "_kinds", "_streams", "audio", "first_at", "other", "retransmissions", "video")
 
