@@ -6,9 +6,17 @@ is the only one that reaches inside (pinned to aiortc 1.16.0 / aioice 0.13, chec
 - ``take_over_media``: decrypted RTP and RTCP of a peer connection go to our callbacks
   (``RTCDtlsTransport._handle_rtp_data`` / ``_handle_rtcp_data``), and its receivers and senders
   are neutered so that no decoder thread, encoder task or aiortc RTCP loop ever starts.
+- Receive fast path: on the sockets this module binds (``prepare_gathering``), an SRTP/SRTCP
+  datagram of a connection handed to ``take_over_media`` is unprotected and given to the
+  callbacks in the socket callback itself (what aioice's queue and ``RTCDtlsTransport._recv_next``
+  would do a task switch later; STUN and DTLS keep aioice's path).
 - ``RtpWriter``: SRTP-protects and sends one packet synchronously on the socket of the
   transport's nominated ICE pair (what ``RTCDtlsTransport._send_rtp`` does, without a coroutine
   per packet, and without asyncio's unbounded datagram buffer: asyncio transport ``_sock``).
+- ``_SrtpSession``: libsrtp called on aiortc's pylibsrtp sessions (``Session._srtp``) with one
+  reused buffer, without pylibsrtp's per-call allocations.
+- ``tap_rtp_datagrams``: the load generator's counting subscribers read SRTP datagrams at the
+  socket, unauthenticated (never used by the server).
 - ``accept_forward_only_codecs`` / ``separate_streams``: per-transceiver codec list
   (``_codecs``) and media stream id (``sender._stream_id``).
 - ``prepare_gathering``: host candidates bound on chosen addresses, within the configured UDP
@@ -40,6 +48,9 @@ from aiortc import (
 )
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
+from pylibsrtp import Session
+from pylibsrtp._binding import ffi as _ffi
+from pylibsrtp._binding import lib as _lib
 
 from sfu.ports import PortRange, PortRangeExhausted
 from sfu.sdp import FORWARD_ONLY_NAMES, SessionInfo
@@ -54,6 +65,8 @@ PacketFilter = Callable[[bytes], bool]
 """Test hook: returns True to drop a packet (loss injection)."""
 
 _WAKE = b"\x00"  # a datagram the DTLS receive loop ignores (neither DTLS nor SRTP)
+_CONNECTED = DtlsState.CONNECTED
+_FAST_RECEIVE = "_sfu_srtp_receive"  # attribute of an aioice Connection: its SRTP fast path
 
 
 def check_versions() -> None:
@@ -106,6 +119,8 @@ def take_over_media(
             continue
         dtls._handle_rtp_data = _rtp_hook(on_rtp, drop_incoming)  # type: ignore[method-assign]
         dtls._handle_rtcp_data = _rtcp_hook(on_rtcp)  # type: ignore[method-assign]
+        fast = _SrtpReceiver(dtls, on_rtp, on_rtcp, drop_incoming)
+        setattr(dtls.transport._connection, _FAST_RECEIVE, fast)
 
 
 def _rtp_hook(sink: PacketSink, drop: PacketFilter | None) -> Callable[..., Any]:
@@ -138,6 +153,56 @@ def _rtcp_hook(sink: PacketSink) -> Callable[..., Any]:
             log.exception("RTCP handler failed")
 
     return handle_rtcp_data
+
+
+class _SrtpReceiver:
+    """Unprotects one DTLS transport's SRTP/SRTCP datagrams and hands them to the callbacks, in
+    the socket callback: what aiortc's receive task does, minus aioice's queue and a task switch
+    per datagram. Before the DTLS handshake has set up SRTP, or after the transport closed, it
+    declines and the datagram takes aiortc's path (which drops it likewise)."""
+
+    __slots__ = ("_drop", "_dtls", "_on_rtcp", "_on_rtp", "_srtp")
+
+    def __init__(
+        self, dtls: RTCDtlsTransport, on_rtp: PacketSink, on_rtcp: PacketSink, drop: PacketFilter | None
+    ) -> None:
+        self._dtls = dtls
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._drop = drop
+        self._srtp: _SrtpSession | None = None
+
+    def __call__(self, data: bytes) -> bool:
+        dtls = self._dtls
+        session = dtls._rx_srtp
+        if session is None or dtls._state is not _CONNECTED:
+            return False
+        srtp = self._srtp
+        if srtp is None or srtp.session is not session:
+            srtp = self._srtp = _SrtpSession(session)
+        try:
+            if 191 < data[1] < 209:  # RTCP, as aiortc tells it apart (RFC 5761)
+                packet = srtp.unprotect_rtcp(data)
+                if packet is not None:
+                    self._on_rtcp(packet)
+            else:
+                packet = srtp.unprotect(data)
+                if packet is not None and (self._drop is None or not self._drop(packet)):
+                    self._on_rtp(packet)
+        except Exception:  # never let one bad packet break the socket's protocol
+            log.exception("SRTP receive handler failed")
+        return True
+
+
+class _MediaProtocol(StunProtocol):
+    """aioice's socket protocol, with the SRTP fast path of its connection (if one is set)."""
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if len(data) > 12 and 127 < data[0] < 192:  # type: ignore[operator]
+            receive = self.receiver.__dict__.get(_FAST_RECEIVE)
+            if receive is not None and receive(data):
+                return
+        super().datagram_received(data, addr)
 
 
 # --- receive: SRTP datagrams at the socket, for counting only -------------------------------------
@@ -244,23 +309,89 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 # --- send: protect and send synchronously ---------------------------------------------------------
 
 
+class _SrtpSession:
+    """libsrtp on one of aiortc's pylibsrtp sessions, without pylibsrtp's per-call allocations:
+    one buffer and length cell per session, reused. ``protect`` returns a view into the buffer,
+    valid until the next call (``sendto`` copies it at once); ``unprotect`` returns bytes. None
+    when libsrtp refuses the packet (too long, authentication or replay failure)."""
+
+    __slots__ = ("_buffer", "_cdata", "_length", "_srtp", "_view", "session")
+
+    SIZE = 1500  # pylibsrtp's buffer, and its trailer reserves below
+    RTP_TRAILER = 16 + 128
+    RTCP_TRAILER = 4 + 16 + 128
+
+    def __init__(self, session: Session) -> None:
+        self.session = session  # keeps the libsrtp context alive
+        self._srtp = session._srtp[0]
+        self._cdata = _ffi.new("char[]", self.SIZE)
+        self._buffer = _ffi.buffer(self._cdata)
+        self._view = memoryview(self._buffer)
+        self._length = _ffi.new("int *")
+
+    def protect(self, data: bytes) -> memoryview | None:
+        size = len(data)
+        if size > self.SIZE - self.RTP_TRAILER:
+            return None
+        self._view[:size] = data
+        length = self._length
+        length[0] = size
+        if _lib.srtp_protect(self._srtp, self._cdata, length):
+            return None
+        return self._view[: length[0]]
+
+    def protect_rtcp(self, data: bytes) -> memoryview | None:
+        size = len(data)
+        if size > self.SIZE - self.RTCP_TRAILER:
+            return None
+        self._view[:size] = data
+        length = self._length
+        length[0] = size
+        if _lib.srtp_protect_rtcp(self._srtp, self._cdata, length):
+            return None
+        return self._view[: length[0]]
+
+    def unprotect(self, data: bytes) -> bytes | None:
+        size = len(data)
+        if size > self.SIZE:
+            return None
+        self._view[:size] = data
+        length = self._length
+        length[0] = size
+        if _lib.srtp_unprotect(self._srtp, self._cdata, length):
+            return None
+        return bytes(self._buffer[: length[0]])  # already bytes: no copy
+
+    def unprotect_rtcp(self, data: bytes) -> bytes | None:
+        size = len(data)
+        if size > self.SIZE:
+            return None
+        self._view[:size] = data
+        length = self._length
+        length[0] = size
+        if _lib.srtp_unprotect_rtcp(self._srtp, self._cdata, length):
+            return None
+        return bytes(self._buffer[: length[0]])  # already bytes: no copy
+
+
 class RtpWriter:
     """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``sendto`` on the nominated pair's
     socket, directly: a datagram the socket cannot take now is dropped, never queued (a congested
     path loses packets and NACK/PLI repair them, instead of the SFU buffering without bound).
 
-    ``send_rtp``/``send_rtcp`` return False when nothing was sent (not connected, or the socket's
-    send buffer is full).
+    ``send_rtp``/``send_rtcp`` return False when nothing was sent (not connected, libsrtp refused
+    the packet, or the socket's send buffer is full).
     """
 
-    __slots__ = ("_addr", "_drop", "_dtls", "_pair", "_sendto")
+    __slots__ = ("_addr", "_drop", "_dtls", "_pair", "_sendto", "_srtp")
 
     def __init__(self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None) -> None:
         self._dtls = dtls
         self._drop = drop_outgoing
         self._pair: Any = None
-        self._sendto: Callable[[bytes, Any], Any] | None = None
+        self._sendto: Callable[[Any, Any], Any] | None = None
         self._addr: Any = None
+        self._srtp: _SrtpSession | None = None
 
     @classmethod
     def for_connection(
@@ -271,11 +402,15 @@ class RtpWriter:
 
     @property
     def connected(self) -> bool:
-        return self._dtls._state == DtlsState.CONNECTED
+        return self._dtls._state is _CONNECTED
 
-    def _route(self) -> Callable[[bytes, Any], Any] | None:
-        """``sendto`` of the nominated pair's socket (cached until the pair changes)."""
-        pair = self._dtls._transport._connection._nominated.get(1)
+    def _ready(self) -> _SrtpSession | None:
+        """The session to protect with, and ``_sendto``/``_addr`` of the nominated pair's socket
+        (both cached until the pair or the DTLS session changes); None when not connected."""
+        dtls = self._dtls
+        if dtls._state is not _CONNECTED:
+            return None
+        pair = dtls._transport._connection._nominated.get(1)
         if pair is not self._pair:
             self._pair = pair
             self._sendto = None
@@ -284,32 +419,38 @@ class RtpWriter:
                 sock = getattr(transport, "_sock", None)  # asyncio's selector transport
                 self._sendto = sock.sendto if sock is not None else transport.sendto
                 self._addr = pair.remote_addr
-        return self._sendto
+        if self._sendto is None:
+            return None
+        srtp = self._srtp
+        session = dtls._tx_srtp
+        if srtp is None or srtp.session is not session:
+            srtp = self._srtp = _SrtpSession(session)
+        return srtp
 
     def send_rtp(self, data: bytes) -> bool:
-        dtls = self._dtls
-        if dtls._state != DtlsState.CONNECTED:
-            return False
-        sendto = self._route()
-        if sendto is None:
+        srtp = self._ready()
+        if srtp is None:
             return False
         if self._drop is not None and self._drop(data):
             return True  # "sent" and lost on the way
+        packet = srtp.protect(data)
+        if packet is None:
+            return False
         try:
-            sendto(dtls._tx_srtp.protect(data), self._addr)
+            self._sendto(packet, self._addr)  # type: ignore[misc]
         except OSError:  # BlockingIOError included: the socket buffer is full
             return False
         return True
 
     def send_rtcp(self, data: bytes) -> bool:
-        dtls = self._dtls
-        if dtls._state != DtlsState.CONNECTED:
+        srtp = self._ready()
+        if srtp is None:
             return False
-        sendto = self._route()
-        if sendto is None:
+        packet = srtp.protect_rtcp(data)
+        if packet is None:
             return False
         try:
-            sendto(dtls._tx_srtp.protect_rtcp(data), self._addr)
+            self._sendto(packet, self._addr)  # type: ignore[misc]
         except OSError:
             return False
         return True
@@ -339,7 +480,7 @@ async def _bind(connection: Connection, address: str, ports: PortRange) -> StunP
     for port in ports.candidates():
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: StunProtocol(connection), local_addr=(address, port)
+                lambda: _MediaProtocol(connection), local_addr=(address, port)
             )
         except OSError as exc:
             last = exc
@@ -444,6 +585,9 @@ class IceRestart:
         _install_gatherer(new, policy, ports)
         await new.gather_candidates()
         ice.iceGatherer._connection = new
+        fast = old.__dict__.get(_FAST_RECEIVE)
+        if fast is not None:
+            setattr(new, _FAST_RECEIVE, fast)
         ice._connection = new
         ice.iceGatherer._remote_candidates_end = False
         return cls(ice, old, new)

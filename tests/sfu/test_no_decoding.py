@@ -8,10 +8,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import aioice.ice
 import aiortc.codecs
 import aiortc.rtcrtpreceiver
 import pytest
 
+from sfu import glue
 from sfu.controller import SfuController
 from sfu.glue import decoding_disabled
 from tests.sfu.peers import Peer, wait_until
@@ -67,4 +69,44 @@ async def test_no_decoding_happens_on_the_server_while_media_flows(
         assert decoder_threads() == []
     finally:
         for p in (alice, bob, carol):
+            await p.close()
+
+
+async def test_server_srtp_skips_aioices_queue_and_the_dtls_receive_task(
+    sfu: SfuController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's SRTP and SRTCP are unprotected in the socket callback: none of it reaches
+    aioice's per-connection queue (which feeds aiortc's DTLS receive task), on the server's
+    sockets, while media and RTCP flow both ways."""
+    queued: list[bytes] = []
+    original = aioice.ice.Connection.data_received
+
+    def spy(self: Any, data: bytes, component: int) -> None:
+        if "_sfu_srtp_receive" in self.__dict__ and 127 < data[0] < 192:
+            queued.append(data)
+        original(self, data, component)
+
+    handled: list[int] = []
+    fast = glue._SrtpReceiver.__call__
+
+    def count(self: Any, data: bytes) -> bool:
+        done = fast(self, data)
+        if done:
+            handled.append(data[1])
+        return done
+
+    monkeypatch.setattr(aioice.ice.Connection, "data_received", spy)
+    monkeypatch.setattr(glue._SrtpReceiver, "__call__", count)
+    alice = Peer(sfu, "fastrx", "alice", decode=False)
+    bob = Peer(sfu, "fastrx", "bob", decode=False)
+    try:
+        for p in (alice, bob):
+            await p.join()
+        await alice.publish(video=(320, 240), audio=True)
+        await bob.subscribe(video_track_of(bob, "alice"))
+        await wait_until(lambda: bob.rtp_packets.get(97, 0) >= 60, 8, what="bob receives forwarded video")
+        assert len(handled) >= 60
+        assert queued == []
+    finally:
+        for p in (alice, bob):
             await p.close()
