@@ -141,6 +141,7 @@ class Publisher:
                     upstream=self,
                     counters=self._counters,
                     audio_policy=self._audio_policy if entry.kind == "audio" else None,
+                    history_size=self._ctx.cfg.nack_history_packets,
                 )
                 self.tracks[entry.mid] = track
                 added.append(track)

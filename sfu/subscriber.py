@@ -268,7 +268,8 @@ class Subscriber:
         writer = self._writer
         if slot is None or slot.downtrack is None or writer is None:
             return
-        for action in slot.downtrack.on_nack(nack.lost, now):
+        source = slot.track.source_packet if slot.track is not None else None
+        for action in slot.downtrack.on_nack(nack.lost, now, source=source):
             if isinstance(action, SendRtp):
                 if writer.send_rtp(action.packet):
                     self._counters.nacks += 1

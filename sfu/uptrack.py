@@ -1,7 +1,9 @@
 """A published track: what arrives from the publisher, fanned out to the subscribers' slots.
 
 Per incoming packet (already parsed once, and routed to this track and layer): retransmissions
-are unwrapped, reception statistics and loss detection updated (NACKs upstream at once), then
+are unwrapped, reception statistics and loss detection updated (NACKs upstream at once), the
+packet kept in the layer's history (subscribers' NACKs are answered from it, see
+``source_packet``), then
 
 - video: the layer's liveness and keyframe detection once, then only the subscriptions
   (``VideoForwarder``) listening to this layer (forwarding it, or awaiting its keyframe) decide
@@ -15,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from sfu.core.history import DEFAULT_SIZE, PacketHistory
 from sfu.core.keyframe import KeyframeDetector, always_keyframe, keyframe_detector
 from sfu.core.nackgen import NackGenerator
 from sfu.core.receivestats import ReceiveStats
 from sfu.core.rtcp import SenderReport
 from sfu.core.rtp import ExtensionRemapper, RtpParseError, RtpView, unwrap_rtx
+from sfu.core.seqnum import SeqUnwrapper
 from sfu.core.simulcast import LayerInfo, LayerLiveness
 from sfu.metrics import Counters
 from sfu.sdp import Codec
@@ -49,6 +53,7 @@ class Layer:
     __slots__ = (
         "bitrate",
         "height",
+        "history",
         "last_packet_at",
         "last_sr",
         "nacks",
@@ -57,10 +62,11 @@ class Layer:
         "rtx_ssrc",
         "ssrc",
         "stats",
+        "unwrap",
         "width",
     )
 
-    def __init__(self, rid: str, width: int, height: int) -> None:
+    def __init__(self, rid: str, width: int, height: int, history_size: int = DEFAULT_SIZE) -> None:
         self.rid = rid
         self.width = width
         self.height = height
@@ -72,6 +78,8 @@ class Layer:
         self.octets = 0
         self.bitrate = 0
         self.last_packet_at: float | None = None
+        self.history: PacketHistory[RtpView] = PacketHistory(history_size)
+        self.unwrap = SeqUnwrapper()
 
     def info(self) -> LayerInfo:
         return LayerInfo(self.rid, self.width, self.height, self.bitrate, self.last_packet_at)
@@ -85,6 +93,7 @@ class UpTrack:
     __slots__ = (
         "_audio_level_id",
         "_detectors",
+        "_history_size",
         "_rtx_apt",
         "audio_forwarded",
         "audio_policy",
@@ -119,6 +128,7 @@ class UpTrack:
         upstream: Upstream,
         counters: Counters,
         audio_policy: AudioPolicy | None = None,
+        history_size: int = DEFAULT_SIZE,
     ) -> None:
         self.id = track_id
         self.owner = owner
@@ -130,9 +140,10 @@ class UpTrack:
         self.counters = counters
         self.audio_policy = audio_policy
         self.muted = False
+        self._history_size = history_size
         self.codecs: dict[int, Codec] = {}
         self.extensions: dict[str, int] = {}
-        self.layers: dict[str, Layer] = {"": Layer("", *DEFAULT_TOP)}
+        self.layers: dict[str, Layer] = {"": Layer("", *DEFAULT_TOP, history_size)}
         self.forwarders: list[VideoForwarder] = []
         # rid -> the forwarders that must see its packets (replaced, never mutated in place, so a
         # packet's fan-out can re-index as it goes)
@@ -162,7 +173,7 @@ class UpTrack:
         for i, rid in enumerate(names):
             shift = len(names) - 1 - i
             old = self.layers.get(rid)
-            layer = old if old is not None else Layer(rid, 0, 0)
+            layer = old if old is not None else Layer(rid, 0, 0, self._history_size)
             layer.width, layer.height = max(1, top_w >> shift), max(1, top_h >> shift)
             layers[rid] = layer
         self.layers = layers
@@ -189,6 +200,16 @@ class UpTrack:
             if layer.ssrc == ssrc:
                 return layer
         return None
+
+    def source_packet(self, ssrc: int, sequence: int, now: float) -> RtpView | None:
+        """A packet of stream ``ssrc`` as received, if the history still has it and it is recent
+        (a ``SourceLookup`` for the down-tracks' NACK answers)."""
+        layer = self.layer_of_ssrc(ssrc)
+        if layer is None:
+            return None
+        history = layer.history
+        ext = history.extend(sequence)
+        return history.recent(ext, now) if ext is not None else None
 
     def ssrc_of(self, rid: str | None) -> int | None:
         layer = self.layers.get(rid if rid is not None else "")
@@ -240,6 +261,7 @@ class UpTrack:
         if stats is None or nacks is None:
             return
         seq = view.sequence
+        layer.history.put(layer.unwrap.unwrap(seq), view, now)
         stats.on_packet(seq, view.timestamp, now, retransmission=rtx)
         if nacks.on_packet(seq, now):
             self.upstream.send_nack(view.ssrc, nacks.due(now))
@@ -264,6 +286,8 @@ class UpTrack:
     def _new_stream(self, layer: Layer, ssrc: int) -> None:
         clock = next((c.clock_rate for c in self.codecs.values()), 90000)
         layer.ssrc = ssrc
+        layer.history.clear()
+        layer.unwrap = SeqUnwrapper()
         layer.stats = ReceiveStats(ssrc, clock)
         layer.nacks = NackGenerator()
         layer.last_sr = None

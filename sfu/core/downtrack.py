@@ -1,26 +1,31 @@
-"""One subscriber's copy of one published track: rewrite, remember, retransmit.
+"""One subscriber's copy of one published track: rewrite, retransmit.
 
-``DownTrack`` glues the per-packet pieces together: the munger numbers the packet, the header is
-rewritten with the subscriber's SSRC, payload type and extension ids (the part after the fixed
-header is built once per source packet and id map, see ``ExtensionRemapper.tail``), the source
-packet and its outgoing numbers are kept in the packet history (a reference, not a copy), and
-NACKs from the subscriber are answered from that history (over RTX when negotiated) or, for
-packets the history no longer has, translated into NACKs to the publisher. Sender reports of the
-publisher are translated so the subscriber keeps lip sync. Which packets reach ``forward`` at
-all is decided by the layer selector / audio policy. ``now`` is float seconds.
+``DownTrack`` glues the per-packet pieces together: the munger numbers the packet and the header
+is rewritten with the subscriber's SSRC, payload type and extension ids (the part after the fixed
+header is built once per source packet and id map, see ``ExtensionRemapper.tail``). Nothing is
+stored per subscriber: a NACK is answered by finding the source packet among what the SFU
+received (a ``SourceLookup``, the up-track's per-layer history) and sending it again with the
+numbers this subscriber saw (over RTX when negotiated); a packet the SFU does not have (lost
+upstream, or too old) is asked for from the publisher. Sender reports of the publisher are
+translated so the subscriber keeps lip sync. Which packets reach ``forward`` at all is decided
+by the layer selector / audio policy. ``now`` is float seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sfu.core.actions import Drop, SendNack, SendRtp
-from sfu.core.history import DEFAULT_SIZE, PacketHistory
-from sfu.core.munger import Munged, RtpMunger
+from sfu.core.history import DEFAULT_SIZE, ResendThrottle
+from sfu.core.munger import RtpMunger
 from sfu.core.rtcp import SenderReport
 from sfu.core.rtp import ExtensionRemapper, RtpView, build_rtx, pack_fixed_header
-from sfu.core.seqnum import SEQ_MASK, unwrap_near
+from sfu.core.seqnum import SEQ_MASK, TS_MASK, unwrap_near
+
+SourceLookup = Callable[[int, int, float], "RtpView | None"]
+"""(source SSRC, incoming 16-bit sequence number, now) -> the source packet as received, if it is
+still kept and recent enough to be worth sending again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,7 @@ class DownTrackParams:
     rtx_ssrc: int | None = None
     rtx_payload_type: int | None = None
     rtx_first_sequence: int = 0
-    history_size: int = DEFAULT_SIZE
+    history_size: int = DEFAULT_SIZE  # retransmissions remembered for throttling
 
 
 class DownTrack:
@@ -43,12 +48,12 @@ class DownTrack:
 
     __slots__ = (
         "_extensions",
-        "_history",
         "_munger",
         "_params",
         "_pt",
         "_rtx_seq",
         "_ssrc",
+        "_throttle",
         "octets_sent",
         "packets_sent",
     )
@@ -61,7 +66,7 @@ class DownTrack:
         self._munger = RtpMunger(
             params.clock_rate, first_sequence=params.first_sequence, first_timestamp=params.first_timestamp
         )
-        self._history: PacketHistory[tuple[RtpView, Munged]] = PacketHistory(params.history_size)
+        self._throttle = ResendThrottle(params.history_size)
         self._rtx_seq = (params.rtx_first_sequence - 1) & SEQ_MASK
         self.packets_sent = 0
         self.octets_sent = 0
@@ -73,10 +78,6 @@ class DownTrack:
     @property
     def munger(self) -> RtpMunger:
         return self._munger
-
-    @property
-    def history(self) -> PacketHistory[tuple[RtpView, Munged]]:
-        return self._history
 
     @property
     def extensions(self) -> ExtensionRemapper:
@@ -95,38 +96,48 @@ class DownTrack:
         result = munger.process(view.ssrc, view.sequence, view.timestamp, now)
         if isinstance(result, Drop):
             return result
-        first, tail = self._extensions.tail(view)
-        self._history.put(result.ext_sequence, (view, result), now)
         self.packets_sent += 1
         self.octets_sent += view.payload_end - view.header_length
-        return (
-            pack_fixed_header(
-                first,
-                (view.data[1] & 0x80) | self._pt,
-                result.sequence,
-                result.timestamp,
-                self._ssrc,
-            )
-            + tail
-        )
+        return self._packet(view, result.sequence, result.timestamp)
+
+    def _packet(self, view: RtpView, sequence: int, timestamp: int) -> bytes:
+        """``view`` with this subscriber's header: 16/32-bit ``sequence``/``timestamp``."""
+        first, tail = self._extensions.tail(view)
+        marker_and_pt = (view.data[1] & 0x80) | self._pt
+        return pack_fixed_header(first, marker_and_pt, sequence, timestamp, self._ssrc) + tail
 
     def skip(self, view: RtpView) -> None:
         """``view`` is deliberately not forwarded (padding, dropped temporal layer, silence)."""
         self._munger.skip(view.ssrc, view.sequence)
 
-    def on_nack(self, lost: Iterable[int], now: float, rtt: float | None = None) -> list[SendRtp | SendNack]:
-        """Answer a subscriber's NACK of outgoing 16-bit sequence numbers ``lost``."""
-        highest = self._munger.highest_sequence
+    def on_nack(
+        self,
+        lost: Iterable[int],
+        now: float,
+        rtt: float | None = None,
+        source: SourceLookup | None = None,
+    ) -> list[SendRtp | SendNack]:
+        """Answer a subscriber's NACK of outgoing 16-bit sequence numbers ``lost``: the source
+        packets ``source`` still has are sent again (throttled per packet), the others are asked
+        for upstream."""
+        munger = self._munger
+        highest = munger.highest_sequence
         if highest is None:
             return []
-        ext_seqs = [unwrap_near(s & SEQ_MASK, highest) for s in lost]
-        found, missing = self._history.resend_many(ext_seqs, now, rtt)
-        actions: list[SendRtp | SendNack] = [SendRtp(self._retransmission(*sent), True) for sent in found]
+        actions: list[SendRtp | SendNack] = []
         upstream: dict[int, list[int]] = {}
-        for ext_seq in missing:
-            origin = self._munger.incoming_for(ext_seq & SEQ_MASK)
-            if origin is not None:
-                upstream.setdefault(origin[0], []).append(origin[1])
+        for seq in lost:
+            seq &= SEQ_MASK
+            origin = munger.origin(seq)
+            if origin is None:
+                continue
+            ssrc, in_seq, ts_offset = origin
+            view = source(ssrc, in_seq, now) if source is not None else None
+            if view is None:
+                upstream.setdefault(ssrc, []).append(in_seq)
+            elif self._throttle.allow(unwrap_near(seq, highest), now, rtt):
+                timestamp = (view.timestamp - ts_offset) & TS_MASK
+                actions.append(SendRtp(self._retransmission(view, seq, timestamp), True))
         actions.extend(SendNack(ssrc, tuple(seqs)) for ssrc, seqs in upstream.items())
         return actions
 
@@ -144,19 +155,11 @@ class DownTrack:
             octet_count=self.octets_sent & 0xFFFFFFFF,
         )
 
-    def _retransmission(self, view: RtpView, munged: Munged) -> bytes:
-        first, tail = self._extensions.tail(view)
-        packet = (
-            pack_fixed_header(
-                first, (view.data[1] & 0x80) | self._pt, munged.sequence, munged.timestamp, self._ssrc
-            )
-            + tail
-        )
+    def _retransmission(self, view: RtpView, sequence: int, timestamp: int) -> bytes:
+        packet = self._packet(view, sequence, timestamp)
         params = self._params
         if params.rtx_ssrc is None or params.rtx_payload_type is None:
             return packet
         self._rtx_seq = (self._rtx_seq + 1) & SEQ_MASK
-        view = RtpView(packet)
-        return build_rtx(
-            view, ssrc=params.rtx_ssrc, payload_type=params.rtx_payload_type, sequence=self._rtx_seq
-        )
+        rtx_pt, rtx_seq = params.rtx_payload_type, self._rtx_seq
+        return build_rtx(RtpView(packet), ssrc=params.rtx_ssrc, payload_type=rtx_pt, sequence=rtx_seq)

@@ -11,8 +11,9 @@ maps each forwarded packet to the outgoing numbering:
   after the last forwarded one.
 - Late packets from before a switch point are dropped; reordered packets get the number they
   would have had in order.
-- ``incoming_for`` maps an outgoing sequence number back to (source, incoming sequence number),
-  to forward a NACK upstream when the packet is no longer in the history.
+- ``origin`` maps an outgoing sequence number back to (source, incoming sequence number, timestamp
+  offset): a NACKed packet is found among the source's packets and sent again with the numbers
+  it had, or the NACK is forwarded upstream.
 
 Everything inside is extended (unwrapped); 16/32-bit values only come out in ``Munged``. ``now``
 is float seconds. The caller guarantees that a packet from a new source is a valid switch point
@@ -31,8 +32,8 @@ _BEFORE_SWITCH = drop(DropReason.BEFORE_SWITCH)
 
 _new_munged = tuple.__new__  # builds a Munged without the named tuple's Python-level __new__
 
-# (run, source, first incoming ext seq, first outgoing ext seq, seq offset = in - out)
-_Segment = tuple[int, int, int, int, int]
+# (run, source, first incoming ext seq, first outgoing ext seq, seq offset = in - out, ts offset)
+_Segment = tuple[int, int, int, int, int, int]
 
 
 class Munged(NamedTuple):
@@ -159,7 +160,7 @@ class RtpMunger:
         old_offset = self._seq_offset
         self._seq_offset = old_offset + 1
         self._highest_in = in_ext
-        segment = (self._run, source, in_ext + 1, in_ext - old_offset, old_offset + 1)
+        segment = (self._run, source, in_ext + 1, in_ext - old_offset, old_offset + 1, self._ts_offset)
         last = self._segments[-1]
         if last[0] == self._run and last[3] == segment[3]:
             self._segments[-1] = segment  # consecutive skips: nothing was sent in between
@@ -174,14 +175,21 @@ class RtpMunger:
     def incoming_for(self, sequence: int) -> tuple[int, int] | None:
         """(source, incoming 16-bit sequence number) behind outgoing ``sequence``, or None if it
         was never sent or is too old to tell."""
+        found = self.origin(sequence)
+        return None if found is None else (found[0], found[1])
+
+    def origin(self, sequence: int) -> tuple[int, int, int] | None:
+        """(source, incoming 16-bit sequence number, timestamp offset) behind outgoing
+        ``sequence``: the packet went out with timestamp ``(incoming - offset) & 0xFFFFFFFF``.
+        None if it was never sent or is too old to tell."""
         if self._highest_out is None:
             return None
         out_ext = unwrap_near(sequence, self._highest_out, SEQ_BITS)
         if out_ext > self._highest_out:
             return None
-        for _run, source, _in_start, out_start, offset in reversed(self._segments):
+        for _run, source, _in_start, out_start, offset, ts_offset in reversed(self._segments):
             if out_ext >= out_start:
-                return source, (out_ext + offset) & SEQ_MASK
+                return source, (out_ext + offset) & SEQ_MASK, ts_offset
         return None
 
     def translate_timestamp(self, source: int, timestamp: int) -> int | None:
@@ -210,12 +218,12 @@ class RtpMunger:
         self._highest_out = out_ext
         self._highest_out_ts = out_ts
         self._last_time = now
-        self._add_segment((self._run, source, in_ext, out_ext, self._seq_offset))
+        self._add_segment((self._run, source, in_ext, out_ext, self._seq_offset, self._ts_offset))
         return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
 
     def _offset_for(self, in_ext: int) -> int | None:
         run = self._run
-        for seg_run, _source, in_start, _out_start, offset in reversed(self._segments):
+        for seg_run, _source, in_start, _out_start, offset, _ts in reversed(self._segments):
             if seg_run != run:
                 return None
             if in_ext >= in_start:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from sfu.core.actions import Drop, DropReason, SendNack, SendRtp
 from sfu.core.downtrack import DownTrack, DownTrackParams
 from sfu.core.rtcp import SenderReport
@@ -26,7 +28,26 @@ def packet(seq: int, ts: int = 0, ssrc: int = LOW, payload: bytes = b"frame") ->
     )
 
 
+class Received:
+    """The SFU's packets as received (the up-track's history), as a ``SourceLookup``."""
+
+    def __init__(self) -> None:
+        self.packets: dict[tuple[int, int], RtpView] = {}
+
+    def __call__(self, ssrc: int, seq: int, now: float) -> RtpView | None:
+        return self.packets.get((ssrc, seq))
+
+
+RECEIVED = Received()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_received_yet() -> None:
+    RECEIVED.packets.clear()
+
+
 def sent(track: DownTrack, view: RtpView, now: float, switched: bool = False) -> RtpView:
+    RECEIVED.packets[view.ssrc, view.sequence] = view
     out = track.forward(view, now, switched=switched)
     assert isinstance(out, bytes), out
     return RtpView(out)
@@ -47,30 +68,40 @@ def test_duplicate_is_reported_as_a_drop() -> None:
     assert track.forward(packet(1), 0.01) == Drop(DropReason.DUPLICATE)
 
 
-def test_nack_is_answered_from_history_with_the_bytes_that_were_sent() -> None:
-    track = DownTrack(PARAMS)
-    originals = [sent(track, packet(10 + i), 0.0).data for i in range(5)]
-    actions = track.on_nack([502, 503], now=0.05)
+def test_nack_is_answered_from_the_source_packets_with_the_bytes_that_were_sent() -> None:
+    track = DownTrack(PARAMS, ExtensionRemapper({3: 7}))
+    originals = [sent(track, packet(10 + i, ts=3000 * i), 0.0).data for i in range(5)]
+    actions = track.on_nack([502, 503], now=0.05, source=RECEIVED)
     assert actions == [SendRtp(originals[2], True), SendRtp(originals[3], True)]
-    assert track.on_nack([502], now=0.06) == []  # throttled: resent 10 ms ago
+    assert track.on_nack([502], now=0.06, source=RECEIVED) == []  # throttled: resent 10 ms ago
+    assert track.on_nack([502], now=0.16, source=RECEIVED) == [SendRtp(originals[2], True)]
+
+
+def test_nack_after_a_switch_resends_with_the_numbers_of_that_time() -> None:
+    track = DownTrack(PARAMS)
+    before = sent(track, packet(10, ts=1000), 0.0)  # out 500
+    sent(track, packet(7000, ssrc=HIGH, ts=555_000), 0.5, switched=True)  # out 501, new ts offset
+    (action,) = track.on_nack([500], now=0.6, source=RECEIVED)
+    assert isinstance(action, SendRtp)
+    assert action.packet == before.data
 
 
 def test_nack_for_a_packet_lost_upstream_is_forwarded_to_the_publisher() -> None:
     track = DownTrack(PARAMS)
     sent(track, packet(10), 0.0)  # out 500
     sent(track, packet(13), 0.01)  # out 503: 11 and 12 never reached the SFU
-    actions = track.on_nack([501, 502], now=0.05)
+    actions = track.on_nack([501, 502], now=0.05, source=RECEIVED)
     assert actions == [SendNack(LOW, (11, 12))]
 
 
 def test_nack_across_a_layer_switch_goes_to_the_right_source() -> None:
     track = DownTrack(PARAMS)
     sent(track, packet(10), 0.0)  # out 500
-    sent(track, packet(11), 0.01)  # out 501 (history lost it below)
+    sent(track, packet(11), 0.01)  # out 501 (no longer kept, below)
     sent(track, packet(7000, ssrc=HIGH), 0.05, switched=True)  # out 502
     sent(track, packet(7002, ssrc=HIGH), 0.06)  # out 504
-    track.history.clear()
-    actions = track.on_nack([501, 503], now=0.1)
+    del RECEIVED.packets[LOW, 11]
+    actions = track.on_nack([501, 503], now=0.1, source=RECEIVED)
     assert SendNack(LOW, (11,)) in actions
     assert SendNack(HIGH, (7001,)) in actions
 
@@ -88,7 +119,7 @@ def test_retransmission_uses_rtx_when_negotiated() -> None:
     )
     track = DownTrack(params)
     sent(track, packet(10, ts=5, payload=b"abc"), 0.0)
-    (action,) = track.on_nack([0], now=0.05)
+    (action,) = track.on_nack([0], now=0.05, source=RECEIVED)
     assert isinstance(action, SendRtp) and action.retransmission
     rtx = RtpView(action.packet)
     assert (rtx.ssrc, rtx.payload_type, rtx.sequence, rtx.timestamp) == (2, 101, 900, 0)
