@@ -32,6 +32,7 @@ class VideoForwarder:
     __slots__ = (
         "_listening",
         "_ssrc",
+        "_steady",
         "_wait_metric",
         "limits",
         "selector",
@@ -55,10 +56,15 @@ class VideoForwarder:
         self._ssrc: int | None = None
         self._wait_metric = wait_metric
         self._listening: tuple[str, ...] = ()
+        self._steady: str | None = None
 
     def _reindex(self) -> None:
-        """Tell the track which layers' packets this forwarder needs now."""
-        wanted = self.selector.listening if self.slot is not None else ()
+        """Tell the track which layers' packets this forwarder needs now, and note the layer
+        that flows with no switch pending (its packets need no decision)."""
+        selector = self.selector
+        current = selector.current
+        self._steady = current if self.slot is not None and current == selector.target else None
+        wanted = selector.listening if self.slot is not None else ()
         if wanted != self._listening:
             self.track.listen(self, self._listening, wanted)
             self._listening = wanted
@@ -106,9 +112,12 @@ class VideoForwarder:
         slot = self.slot
         if slot is None:
             return
+        if rid == self._steady and view.ssrc == self._ssrc:
+            slot.forward(view, now)  # the steady state: this layer, no switch pending
+            return
         decision = self.selector.on_packet(rid, is_key, now)
         if decision is FORWARD and view.ssrc == self._ssrc:
-            slot.forward(view, now)  # the steady state: this layer, no switch pending
+            slot.forward(view, now)
             return
         self._decided(decision, slot, view, rid, now)
         self._reindex()
