@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench import server as srv
+from bench.run import scenario_args
 
 
 def frame_name(frame: str) -> str:
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--mics", type=int, help="N open microphones (3 speaking) instead of the fan-out")
+    parser.add_argument("--meeting", type=int, metavar="N", help="a meeting of N (bench.run meeting)")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "confserver-profile")
@@ -69,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if ns.mics:
         load_args = ["-A", str(ns.mics), "--speakers", "3", "-S", str(ns.mics)]
         what = f"{ns.mics} open microphones, 3 speaking"
+    if ns.meeting:
+        meeting = argparse.Namespace(
+            scenario="meeting", participants=ns.meeting, single_layer=False, duration="0s", processes=1
+        )
+        load_args = scenario_args(meeting)[:-4]  # without --duration/--processes
+        what = f"a meeting of {ns.meeting}"
     command = [str(srv.BIN / "confctl"), "load-test", "--room", "profile", *load_args]
     command += ["--duration", f"{ns.seconds + 15}s", "--metrics-url", server.metrics_url, "--json"]
     load = subprocess.Popen(  # noqa: S603 - our own confctl

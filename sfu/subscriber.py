@@ -132,7 +132,7 @@ class Subscriber:
         except Exception as exc:
             raise ServiceError("bad_sdp", f"the answer was refused: {exc}") from None
         take_over_media(self.pc, _ignore_rtp, self.on_rtcp)
-        writer = RtpWriter.for_connection(self.pc, self._ctx.filters.outgoing)
+        writer = RtpWriter.for_connection(self.pc, self._ctx.filters.outgoing, connect=True)
         self._writer = writer
         slots = {s.mid: s for s in self._slots()}
         by_ssrc: dict[int, Slot] = {}
