@@ -389,7 +389,7 @@ class RtpWriter:
     nominated pair only; a peer that moves restarts ICE, which brings new sockets.
     """
 
-    __slots__ = ("_addr", "_connect", "_drop", "_dtls", "_pair", "_send", "_sendto", "_srtp")
+    __slots__ = ("_addr", "_connect", "_connection", "_drop", "_dtls", "_send", "_sendto", "_srtp")
 
     def __init__(
         self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None, *, connect: bool = False
@@ -397,7 +397,7 @@ class RtpWriter:
         self._dtls = dtls
         self._drop = drop_outgoing
         self._connect = connect
-        self._pair: Any = None
+        self._connection: Any = None
         self._sendto: Callable[[Any, Any], Any] | None = None
         self._send: Callable[[Any], Any] | None = None
         self._addr: Any = None
@@ -415,24 +415,21 @@ class RtpWriter:
         return self._dtls._state is _CONNECTED
 
     def _ready(self) -> _SrtpSession | None:
-        """The session to protect with, and ``_sendto``/``_addr`` of the nominated pair's socket
-        (both cached until the pair or the DTLS session changes); None when not connected."""
+        """The session to protect with, after checking that the transport is connected and that
+        ``_sendto``/``_send`` go to the current ICE agent's nominated pair; None when not
+        connected. Cheap when nothing changed: the pair only changes with the ICE agent (an ICE
+        restart replaces it) and the SRTP session with the DTLS transport."""
         dtls = self._dtls
         if dtls._state is not _CONNECTED:
             return None
-        pair = dtls._transport._connection._nominated.get(1)
-        if pair is not self._pair:
-            self._use(pair)
-        if self._sendto is None:
-            return None
-        srtp = self._srtp
-        session = dtls._tx_srtp
-        if srtp is None or srtp.session is not session:
-            srtp = self._srtp = _SrtpSession(session)
-        return srtp
+        connection = dtls._transport._connection
+        if connection is not self._connection or self._srtp is None:
+            self._connection = connection
+            self._use(connection._nominated.get(1))
+            self._srtp = _SrtpSession(dtls._tx_srtp) if self._sendto is not None else None
+        return self._srtp
 
     def _use(self, pair: Any) -> None:
-        self._pair = pair
         self._sendto = self._send = None
         if pair is None:
             return
@@ -449,9 +446,16 @@ class RtpWriter:
                 self._send = sock.send
 
     def send_rtp(self, data: bytes) -> bool:
-        srtp = self._ready()
-        if srtp is None:
-            return False
+        srtp = self._srtp
+        dtls = self._dtls
+        if (
+            srtp is None
+            or dtls._state is not _CONNECTED
+            or dtls._transport._connection is not self._connection
+        ):
+            srtp = self._ready()
+            if srtp is None:
+                return False
         if self._drop is not None and self._drop(data):
             return True  # "sent" and lost on the way
         packet = srtp.protect(data)
