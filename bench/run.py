@@ -5,8 +5,10 @@
     .venv/bin/python -m bench.run joinstorm
     .venv/bin/python -m bench.run idle
 
-Each run starts a new server (bench/server.py), runs ``confctl load-test ... --json`` against
-it, and stops it. The figures printed are the median of the runs; every run's figures are
+Each run measures the machine's floor first (``bench.floor``: SRTP protect + send to 100
+destinations), starts a new server (bench/server.py), runs ``confctl load-test ... --json``
+against it, and stops it; the server's CPU per forwarded packet is also given as a multiple of
+the floor. The figures printed are the median of the runs; every run's figures are
 printed too, with the exact command. ``--json-out FILE`` keeps everything.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import server as srv
+from bench.floor import floor_us
 
 SCENARIOS: dict[str, str] = {
     "fanout": "4 publishers (VP8 + Opus, all speaking) in a room of S subscribers taking every feed",
@@ -44,6 +47,8 @@ FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loss %", ("loss_percent",)),
     ("server CPU %", ("server", "cpu_percent")),
     ("server us/forwarded pkt", ("server", "cpu_us_per_packet")),
+    ("floor us (protect+send)", ("floor_us",)),
+    ("server cost / floor", ("server_floor_ratio",)),
     ("server ms/s per connection", ("server", "cpu_ms_per_s_per_connection")),
     ("server RSS MiB", ("server", "rss_mb")),
     ("server MiB/participant", ("server", "rss_mb_per_participant")),
@@ -151,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         attempts += 1
         if ns.quiet_limit < 200:
             wait_for_quiet(ns.quiet_limit)
+        floor = floor_us()
         doc, command = run_once(args, {})
+        doc["floor_us"] = round(floor, 2)
+        per_packet = dig(doc, ("server", "cpu_us_per_packet"))
+        if per_packet is not None:
+            doc["server_floor_ratio"] = round(per_packet / floor, 2)
         line = ", ".join(f"{label} {_show(dig(doc, path))}" for label, path in FIGURES)
         other = dig(doc, ("machine", "other_percent")) or 0.0
         if other > ns.other_limit:

@@ -13,7 +13,7 @@ is the only one that reaches inside (pinned to aiortc 1.16.0 / aioice 0.13, chec
 - ``RtpWriter``: SRTP-protects and sends one packet synchronously on the socket of the
   transport's nominated ICE pair (what ``RTCDtlsTransport._send_rtp`` does, without a coroutine
   per packet, and without asyncio's unbounded datagram buffer: asyncio transport ``_sock``).
-- ``_SrtpSession``: libsrtp called on aiortc's pylibsrtp sessions (``Session._srtp``) with one
+- ``SrtpSession``: libsrtp called on aiortc's pylibsrtp sessions (``Session._srtp``) with one
   reused buffer, without pylibsrtp's per-call allocations.
 - ``tap_rtp_datagrams``: the load generator's counting subscribers read SRTP datagrams at the
   socket, unauthenticated (never used by the server).
@@ -170,7 +170,7 @@ class _SrtpReceiver:
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._drop = drop
-        self._srtp: _SrtpSession | None = None
+        self._srtp: SrtpSession | None = None
 
     def __call__(self, data: bytes) -> bool:
         dtls = self._dtls
@@ -179,7 +179,7 @@ class _SrtpReceiver:
             return False
         srtp = self._srtp
         if srtp is None or srtp.session is not session:
-            srtp = self._srtp = _SrtpSession(session)
+            srtp = self._srtp = SrtpSession(session)
         try:
             if 191 < data[1] < 209:  # RTCP, as aiortc tells it apart (RFC 5761)
                 packet = srtp.unprotect_rtcp(data)
@@ -342,7 +342,7 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 # --- send: protect and send synchronously ---------------------------------------------------------
 
 
-class _SrtpSession:
+class SrtpSession:
     """libsrtp on one of aiortc's pylibsrtp sessions, without pylibsrtp's per-call allocations:
     one buffer and length cell per session, reused. ``protect`` returns a view into the buffer,
     valid until the next call (``sendto`` copies it at once); ``unprotect`` returns bytes. None
@@ -434,7 +434,7 @@ class RtpWriter:
         self._sendto: Callable[[Any, Any], Any] | None = None
         self._send: Callable[[Any], Any] | None = None
         self._addr: Any = None
-        self._srtp: _SrtpSession | None = None
+        self._srtp: SrtpSession | None = None
 
     @classmethod
     def for_connection(
@@ -447,7 +447,7 @@ class RtpWriter:
     def connected(self) -> bool:
         return self._dtls._state is _CONNECTED
 
-    def _ready(self) -> _SrtpSession | None:
+    def _ready(self) -> SrtpSession | None:
         """The session to protect with, after checking that the transport is connected and that
         ``_sendto``/``_send`` go to the current ICE agent's nominated pair; None when not
         connected. Cheap when nothing changed: the pair only changes with the ICE agent (an ICE
@@ -459,7 +459,7 @@ class RtpWriter:
         if connection is not self._connection or self._srtp is None:
             self._connection = connection
             self._use(connection._nominated.get(1))
-            self._srtp = _SrtpSession(dtls._tx_srtp) if self._sendto is not None else None
+            self._srtp = SrtpSession(dtls._tx_srtp) if self._sendto is not None else None
         return self._srtp
 
     def _use(self, pair: Any) -> None:

@@ -1,4 +1,4 @@
-"""The SFU's libsrtp calls (``sfu.glue._SrtpSession``) give exactly what pylibsrtp gives."""
+"""The SFU's libsrtp calls (``sfu.glue.SrtpSession``) give exactly what pylibsrtp gives."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 
 from pylibsrtp import Policy, Session
 
-from sfu.glue import _SrtpSession
+from sfu.glue import SrtpSession
 
 KEY = bytes(range(44))  # AES-256-GCM: 32-byte key + 12-byte salt
 
@@ -25,9 +25,9 @@ def rtp(seq: int, size: int = 1000) -> bytes:
 
 def test_protect_matches_pylibsrtp_and_unprotect_round_trips() -> None:
     tx, rx = sessions()
-    ours_tx = _SrtpSession(tx)
+    ours_tx = SrtpSession(tx)
     reference_tx, _ = sessions()
-    ours_rx = _SrtpSession(rx)
+    ours_rx = SrtpSession(rx)
     for seq in range(100, 140):
         packet = rtp(seq)
         protected = ours_tx.protect(packet)
@@ -42,7 +42,7 @@ def test_protect_matches_pylibsrtp_and_unprotect_round_trips() -> None:
 
 def test_tampered_replayed_or_oversized_packets_are_refused() -> None:
     tx, rx = sessions()
-    ours_tx, ours_rx = _SrtpSession(tx), _SrtpSession(rx)
+    ours_tx, ours_rx = SrtpSession(tx), SrtpSession(rx)
     protected = ours_tx.protect(rtp(7))
     assert protected is not None
     good = bytes(protected)
