@@ -194,11 +194,39 @@ class _SrtpReceiver:
         return True
 
 
+DRAIN = 32
+"""Datagrams read in one socket callback at most: asyncio reads one per readiness event and event
+loop iteration; reading what the socket already holds saves a loop iteration per datagram."""
+
+
+def _drain(protocol: Any, handle: Callable[[bytes, Any], None]) -> None:
+    """Hand up to ``DRAIN`` more datagrams already waiting on ``protocol``'s socket to ``handle``;
+    socket errors go to ``protocol.error_received`` as asyncio would send them."""
+    sock = getattr(protocol.transport, "_sock", None)  # asyncio's selector transport
+    if sock is None:
+        return
+    recvfrom = sock.recvfrom
+    for _ in range(DRAIN):
+        try:
+            data, addr = recvfrom(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            protocol.error_received(exc)
+            return
+        handle(data, addr)
+
+
 class _MediaProtocol(StunProtocol):
-    """aioice's socket protocol, with the SRTP fast path of its connection (if one is set)."""
+    """aioice's socket protocol, with the SRTP fast path of its connection (if one is set), and
+    reading what else the socket holds in the same callback."""
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
-        if len(data) > 12 and 127 < data[0] < 192:  # type: ignore[operator]
+        self._one(data, addr)  # type: ignore[arg-type]
+        _drain(self, self._one)
+
+    def _one(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 12 and 127 < data[0] < 192:
             receive = self.receiver.__dict__.get(_FAST_RECEIVE)
             if receive is not None and receive(data):
                 return
@@ -226,13 +254,14 @@ def tap_rtp_datagrams(pc: RTCPeerConnection, on_datagram: PacketSink) -> None:
     for dtls in _transports(pc):
         for protocol in dtls.transport._connection._protocols:
             if "datagram_received" not in protocol.__dict__:
+                normal = getattr(protocol, "_one", protocol.datagram_received)  # one datagram, no drain
                 protocol.datagram_received = _srtp_tap(  # type: ignore[method-assign]
-                    protocol.datagram_received, on_datagram
+                    protocol, normal, on_datagram
                 )
 
 
-def _srtp_tap(normal: Callable[..., None], sink: PacketSink) -> Callable[..., None]:
-    def datagram_received(data: bytes, addr: Any) -> None:
+def _srtp_tap(protocol: Any, normal: Callable[..., None], sink: PacketSink) -> Callable[..., None]:
+    def one(data: bytes, addr: Any) -> None:
         # as few checks per datagram as will do: an RTP header's length, 128..191, not RTCP
         if len(data) >= 12 and 127 < data[0] < 192 and not 63 < (data[1] & 0x7F) < 96:
             try:
@@ -241,6 +270,10 @@ def _srtp_tap(normal: Callable[..., None], sink: PacketSink) -> Callable[..., No
                 log.exception("SRTP datagram handler failed")
         else:
             normal(data, addr)
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        one(data, addr)
+        _drain(protocol, one)
 
     return datagram_received
 

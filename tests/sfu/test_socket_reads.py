@@ -1,0 +1,69 @@
+"""Reading what a media socket holds in one callback (``sfu.glue._drain``)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from sfu import glue
+
+
+class Recorder(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.callbacks = 0
+        self.datagrams: list[bytes] = []
+        self.errors: list[Exception] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.callbacks += 1
+        self.datagrams.append(data)
+        glue._drain(self, lambda d, a: self.datagrams.append(d))
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(exc)
+
+
+async def test_datagrams_already_waiting_are_read_in_the_same_callback() -> None:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        address = transport.get_extra_info("sockname")
+        count = glue.DRAIN + 10
+        for i in range(count):
+            sender.sendto(b"d%d" % i, address)
+        for _ in range(100):
+            if len(protocol.datagrams) == count:
+                break
+            await asyncio.sleep(0.01)
+        assert protocol.datagrams == [b"d%d" % i for i in range(count)]  # all of them, in order
+        assert protocol.callbacks == 2  # DRAIN + 1 in the first callback, the rest in a second
+        assert protocol.errors == []
+    finally:
+        sender.close()
+        transport.close()
+
+
+def test_a_socket_error_while_draining_goes_to_error_received() -> None:
+    gone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gone.bind(("127.0.0.1", 0))
+    address = gone.getsockname()
+    gone.close()  # nobody listens there any more
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        sock.connect(address)
+        sock.send(b"to nobody")  # draws an ICMP port unreachable, reported on the next read
+        protocol = Recorder()
+        protocol.transport = type("Transport", (), {"_sock": sock})()
+        handled: list[bytes] = []
+        glue._drain(protocol, lambda d, a: handled.append(d))
+        assert handled == []
+        assert len(protocol.errors) == 1 and isinstance(protocol.errors[0], ConnectionRefusedError)
+    finally:
+        sock.close()
