@@ -67,3 +67,35 @@ def test_a_socket_error_while_draining_goes_to_error_received() -> None:
         assert len(protocol.errors) == 1 and isinstance(protocol.errors[0], ConnectionRefusedError)
     finally:
         sock.close()
+
+
+class CountingSocket:
+    """A socket stand-in: ``waiting`` datagrams, then EAGAIN; counts the reads."""
+
+    def __init__(self) -> None:
+        self.waiting: list[bytes] = []
+        self.reads = 0
+
+    def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        self.reads += 1
+        if not self.waiting:
+            raise BlockingIOError
+        return self.waiting.pop(0), ("127.0.0.1", 9)
+
+
+def test_after_finding_nothing_the_next_callbacks_do_not_look() -> None:
+    sock = CountingSocket()
+    protocol = Recorder()
+    protocol.transport = type("Transport", (), {"_sock": sock})()
+    handled: list[bytes] = []
+    drainer = glue._Drainer(protocol, lambda d, a: handled.append(d))
+    drainer()  # nothing waiting: one failed read
+    assert sock.reads == 1
+    for _ in range(glue.DRAIN_BACKOFF):
+        drainer()
+    assert sock.reads == 1  # backed off
+    sock.waiting = [b"a", b"b"]
+    drainer()  # looks again and reads what waits
+    assert handled == [b"a", b"b"] and sock.reads == 4
+    drainer()  # it found some last time: looks again
+    assert sock.reads == 5
