@@ -134,16 +134,18 @@ def test_a_thumbnail_gets_the_low_layer_and_a_pinned_tile_the_high_one(media_tri
         # Citra fills the stage (about 1250 x 500 px: the full layer); Budi is a 192 x 108 thumbnail.
         # The top layer exists only once Chromium's bandwidth estimate has ramped up, which takes
         # 20 s or more on a busy 2-core machine.
-        ana.page.wait_for_function(
+        # Both sizes are read at the same instant: the layer may still change afterwards (the
+        # bandwidth estimate keeps moving), which this test does not judge.
+        seen = ana.page.wait_for_function(
             """() => {
                 const big = document.querySelector('.stage-main [data-participant="citra"] video');
                 const small = document.querySelector('.strip-tiles [data-participant="budi"] video');
-                return big && small && big.videoWidth >= 960 && small.videoWidth > 0 && small.videoWidth <= 320;
+                const ok = big && small && big.videoWidth >= 960 && small.videoWidth > 0 && small.videoWidth <= 320;
+                return ok ? {big: big.videoWidth, small: small.videoWidth} : null;
             }""",
             timeout=60_000,
-        )
-        big, small = video_size(ana, "citra"), video_size(ana, "budi")
-        assert big["width"] >= 960 and 0 < small["width"] <= 320, (big, small)
+        ).json_value()
+        assert seen["big"] >= 960 and 0 < seen["small"] <= 320, seen
     finally:
         ana.page.get_by_test_id("layout").click()  # back to the grid for the next test
         expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "grid")
