@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
 from confserver.config import SfuConfig
-from sfu.glue import GatherPolicy, PacketFilter
+from sfu.glue import PacketFilter
 from sfu.metrics import Counters, SfuMetrics
-from sfu.ports import PortRange
+from sfu.ports import GatherPolicy, PortRange
 
 
 @dataclass(frozen=True)

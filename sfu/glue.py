@@ -1,28 +1,18 @@
-"""Every use of aiortc's and aioice's private internals, in one place.
+"""Every use of aiortc's and aioice's private internals, in one place (pinned to aiortc 1.16.0 /
+aioice 0.13, checked at start): aiortc's public API hands out decoded frames, an SFU needs packets.
 
-aiortc's public API hands out decoded frames; a forwarding unit needs RTP packets. This module
-is the only one that reaches inside (pinned to aiortc 1.16.0 / aioice 0.13, checked at start):
-
-- ``take_over_media``: decrypted RTP and RTCP of a peer connection go to our callbacks
-  (``RTCDtlsTransport._handle_rtp_data`` / ``_handle_rtcp_data``), and its receivers and senders
-  are neutered so that no decoder thread, encoder task or aiortc RTCP loop ever starts.
-- Receive fast path: on the sockets this module binds (``prepare_gathering``), an SRTP/SRTCP
-  datagram of a connection handed to ``take_over_media`` is unprotected and given to the
-  callbacks in the socket callback itself (what aioice's queue and ``RTCDtlsTransport._recv_next``
-  would do a task switch later; STUN and DTLS keep aioice's path).
-- ``RtpWriter``: SRTP-protects and sends one packet synchronously on the socket of the
-  transport's nominated ICE pair (what ``RTCDtlsTransport._send_rtp`` does, without a coroutine
-  per packet, and without asyncio's unbounded datagram buffer: asyncio transport ``_sock``).
-- ``SrtpSession``: libsrtp called on aiortc's pylibsrtp sessions (``Session._srtp``) with one
-  reused buffer, without pylibsrtp's per-call allocations.
-- ``tap_rtp_datagrams``: the load generator's counting subscribers read SRTP datagrams at the
-  socket, unauthenticated (never used by the server).
-- ``accept_forward_only_codecs`` / ``separate_streams``: per-transceiver codec list
-  (``_codecs``) and media stream id (``sender._stream_id``).
-- ``prepare_gathering``: host candidates bound on chosen addresses, within the configured UDP
-  port range, optionally advertising a public address (NAT 1:1).
-- ``IceRestart``: a fresh ICE agent under an established DTLS/SRTP session (aiortc has no ICE
-  restart).
+- ``take_over_media``: decrypted RTP/RTCP go to our callbacks (``RTCDtlsTransport.
+  _handle_rtp_data`` / ``_handle_rtcp_data``); receivers and senders are neutered (no decoder
+  thread, encoder task or aiortc RTCP loop). On the sockets this module binds, SRTP/SRTCP is
+  unprotected in the socket callback itself (no aioice queue, no ``_recv_next`` task switch).
+- ``RtpWriter``: SRTP protect and ``send`` synchronously on the nominated ICE pair's socket
+  (``RTCDtlsTransport._send_rtp`` without a coroutine per packet or asyncio's datagram buffer).
+- ``tap_rtp_datagrams``: the load generator's counting subscribers read SRTP at the socket,
+  unauthenticated (never used by the server).
+- ``accept_forward_only_codecs`` / ``separate_streams``: transceiver ``_codecs``, ``_stream_id``.
+- ``prepare_gathering``: host candidates on chosen addresses, in the UDP port range, optionally
+  advertising a public address (NAT 1:1).
+- ``IceRestart``: a fresh ICE agent under an established DTLS/SRTP session.
 """
 
 from __future__ import annotations
@@ -32,13 +22,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import aioice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.ice import Connection, StunProtocol, get_host_addresses
+from aioice.ice import Connection, StunProtocol
 from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 from aiortc import (
     RTCDtlsTransport,
@@ -48,11 +37,9 @@ from aiortc import (
 )
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
-from pylibsrtp import Session
-from pylibsrtp._binding import ffi as _ffi
-from pylibsrtp._binding import lib as _lib
 
-from sfu.ports import PortRange, PortRangeExhausted
+from sfu.fastio import Drainer, SrtpSession
+from sfu.ports import GatherPolicy, PortRange, PortRangeExhausted, local_addresses
 from sfu.sdp import FORWARD_ONLY_NAMES, SessionInfo
 
 log = logging.getLogger("sfu.glue")
@@ -194,58 +181,13 @@ class _SrtpReceiver:
         return True
 
 
-DRAIN = 32
-"""Datagrams read in one socket callback at most: asyncio reads one per readiness event and event
-loop iteration; under load a socket holds several, and reading them at once saves a loop
-iteration each (a meeting of 100 near saturation lost far less with it)."""
-DRAIN_BACKOFF = 8
-"""Callbacks that do not look for more after one that found nothing: a failing ``recvfrom`` costs
-~2.7 µs here, and a lightly loaded socket rarely holds a second datagram."""
-
-
-def _drain(protocol: Any, handle: Callable[[bytes, Any], None]) -> int:
-    """Hand up to ``DRAIN`` more datagrams already waiting on ``protocol``'s socket to ``handle``;
-    returns how many. Socket errors go to ``protocol.error_received`` as asyncio sends them."""
-    sock = getattr(protocol.transport, "_sock", None)  # asyncio's selector transport
-    if sock is None:
-        return 0
-    recvfrom = sock.recvfrom
-    for count in range(DRAIN):
-        try:
-            data, addr = recvfrom(65536)
-        except (BlockingIOError, InterruptedError):
-            return count
-        except OSError as exc:
-            protocol.error_received(exc)
-            return count
-        handle(data, addr)
-    return DRAIN
-
-
-class _Drainer:
-    """``_drain`` after each datagram, backing off while the socket holds no second one."""
-
-    __slots__ = ("_handle", "_protocol", "_skip")
-
-    def __init__(self, protocol: Any, handle: Callable[[bytes, Any], None]) -> None:
-        self._protocol = protocol
-        self._handle = handle
-        self._skip = 0
-
-    def __call__(self) -> None:
-        if self._skip:
-            self._skip -= 1
-        elif not _drain(self._protocol, self._handle):
-            self._skip = DRAIN_BACKOFF
-
-
 class _MediaProtocol(StunProtocol):
     """aioice's socket protocol, with the SRTP fast path of its connection (if one is set), and
     reading what else the socket holds in the same callback."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._drainer = _Drainer(self, self._one)
+        self._drainer = Drainer(self, self._one)
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         self._one(data, addr)  # type: ignore[arg-type]
@@ -297,7 +239,7 @@ def _srtp_tap(protocol: Any, normal: Callable[..., None], sink: PacketSink) -> C
         else:
             normal(data, addr)
 
-    drainer = _Drainer(protocol, one)
+    drainer = Drainer(protocol, one)
 
     def datagram_received(data: bytes, addr: Any) -> None:
         one(data, addr)
@@ -368,56 +310,6 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 
 
 # --- send: protect and send synchronously ---------------------------------------------------------
-
-
-class SrtpSession:
-    """libsrtp on one of aiortc's pylibsrtp sessions, without pylibsrtp's per-call allocations:
-    one buffer and length cell per session, reused. ``protect`` returns a view into the buffer,
-    valid until the next call (``sendto`` copies it at once); ``unprotect`` returns bytes. None
-    when libsrtp refuses the packet (too long, authentication or replay failure)."""
-
-    __slots__ = ("_buffer", "_cdata", "_length", "_srtp", "_view", "session")
-
-    SIZE = 1500  # pylibsrtp's buffer, and its trailer reserves below
-    RTP_TRAILER = 16 + 128
-    RTCP_TRAILER = 4 + 16 + 128
-
-    def __init__(self, session: Session) -> None:
-        self.session = session  # keeps the libsrtp context alive
-        self._srtp = session._srtp[0]
-        self._cdata = _ffi.new("char[]", self.SIZE)
-        self._buffer = _ffi.buffer(self._cdata)
-        self._view = memoryview(self._buffer)
-        self._length = _ffi.new("int *")
-
-    def protect(self, data: bytes) -> memoryview | None:
-        size = self._run(_lib.srtp_protect, data, self.SIZE - self.RTP_TRAILER)
-        return self._view[:size] if size >= 0 else None
-
-    def protect_rtcp(self, data: bytes) -> memoryview | None:
-        size = self._run(_lib.srtp_protect_rtcp, data, self.SIZE - self.RTCP_TRAILER)
-        return self._view[:size] if size >= 0 else None
-
-    def unprotect(self, data: bytes) -> bytes | None:
-        size = self._run(_lib.srtp_unprotect, data, self.SIZE)
-        return bytes(self._buffer[:size]) if size >= 0 else None  # already bytes: no copy
-
-    def unprotect_rtcp(self, data: bytes) -> bytes | None:
-        size = self._run(_lib.srtp_unprotect_rtcp, data, self.SIZE)
-        return bytes(self._buffer[:size]) if size >= 0 else None
-
-    def _run(self, function: Any, data: bytes, limit: int) -> int:
-        """``function`` (a libsrtp call) on ``data`` copied into the buffer: the resulting length,
-        or -1 when ``data`` is longer than ``limit`` or libsrtp refuses it."""
-        size = len(data)
-        if size > limit:
-            return -1
-        self._view[:size] = data
-        length = self._length
-        length[0] = size
-        if function(self._srtp, self._cdata, length):
-            return -1
-        return int(length[0])
 
 
 class RtpWriter:
@@ -531,21 +423,6 @@ class RtpWriter:
 
 
 # --- ICE: addresses, port range, public address --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GatherPolicy:
-    """Where host candidates are bound: ``addresses`` (empty: every interface except loopback),
-    ports from ``ports``, and ``public_ip`` written into every host candidate when set."""
-
-    addresses: tuple[str, ...] = ()
-    public_ip: str = ""
-
-
-def local_addresses(policy: GatherPolicy) -> list[str]:
-    if policy.addresses:
-        return list(policy.addresses)
-    return get_host_addresses(use_ipv4=True, use_ipv6=True)
 
 
 async def _bind(connection: Connection, address: str, ports: PortRange) -> StunProtocol:

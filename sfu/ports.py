@@ -1,4 +1,5 @@
-"""The UDP ports media sockets may bind: a configured range, tried round-robin.
+"""Where media sockets bind: the addresses (``GatherPolicy``) and the UDP ports (a configured
+range, tried round-robin).
 
 Each peer connection binds one socket per local address. With a range configured
 (``sfu.port_min``-``sfu.port_max``) the binder asks ``PortRange.candidates()`` for the order in
@@ -9,6 +10,9 @@ which to try ports: it starts after the last port handed out, so a port that was
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aioice.ice import get_host_addresses
 
 
 class PortRangeExhausted(OSError):
@@ -54,3 +58,18 @@ class PortRange:
             port = self._low + (start - self._low + i) % size
             self._next = self._low + (port - self._low + 1) % size
             yield port
+
+
+@dataclass(frozen=True)
+class GatherPolicy:
+    """Where host candidates are bound: ``addresses`` (empty: every interface except loopback),
+    ports from ``ports``, and ``public_ip`` written into every host candidate when set."""
+
+    addresses: tuple[str, ...] = ()
+    public_ip: str = ""
+
+
+def local_addresses(policy: GatherPolicy) -> list[str]:
+    if policy.addresses:
+        return list(policy.addresses)
+    return get_host_addresses(use_ipv4=True, use_ipv6=True)

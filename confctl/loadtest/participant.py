@@ -38,8 +38,8 @@ from confctl.loadtest.publishing import CraftedMedia, add_aiortc_tracks
 from confctl.loadtest.rawmedia import Pacer
 from confctl.loadtest.rtpstats import ReceiveCounter, ReceiveTotals
 from confctl.loadtest.signaling import Signaling, SignalingError
-from sfu.glue import GatherPolicy, prepare_gathering, take_over_media, tap_rtp_datagrams
-from sfu.ports import PortRange
+from sfu.glue import prepare_gathering, take_over_media, tap_rtp_datagrams
+from sfu.ports import GatherPolicy, PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 MAX_VIDEO_SUBSCRIPTIONS = 25  # the server's default cap (sfu.max_video_subscriptions)

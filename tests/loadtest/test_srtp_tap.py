@@ -14,8 +14,8 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
 from confctl.loadtest.rtpstats import ReceiveCounter
 from sfu.core.rtcp import ReceiverReport
-from sfu.glue import GatherPolicy, RtpWriter, prepare_gathering, take_over_media, tap_rtp_datagrams
-from sfu.ports import PortRange
+from sfu.glue import RtpWriter, prepare_gathering, take_over_media, tap_rtp_datagrams
+from sfu.ports import GatherPolicy, PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 SSRC = 0x1234ABCD

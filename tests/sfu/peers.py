@@ -36,8 +36,8 @@ from av import AudioFrame, VideoFrame
 from confserver.errors import ServiceError
 from confserver.signaling.messages import MediaMessage
 from sfu.controller import SfuController
-from sfu.glue import GatherPolicy, prepare_gathering, take_over_media
-from sfu.ports import PortRange
+from sfu.glue import prepare_gathering, take_over_media
+from sfu.ports import GatherPolicy, PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 ALL_PERMISSIONS = frozenset({"publish_audio", "publish_video", "publish_screen", "subscribe", "chat"})

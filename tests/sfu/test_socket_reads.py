@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from sfu import glue
+from sfu import fastio as glue
 
 
 class Recorder(asyncio.DatagramProtocol):
@@ -22,7 +22,7 @@ class Recorder(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.callbacks += 1
         self.datagrams.append(data)
-        glue._drain(self, lambda d, a: self.datagrams.append(d))
+        glue.drain(self, lambda d, a: self.datagrams.append(d))
 
     def error_received(self, exc: Exception) -> None:
         self.errors.append(exc)
@@ -62,7 +62,7 @@ def test_a_socket_error_while_draining_goes_to_error_received() -> None:
         protocol = Recorder()
         protocol.transport = type("Transport", (), {"_sock": sock})()
         handled: list[bytes] = []
-        glue._drain(protocol, lambda d, a: handled.append(d))
+        glue.drain(protocol, lambda d, a: handled.append(d))
         assert handled == []
         assert len(protocol.errors) == 1 and isinstance(protocol.errors[0], ConnectionRefusedError)
     finally:
@@ -88,7 +88,7 @@ def test_after_finding_nothing_the_next_callbacks_do_not_look() -> None:
     protocol = Recorder()
     protocol.transport = type("Transport", (), {"_sock": sock})()
     handled: list[bytes] = []
-    drainer = glue._Drainer(protocol, lambda d, a: handled.append(d))
+    drainer = glue.Drainer(protocol, lambda d, a: handled.append(d))
     drainer()  # nothing waiting: one failed read
     assert sock.reads == 1
     for _ in range(glue.DRAIN_BACKOFF):

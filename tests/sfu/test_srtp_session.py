@@ -7,7 +7,7 @@ import struct
 
 from pylibsrtp import Policy, Session
 
-from sfu.glue import SrtpSession
+from sfu.fastio import SrtpSession
 
 KEY = bytes(range(44))  # AES-256-GCM: 32-byte key + 12-byte salt
 
