@@ -27,6 +27,19 @@ async def shared_redis(redis_url: str) -> AsyncIterator[tuple[RedisStore, RedisS
     await b.close()
 
 
+@pytest.fixture
+async def nodes(
+    make_client: AppMaker, shared_redis: tuple[RedisStore, RedisStore]
+) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """Two server nodes on the shared Redis; stopped before their stores are closed (a node's
+    background work must not meet a closed connection pool)."""
+    node_a = await make_client(app_store=shared_redis[0])
+    node_b = await make_client(app_store=shared_redis[1])
+    yield node_a, node_b
+    await node_a.close()
+    await node_b.close()
+
+
 async def _attempt(client: TestClient, room: str, identity: str) -> str:
     ws = await connect(client)
     await ws.send({"type": "join", "token": join_token(room, identity), "room": room})
@@ -35,10 +48,9 @@ async def _attempt(client: TestClient, room: str, identity: str) -> str:
 
 
 async def test_concurrent_joins_on_two_nodes_admit_exactly_the_free_seats(
-    make_client: AppMaker, shared_redis: tuple[RedisStore, RedisStore]
+    nodes: tuple[TestClient, TestClient], shared_redis: tuple[RedisStore, RedisStore]
 ) -> None:
-    node_a = await make_client(app_store=shared_redis[0])
-    node_b = await make_client(app_store=shared_redis[1])
+    node_a, node_b = nodes
     await create_room(node_a, "council", max_participants=10)
     await join(node_b, "council", "early")
     results = await asyncio.gather(
@@ -49,10 +61,8 @@ async def test_concurrent_joins_on_two_nodes_admit_exactly_the_free_seats(
     assert await shared_redis[1].seats.count("council", time.time()) == 10
 
 
-async def test_101st_join_is_refused_with_room_full_on_redis(
-    make_client: AppMaker, shared_redis: tuple[RedisStore, RedisStore]
-) -> None:
-    client = await make_client(app_store=shared_redis[0])
+async def test_101st_join_is_refused_with_room_full_on_redis(nodes: tuple[TestClient, TestClient]) -> None:
+    client = nodes[0]
     await create_room(client, "plenary")
     results = await asyncio.gather(*(_attempt(client, "plenary", f"p{i}") for i in range(101)))
     assert sorted(set(results)) == ["joined", "room_full"], results
@@ -60,13 +70,10 @@ async def test_101st_join_is_refused_with_room_full_on_redis(
     assert results.count("room_full") == 1
 
 
-async def test_room_created_on_one_node_is_seen_by_the_other(
-    make_client: AppMaker, shared_redis: tuple[RedisStore, RedisStore]
-) -> None:
+async def test_room_created_on_one_node_is_seen_by_the_other(nodes: tuple[TestClient, TestClient]) -> None:
     from .conftest import admin_headers
 
-    node_a = await make_client(app_store=shared_redis[0])
-    node_b = await make_client(app_store=shared_redis[1])
+    node_a, node_b = nodes
     await create_room(node_a, "shared", metadata={"floor": 3})
     resp = await node_b.get("/api/v1/rooms/shared", headers=admin_headers())
     assert resp.status == 200
