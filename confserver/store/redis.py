@@ -10,9 +10,11 @@ prune lapsed seats.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -36,6 +38,10 @@ from confserver.store.base import (
 
 _REVOCATION_GRACE = 60.0
 """Seconds a revocation key outlives the token, covering clock skew between nodes."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds closing the connections may take before it is abandoned."""
+
+log = logging.getLogger("confserver.store.redis")
 
 _PRELUDE = """
 local room_key, seats_key, info_key, state_key, index_key, closing_key =
@@ -460,5 +466,14 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
+        """Close the connections. redis-py can wait forever for a socket to finish closing
+        (redis/redis-py#3941): after ``CLOSE_TIMEOUT`` seconds the close is abandoned, so a
+        stopping server never hangs on it."""
+        try:
+            await asyncio.wait_for(self._close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("closing the Redis connections took over %s s: abandoned", CLOSE_TIMEOUT)
+
+    async def _close(self) -> None:
         await self._client.aclose()
         await self._client.connection_pool.disconnect()
