@@ -100,6 +100,9 @@ class Subscriber:
         if not self.pc.getTransceivers():
             return
         self._in_flight = True
+        # neuter new transceivers now: an earlier negotiation's connect task may reach them (and
+        # start aiortc's sender with its own RTP/RTCP loops) while the answer is being applied
+        take_over_media(self.pc, _ignore_rtp, self.on_rtcp)
         try:
             separate_streams(self.pc)
             created = await self.pc.createOffer()
