@@ -6,14 +6,13 @@ subscriber, so a subscriber's NACK is answered by sending the source packet agai
 numbers that subscriber saw (see ``DownTrack.on_nack``); nothing is copied per subscriber.
 Packets older than ``max_age`` are no longer offered: the receiver has given up on them by then.
 
-``ResendThrottle`` limits the retransmissions of one outgoing packet to one per round-trip time
-(100 ms when the RTT is unknown) and to a maximum count. ``PacketHistory.resend`` combines both
-for a history that holds outgoing packets. ``now`` is float seconds.
+``ResendThrottle`` (one per down-track) limits the retransmissions of one outgoing packet to one
+per round-trip time (100 ms when the RTT is unknown) and to a maximum count. ``now`` is float
+seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from sfu.core.seqnum import SEQ_BITS, unwrap_near
@@ -72,25 +71,17 @@ class ResendThrottle:
 
 
 class PacketHistory(Generic[T]):
-    """Ring buffer of packets by extended sequence number, with a retransmission throttle."""
+    """Ring buffer of packets by extended sequence number."""
 
-    __slots__ = ("_entries", "_highest", "_max_age", "_size", "_throttle")
+    __slots__ = ("_entries", "_highest", "_max_age", "_size")
 
-    def __init__(
-        self,
-        size: int = DEFAULT_SIZE,
-        *,
-        resend_interval: float = DEFAULT_RESEND_INTERVAL,
-        max_age: float | None = 1.0,
-        max_resends: int = DEFAULT_MAX_RESENDS,
-    ) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, *, max_age: float | None = 1.0) -> None:
         if size <= 0:
             raise ValueError("history size must be positive")
         self._size = size
         self._entries: list[tuple[int, T, float] | None] = [None] * size
         self._highest: int | None = None
         self._max_age = max_age
-        self._throttle = ResendThrottle(size, resend_interval=resend_interval, max_resends=max_resends)
 
     @property
     def size(self) -> int:
@@ -130,37 +121,7 @@ class PacketHistory(Generic[T]):
             return None
         return unwrap_near(seq16, self._highest, SEQ_BITS)
 
-    def resend(self, ext_seq: int, now: float, rtt: float | None = None) -> T | None:
-        """The packet to retransmit for a NACK of ``ext_seq``, or None.
-
-        None when the packet is unknown, too old, already resent within the last RTT (or the
-        default interval), or resent ``max_resends`` times.
-        """
-        packet = self.recent(ext_seq, now)
-        if packet is None or not self._throttle.allow(ext_seq, now, rtt):
-            return None
-        return packet
-
-    def resend_many(
-        self, ext_seqs: Iterable[int], now: float, rtt: float | None = None
-    ) -> tuple[list[T], list[int]]:
-        """Answer a NACK: (packets to retransmit, extended numbers not in the history).
-
-        Packets that are present but throttled appear in neither list.
-        """
-        found: list[T] = []
-        missing: list[int] = []
-        for ext_seq in ext_seqs:
-            if self.get(ext_seq) is None:
-                missing.append(ext_seq)
-                continue
-            packet = self.resend(ext_seq, now, rtt)
-            if packet is not None:
-                found.append(packet)
-        return found, missing
-
     def clear(self) -> None:
         """Forget every packet."""
         self._entries = [None] * self._size
         self._highest = None
-        self._throttle.clear()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.core.history import PacketHistory
+from sfu.core.history import PacketHistory, ResendThrottle
 
 
 def packet(n: int) -> bytes:
@@ -34,54 +34,48 @@ def test_extended_keys_do_not_collide_across_16_bit_wraps() -> None:
 
 
 def test_resend_of_the_same_packet_is_throttled_for_100_ms() -> None:
-    history = PacketHistory()
-    history.put(1, packet(1), now=0.0)
-    assert history.resend(1, now=0.01) == packet(1)
-    assert history.resend(1, now=0.05) is None
-    assert history.resend(1, now=0.109) is None
-    assert history.resend(1, now=0.111) == packet(1)
+    throttle = ResendThrottle()
+    assert throttle.allow(1, now=0.01)
+    assert not throttle.allow(1, now=0.05)
+    assert not throttle.allow(1, now=0.109)
+    assert throttle.allow(1, now=0.111)
 
 
 def test_resend_throttle_follows_the_round_trip_time() -> None:
-    history = PacketHistory()
-    history.put(1, packet(1), now=0.0)
-    assert history.resend(1, now=0.0, rtt=0.03) == packet(1)
-    assert history.resend(1, now=0.02, rtt=0.03) is None
-    assert history.resend(1, now=0.031, rtt=0.03) == packet(1)
+    throttle = ResendThrottle()
+    assert throttle.allow(1, now=0.0, rtt=0.03)
+    assert not throttle.allow(1, now=0.02, rtt=0.03)
+    assert throttle.allow(1, now=0.031, rtt=0.03)
 
 
 def test_resends_stop_after_the_maximum_count() -> None:
-    history = PacketHistory(max_resends=2, max_age=None)
-    history.put(1, packet(1), now=0.0)
-    assert history.resend(1, now=0.0) is not None
-    assert history.resend(1, now=1.0) is not None
-    assert history.resend(1, now=2.0) is None
+    throttle = ResendThrottle(max_resends=2)
+    assert throttle.allow(1, now=0.0)
+    assert throttle.allow(1, now=1.0)
+    assert not throttle.allow(1, now=2.0)
 
 
-def test_packets_older_than_max_age_are_not_resent() -> None:
+def test_throttle_of_one_packet_leaves_the_others_alone() -> None:
+    throttle = ResendThrottle()
+    assert throttle.allow(13, now=0.0)
+    assert throttle.allow(10, now=0.02) and throttle.allow(11, now=0.02)
+    assert not throttle.allow(13, now=0.02)
+
+
+def test_packets_older_than_max_age_are_not_offered() -> None:
     history = PacketHistory(max_age=1.0)
     history.put(1, packet(1), now=0.0)
-    assert history.resend(1, now=1.5) is None
+    assert history.recent(1, now=0.9) == packet(1)
+    assert history.recent(1, now=1.5) is None
     assert history.get(1) == packet(1)
 
 
-def test_overwritten_slot_resets_the_throttle() -> None:
+def test_an_overwritten_slot_holds_only_the_new_packet() -> None:
     history = PacketHistory(4)
     history.put(1, packet(1), now=0.0)
-    assert history.resend(1, now=0.0) is not None
     history.put(5, packet(5), now=0.01)
-    assert history.resend(1, now=0.02) is None
-    assert history.resend(5, now=0.02) == packet(5)
-
-
-def test_resend_many_separates_found_from_missing() -> None:
-    history = PacketHistory(16)
-    for seq in (10, 11, 13):
-        history.put(seq, packet(seq), now=0.0)
-    history.resend(13, now=0.0)
-    found, missing = history.resend_many([10, 12, 13, 11], now=0.02)
-    assert found == [packet(10), packet(11)]  # 13 is throttled, neither resent nor missing
-    assert missing == [12]
+    assert history.recent(1, now=0.02) is None
+    assert history.recent(5, now=0.02) == packet(5)
 
 
 def test_sixteen_bit_feedback_is_extended_against_what_was_sent() -> None:
