@@ -2,7 +2,8 @@
 
 - ``SrtpSession``: libsrtp on one of aiortc's pylibsrtp sessions (``Session._srtp``, pylibsrtp's
   cffi binding), without pylibsrtp's per-call allocations: one buffer and length cell per
-  session, reused; the protected packet is sent straight from the buffer.
+  session, reused; a packet can be written straight into the buffer (``rtp_buffer``), protected
+  in place and sent from it.
 - ``drain`` / ``Drainer``: read what an asyncio datagram socket (``transport._sock``) already
   holds in the callback of the first datagram, backing off while it holds no second one.
 
@@ -22,9 +23,12 @@ class SrtpSession:
     """libsrtp on one of aiortc's pylibsrtp sessions, without pylibsrtp's per-call allocations:
     one buffer and length cell per session, reused. ``protect`` returns a view into the buffer,
     valid until the next call (``sendto`` copies it at once); ``unprotect`` returns bytes. None
-    when libsrtp refuses the packet (too long, authentication or replay failure)."""
+    when libsrtp refuses the packet (too long, authentication or replay failure).
 
-    __slots__ = ("_buffer", "_cdata", "_length", "_srtp", "_view", "session")
+    ``rtp_buffer`` is the start of that buffer, as long as an RTP packet may be before its auth
+    tag: write a packet there and ``protect_written(size)`` protects it without copying it."""
+
+    __slots__ = ("_buffer", "_cdata", "_length", "_srtp", "_view", "rtp_buffer", "session")
 
     SIZE = 1500  # pylibsrtp's buffer, and its trailer reserves below
     RTP_TRAILER = 16 + 128
@@ -37,6 +41,15 @@ class SrtpSession:
         self._buffer = ffi.buffer(self._cdata)
         self._view = memoryview(self._buffer)
         self._length = ffi.new("int *")
+        self.rtp_buffer = self._view[: self.SIZE - self.RTP_TRAILER]
+
+    def protect_written(self, size: int) -> memoryview | None:
+        """Protect the ``size`` bytes already written into ``rtp_buffer``; a view of the result."""
+        length = self._length
+        length[0] = size
+        if lib.srtp_protect(self._srtp, self._cdata, length):
+            return None
+        return self._view[: length[0]]
 
     def protect(self, data: bytes) -> memoryview | None:
         size = self._run(lib.srtp_protect, data, self.SIZE - self.RTP_TRAILER)

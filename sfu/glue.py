@@ -111,25 +111,15 @@ def take_over_media(
 
 
 def _rtp_hook(sink: PacketSink, drop: PacketFilter | None) -> Callable[..., Any]:
-    if drop is None:
-
-        async def handle_rtp_data(data: bytes, arrival_time_ms: int = 0) -> None:
-            try:
-                sink(data)
-            except Exception:  # never let one bad packet end the transport's receive loop
-                log.exception("RTP handler failed")
-
-        return handle_rtp_data
-
-    async def handle_rtp_data_lossy(data: bytes, arrival_time_ms: int = 0) -> None:
-        if drop(data):
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int = 0) -> None:
+        if drop is not None and drop(data):
             return
         try:
             sink(data)
-        except Exception:
+        except Exception:  # never let one bad packet end the transport's receive loop
             log.exception("RTP handler failed")
 
-    return handle_rtp_data_lossy
+    return handle_rtp_data
 
 
 def _rtcp_hook(sink: PacketSink) -> Callable[..., Any]:
@@ -318,7 +308,9 @@ class RtpWriter:
     path loses packets and NACK/PLI repair them, instead of the SFU buffering without bound).
 
     ``send_rtp``/``send_rtcp`` return False when nothing was sent (not connected, libsrtp refused
-    the packet, or the socket's send buffer is full).
+    the packet, or the socket's send buffer is full). The forwarding path writes its packet
+    straight into the SRTP session's buffer instead (``buffer``, or ``prepare()`` when it is
+    None) and sends it with ``send_written(size)``: no copy of the packet before protecting it.
 
     ``connect=True`` also ``connect()``s the nominated pair's UDP socket to the remote address
     (again whenever the pair changes), so each packet is a ``send`` on a socket whose route the
@@ -327,7 +319,7 @@ class RtpWriter:
     nominated pair only; a peer that moves restarts ICE, which brings new sockets.
     """
 
-    __slots__ = ("_addr", "_connect", "_connection", "_drop", "_dtls", "_send", "_sendto", "_srtp")
+    __slots__ = ("_addr", "_connect", "_connection", "_drop", "_dtls", "_send", "_sendto", "_srtp", "buffer")
 
     def __init__(
         self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None, *, connect: bool = False
@@ -340,6 +332,7 @@ class RtpWriter:
         self._send: Callable[[Any], Any] | None = None
         self._addr: Any = None
         self._srtp: SrtpSession | None = None
+        self.buffer: memoryview | None = None
 
     @classmethod
     def for_connection(
@@ -365,7 +358,13 @@ class RtpWriter:
             self._connection = connection
             self._use(connection._nominated.get(1))
             self._srtp = SrtpSession(dtls._tx_srtp) if self._sendto is not None else None
+            self.buffer = self._srtp.rtp_buffer if self._srtp is not None else None
         return self._srtp
+
+    def prepare(self) -> memoryview | None:
+        """``buffer`` after checking the connection (None when it is not connected)."""
+        srtp = self._ready()
+        return srtp.rtp_buffer if srtp is not None else None
 
     def _use(self, pair: Any) -> None:
         self._sendto = self._send = None
@@ -384,19 +383,22 @@ class RtpWriter:
                 self._send = sock.send
 
     def send_rtp(self, data: bytes) -> bool:
-        srtp = self._srtp
-        dtls = self._dtls
-        if (
-            srtp is None
-            or dtls._state is not _CONNECTED
-            or dtls._transport._connection is not self._connection
-        ):
-            srtp = self._ready()
-            if srtp is None:
-                return False
-        if self._drop is not None and self._drop(data):
+        buffer = self.prepare()
+        if buffer is None or len(data) > len(buffer):
+            return False
+        buffer[: len(data)] = data
+        return self.send_written(len(data))
+
+    def send_written(self, size: int) -> bool:
+        """Protect and send the ``size``-byte RTP packet written into ``buffer``."""
+        srtp, dtls = self._srtp, self._dtls
+        connection = dtls._transport._connection
+        if srtp is None or dtls._state is not _CONNECTED or connection is not self._connection:
+            written = self.buffer  # handed out before the send path changed: the long way, if at all
+            return written is not None and self.send_rtp(bytes(written[:size]))
+        if self._drop is not None and self._drop(bytes(srtp.rtp_buffer[:size])):
             return True  # "sent" and lost on the way
-        packet = srtp.protect(data)
+        packet = srtp.protect_written(size)
         if packet is None:
             return False
         try:
@@ -536,9 +538,8 @@ class IceRestart:
         _install_gatherer(new, policy, ports)
         await new.gather_candidates()
         ice.iceGatherer._connection = new
-        fast = old.__dict__.get(_FAST_RECEIVE)
-        if fast is not None:
-            setattr(new, _FAST_RECEIVE, fast)
+        if _FAST_RECEIVE in old.__dict__:
+            setattr(new, _FAST_RECEIVE, old.__dict__[_FAST_RECEIVE])
         ice._connection = new
         ice.iceGatherer._remote_candidates_end = False
         return cls(ice, old, new)

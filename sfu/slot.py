@@ -119,11 +119,17 @@ class Slot:
         if downtrack is None or writer is None:
             counters.drop("not_negotiated")
             return
-        out = downtrack.forward(view, now, switched=switched)
-        if isinstance(out, Drop):
-            counters.drop(out.reason.value)
+        buffer = writer.buffer
+        if buffer is None:
+            buffer = writer.prepare()
+            if buffer is None:
+                counters.drop("not_sent")  # not connected (yet)
+                return
+        written = downtrack.write(view, now, buffer, switched=switched)
+        if isinstance(written, Drop):
+            counters.drop(written.reason.value)
             return
-        if not writer.send_rtp(out):
+        if not writer.send_written(written):
             counters.drop("not_sent")
             return
         size = view.payload_end - view.header_length

@@ -23,6 +23,7 @@ class DropReason(enum.Enum):
     BEFORE_SWITCH = "before_switch"  # late packet from before the current switch point
     DUPLICATE = "duplicate"  # the same sequence number was just forwarded
     SILENT = "silent"  # audio not among the sources forwarded to the room
+    TOO_LONG = "too_long"  # the rewritten packet would not fit the subscriber's SRTP buffer
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,16 +16,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sfu.core.actions import Drop, SendNack, SendRtp
+from sfu.core.actions import Drop, DropReason, SendNack, SendRtp, drop
 from sfu.core.history import DEFAULT_SIZE, ResendThrottle
 from sfu.core.munger import RtpMunger
 from sfu.core.rtcp import SenderReport
-from sfu.core.rtp import ExtensionRemapper, RtpView, build_rtx, pack_fixed_header
+from sfu.core.rtp import (
+    FIXED_HEADER_SIZE,
+    ExtensionRemapper,
+    RtpView,
+    build_rtx,
+    pack_fixed_header,
+    pack_fixed_header_into,
+)
 from sfu.core.seqnum import SEQ_MASK, TS_MASK, unwrap_near
 
 SourceLookup = Callable[[int, int, float], "RtpView | None"]
 """(source SSRC, incoming 16-bit sequence number, now) -> the source packet as received, if it is
 still kept and recent enough to be worth sending again."""
+
+_TOO_LONG = drop(DropReason.TOO_LONG)
+_MAX_DATAGRAM = 1 << 16  # no UDP datagram is longer: ``forward``'s buffer
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +100,30 @@ class DownTrack:
     def forward(self, view: RtpView, now: float, *, switched: bool = False) -> bytes | Drop:
         """The rewritten packet to send, or why not. ``switched``: the layer selector says this
         packet starts a newly selected stream (resynchronises numbering even on the same SSRC)."""
+        buffer = bytearray(_MAX_DATAGRAM)
+        size = self.write(view, now, memoryview(buffer), switched=switched)
+        return size if isinstance(size, Drop) else bytes(buffer[:size])
+
+    def write(self, view: RtpView, now: float, buffer: memoryview, *, switched: bool = False) -> int | Drop:
+        """``forward`` written into ``buffer`` (the SFU's SRTP buffer for this subscriber, so the
+        packet is protected where it lies): its size, or why not. A packet too long for
+        ``buffer`` is dropped; its number stays a gap, as a lost packet's would."""
         munger = self._munger
         if switched:
             munger.resync()
+        first, tail = self._extensions.tail(view)
+        size = FIXED_HEADER_SIZE + len(tail)
+        if size > len(buffer):
+            return _TOO_LONG
         result = munger.process(view.ssrc, view.sequence, view.timestamp, now)
         if isinstance(result, Drop):
             return result
         self.packets_sent += 1
         self.octets_sent += view.payload_end - view.header_length
-        return self._packet(view, result.sequence, result.timestamp)
+        marker_and_pt = (view.data[1] & 0x80) | self._pt
+        pack_fixed_header_into(buffer, 0, first, marker_and_pt, result.sequence, result.timestamp, self._ssrc)
+        buffer[FIXED_HEADER_SIZE:size] = tail
+        return size
 
     def _packet(self, view: RtpView, sequence: int, timestamp: int) -> bytes:
         """``view`` with this subscriber's header: 16/32-bit ``sequence``/``timestamp``."""

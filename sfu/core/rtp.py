@@ -246,6 +246,10 @@ pack_fixed_header = _FIXED.pack
 """``pack_fixed_header(first_byte, marker_and_payload_type, sequence, timestamp, ssrc)``: the
 12-byte fixed RTP header (values already wrapped to their field widths)."""
 
+pack_fixed_header_into = _FIXED.pack_into
+"""``pack_fixed_header_into(buffer, offset, first_byte, marker_and_payload_type, sequence,
+timestamp, ssrc)``: ``pack_fixed_header`` written into a writable buffer."""
+
 
 def build_rtx(view: RtpView, *, ssrc: int, payload_type: int, sequence: int) -> bytes:
     """RFC 4588 retransmission packet for ``view`` (an already rewritten packet): same timestamp,

@@ -53,3 +53,18 @@ def test_tampered_replayed_or_oversized_packets_are_refused() -> None:
     assert ours_rx.unprotect(good) is None  # replayed
     assert ours_tx.protect(rtp(8, size=1400)) is None  # no room for the auth tag
     assert ours_rx.unprotect(b"\x80" * 1600) is None
+
+
+def test_a_packet_written_into_the_buffer_is_protected_in_place_as_protect_would() -> None:
+    tx, rx = sessions()
+    ours_tx, ours_rx = SrtpSession(tx), SrtpSession(rx)
+    reference_tx, _ = sessions()
+    buffer = ours_tx.rtp_buffer
+    assert len(buffer) == SrtpSession.SIZE - SrtpSession.RTP_TRAILER
+    for seq in range(1, 20):
+        packet = rtp(seq)
+        buffer[: len(packet)] = packet
+        protected = ours_tx.protect_written(len(packet))
+        assert protected is not None
+        assert bytes(protected) == reference_tx.protect(packet)
+        assert ours_rx.unprotect(bytes(protected)) == packet

@@ -153,3 +153,24 @@ def test_sender_report_is_translated_for_lip_sync() -> None:
     )
     other = SenderReport(ssrc=HIGH, ntp_timestamp=1, rtp_timestamp=1, packet_count=1, octet_count=1)
     assert track.translate_sender_report(other) is None
+
+
+def test_write_puts_the_same_packet_as_forward_into_the_buffer() -> None:
+    a, b = DownTrack(PARAMS, ExtensionRemapper({3: 7})), DownTrack(PARAMS, ExtensionRemapper({3: 7}))
+    buffer = memoryview(bytearray(1500))
+    for seq in range(10, 14):
+        view = packet(seq, ts=3000 * seq, payload=bytes([seq]) * 300)
+        size = b.write(view, 0.0, buffer)
+        assert isinstance(size, int)
+        assert bytes(buffer[:size]) == a.forward(view, 0.0)
+    assert (b.packets_sent, b.octets_sent) == (a.packets_sent, a.octets_sent) == (4, 1200)
+    assert b.write(packet(13), 0.0, buffer) == Drop(DropReason.DUPLICATE)
+
+
+def test_a_packet_too_long_for_the_buffer_is_dropped_and_leaves_a_gap_like_a_lost_one() -> None:
+    track = DownTrack(PARAMS)
+    buffer = memoryview(bytearray(200))
+    assert track.write(packet(1, payload=b"x" * 100), 0.0, buffer) == 112  # no extension negotiated
+    assert track.write(packet(2, payload=b"x" * 400), 0.0, buffer) == Drop(DropReason.TOO_LONG)
+    assert track.write(packet(3, payload=b"x" * 100), 0.0, buffer) == 112
+    assert RtpView(bytes(buffer[:112])).sequence == 502  # 501 is missing, as if lost
