@@ -26,7 +26,7 @@ class SrtpSession:
     when libsrtp refuses the packet (too long, authentication or replay failure).
 
     ``rtp_buffer`` is the start of that buffer, as long as an RTP packet may be before its auth
-    tag: write a packet there and ``protect_written(size)`` protects it without copying it."""
+    tag: write a packet there and a ``sender`` protects and sends it without copying it."""
 
     __slots__ = ("_buffer", "_cdata", "_length", "_srtp", "_view", "rtp_buffer", "session")
 
@@ -43,13 +43,24 @@ class SrtpSession:
         self._length = ffi.new("int *")
         self.rtp_buffer = self._view[: self.SIZE - self.RTP_TRAILER]
 
-    def protect_written(self, size: int) -> memoryview | None:
-        """Protect the ``size`` bytes already written into ``rtp_buffer``; a view of the result."""
-        length = self._length
-        length[0] = size
-        if lib.srtp_protect(self._srtp, self._cdata, length):
-            return None
-        return self._view[: length[0]]
+    def sender(self, send: Callable[[memoryview], Any]) -> Callable[[int], bool]:
+        """A function that protects the ``size`` bytes written into ``rtp_buffer`` where they lie
+        and hands the result to ``send``: False when libsrtp refuses or ``send`` raises OSError
+        (a full socket buffer included)."""
+        srtp, cdata, length, view = self._srtp, self._cdata, self._length, self._view
+        protect = lib.srtp_protect
+
+        def emit(size: int) -> bool:
+            length[0] = size
+            if protect(srtp, cdata, length):
+                return False
+            try:
+                send(view[: length[0]])
+            except OSError:
+                return False
+            return True
+
+        return emit
 
     def protect(self, data: bytes) -> memoryview | None:
         size = self._run(lib.srtp_protect, data, self.SIZE - self.RTP_TRAILER)

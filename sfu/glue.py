@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,6 +55,7 @@ PacketFilter = Callable[[bytes], bool]
 _WAKE = b"\x00"  # a datagram the DTLS receive loop ignores (neither DTLS nor SRTP)
 _CONNECTED = DtlsState.CONNECTED
 _FAST_RECEIVE = "_sfu_srtp_receive"  # attribute of an aioice Connection: its SRTP fast path
+_WRITERS = "_sfu_writers"  # attribute of an RTCDtlsTransport: its RtpWriters
 
 
 def check_versions() -> None:
@@ -196,19 +198,12 @@ class _MediaProtocol(StunProtocol):
 
 def tap_rtp_datagrams(pc: RTCPeerConnection, on_datagram: PacketSink) -> None:
     """Hand ``pc``'s incoming SRTP datagrams, still encrypted, to ``on_datagram`` straight from
-    the socket callback (``StunProtocol.datagram_received``): no STUN parse attempt, no aioice
-    queue, no DTLS receive task, no SRTP unprotect. An SRTP packet's fixed RTP header (sequence
-    number, SSRC) is in the clear; the payload is encrypted and the auth tag trails it.
-
-    SRTP is told apart as in RFC 7983 and RFC 5761: first byte 128..191 and a payload type (marker
-    bit masked) outside RTCP's 64..95. Everything else (STUN, DTLS, SRTCP) keeps aioice's path, so
-    the connection stays up and RTCP still reaches ``take_over_media``'s sink.
-
-    This skips SRTP authentication and replay protection: anyone who can reach the socket can
-    inject packets. It exists only for the load generator's counting subscribers on a trusted
-    loopback; the server must never use it. Call once ICE/DTLS is connected: sockets are tapped
-    when this is called (those of an ICE restart afterwards are not). Idempotent.
-    """
+    the socket callback: no STUN parse, aioice queue, DTLS task or SRTP unprotect (the fixed RTP
+    header is in the clear). SRTP is told apart as in RFC 7983/5761 (first byte 128..191, payload
+    type outside RTCP's 64..95); STUN, DTLS and SRTCP keep aioice's path, so the connection stays
+    up and RTCP still reaches ``take_over_media``'s sink. No authentication, no replay check: for
+    the load generator's counting subscribers on a trusted loopback only, never the server. Call
+    once connected (sockets of a later ICE restart are not tapped). Idempotent."""
     for dtls in _transports(pc):
         for protocol in dtls.transport._connection._protocols:
             if "datagram_received" not in protocol.__dict__:
@@ -260,27 +255,14 @@ def accept_forward_only_codecs(pc: RTCPeerConnection, offer: SessionInfo) -> Non
             if c.payload_type in common:
                 codecs.append(common[c.payload_type])
             elif c.is_rtx and c.apt in media:
-                codecs.append(
-                    RTCRtpCodecParameters(
-                        mimeType="video/rtx",
-                        clockRate=c.clock_rate,
-                        payloadType=c.payload_type,
-                        parameters={"apt": c.apt},
-                    )
-                )
+                rtx = RTCRtpCodecParameters("video/rtx", c.clock_rate, payloadType=c.payload_type)
+                rtx.parameters = {"apt": c.apt}
+                codecs.append(rtx)
             elif not c.is_rtx and c.name.lower() in FORWARD_ONLY_NAMES:
-                codecs.append(
-                    RTCRtpCodecParameters(
-                        mimeType=f"video/{c.name}",
-                        clockRate=c.clock_rate,
-                        payloadType=c.payload_type,
-                        rtcpFeedback=[
-                            RTCRtcpFeedback(type="nack"),
-                            RTCRtcpFeedback(type="nack", parameter="pli"),
-                        ],
-                        parameters=dict(c.fmtp_params()),
-                    )
-                )
+                codec = RTCRtpCodecParameters(f"video/{c.name}", c.clock_rate, payloadType=c.payload_type)
+                codec.rtcpFeedback = [RTCRtcpFeedback("nack"), RTCRtcpFeedback("nack", "pli")]
+                codec.parameters = dict(c.fmtp_params())
+                codecs.append(codec)
         transceiver._codecs = codecs
 
 
@@ -303,23 +285,23 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 
 
 class RtpWriter:
-    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``sendto`` on the nominated pair's
+    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``send`` on the nominated pair's
     socket, directly: a datagram the socket cannot take now is dropped, never queued (a congested
     path loses packets and NACK/PLI repair them, instead of the SFU buffering without bound).
-
     ``send_rtp``/``send_rtcp`` return False when nothing was sent (not connected, libsrtp refused
-    the packet, or the socket's send buffer is full). The forwarding path writes its packet
-    straight into the SRTP session's buffer instead (``buffer``, or ``prepare()`` when it is
-    None) and sends it with ``send_written(size)``: no copy of the packet before protecting it.
+    the packet, or the socket's send buffer is full).
 
-    ``connect=True`` also ``connect()``s the nominated pair's UDP socket to the remote address
-    (again whenever the pair changes), so each packet is a ``send`` on a socket whose route the
-    kernel has cached (~20 % cheaper than ``sendto`` here). The socket then only receives from
-    that address: right for a subscribe connection, whose peer talks to the SFU over the
-    nominated pair only; a peer that moves restarts ICE, which brings new sockets.
+    The forwarding path writes its packet straight into the SRTP session's buffer (``buffer``, or
+    ``prepare()`` when it is None) and calls ``emit(size)``, which protects it in place and sends
+    it. The send path (socket, remote address, SRTP session) is resolved once and dropped when
+    the DTLS transport changes state or an ICE restart replaces the ICE agent, so no packet
+    checks aiortc's objects. ``connect=True`` also ``connect()``s the nominated pair's socket to
+    the remote address: ``send`` on a cached route (~20 % cheaper than ``sendto`` here); the
+    socket then only receives from that address, right for a subscribe connection (a peer that
+    moves restarts ICE, which brings new sockets).
     """
 
-    __slots__ = ("_addr", "_connect", "_connection", "_drop", "_dtls", "_send", "_sendto", "_srtp", "buffer")
+    __slots__ = ("__weakref__", "_addr", "_connect", "_drop", "_dtls", "_send", "_srtp", "buffer", "emit")
 
     def __init__(
         self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None, *, connect: bool = False
@@ -327,12 +309,12 @@ class RtpWriter:
         self._dtls = dtls
         self._drop = drop_outgoing
         self._connect = connect
-        self._connection: Any = None
-        self._sendto: Callable[[Any, Any], Any] | None = None
-        self._send: Callable[[Any], Any] | None = None
+        self._send: Callable[[Any], Any] = _not_sent
         self._addr: Any = None
         self._srtp: SrtpSession | None = None
         self.buffer: memoryview | None = None
+        self.emit: Callable[[int], bool] = self._emit_written
+        _writers(dtls).add(self)
 
     @classmethod
     def for_connection(
@@ -345,83 +327,91 @@ class RtpWriter:
     def connected(self) -> bool:
         return self._dtls._state is _CONNECTED
 
-    def _ready(self) -> SrtpSession | None:
-        """The session to protect with, after checking that the transport is connected and that
-        ``_sendto``/``_send`` go to the current ICE agent's nominated pair; None when not
-        connected. Cheap when nothing changed: the pair only changes with the ICE agent (an ICE
-        restart replaces it) and the SRTP session with the DTLS transport."""
-        dtls = self._dtls
-        if dtls._state is not _CONNECTED:
-            return None
-        connection = dtls._transport._connection
-        if connection is not self._connection or self._srtp is None:
-            self._connection = connection
-            self._use(connection._nominated.get(1))
-            self._srtp = SrtpSession(dtls._tx_srtp) if self._sendto is not None else None
-            self.buffer = self._srtp.rtp_buffer if self._srtp is not None else None
-        return self._srtp
+    def invalidate(self) -> None:
+        """The send path may have changed: resolve it again before the next packet (a packet
+        already written into ``buffer`` is copied into the new one)."""
+        self._srtp = None
+        self.emit = self._emit_written
 
     def prepare(self) -> memoryview | None:
-        """``buffer`` after checking the connection (None when it is not connected)."""
-        srtp = self._ready()
+        """``buffer``, resolving the send path first if needed (None when not connected)."""
+        srtp = self._srtp if self._srtp is not None else self._resolve()
         return srtp.rtp_buffer if srtp is not None else None
 
-    def _use(self, pair: Any) -> None:
-        self._sendto = self._send = None
+    def _resolve(self) -> SrtpSession | None:
+        dtls = self._dtls
+        pair = dtls._transport._connection._nominated.get(1) if dtls._state is _CONNECTED else None
         if pair is None:
-            return
+            return None
         transport = pair.protocol.transport
         sock = getattr(transport, "_sock", None)  # asyncio's selector transport
-        self._sendto = sock.sendto if sock is not None else transport.sendto
-        self._addr = pair.remote_addr
+        self._addr = addr = pair.remote_addr
+        sendto = sock.sendto if sock is not None else transport.sendto
+        self._send = lambda packet: sendto(packet, addr)
         if self._connect and sock is not None:
             try:
-                sock.connect(pair.remote_addr)
+                sock.connect(addr)
             except OSError as exc:
-                log.warning("cannot connect the media socket to %s: %s", pair.remote_addr, exc)
+                log.warning("cannot connect the media socket to %s: %s", addr, exc)
             else:
                 self._send = sock.send
+        srtp = self._srtp = SrtpSession(dtls._tx_srtp)
+        self.buffer = srtp.rtp_buffer
+        self.emit = srtp.sender(self._send) if self._drop is None else self._emit_written
+        return srtp
+
+    def _emit_written(self, size: int) -> bool:
+        """``emit`` the long way: after the send path changed, or with a loss filter."""
+        written, srtp = self.buffer, self._srtp
+        if srtp is None:
+            # handed out before the send path changed: copied into the current one, if any
+            return written is not None and self.send_rtp(bytes(written[:size]))
+        if self._drop is not None and self._drop(bytes(srtp.rtp_buffer[:size])):
+            return True  # "sent" and lost on the way
+        return srtp.sender(self._send)(size)
 
     def send_rtp(self, data: bytes) -> bool:
         buffer = self.prepare()
         if buffer is None or len(data) > len(buffer):
             return False
         buffer[: len(data)] = data
-        return self.send_written(len(data))
-
-    def send_written(self, size: int) -> bool:
-        """Protect and send the ``size``-byte RTP packet written into ``buffer``."""
-        srtp, dtls = self._srtp, self._dtls
-        connection = dtls._transport._connection
-        if srtp is None or dtls._state is not _CONNECTED or connection is not self._connection:
-            written = self.buffer  # handed out before the send path changed: the long way, if at all
-            return written is not None and self.send_rtp(bytes(written[:size]))
-        if self._drop is not None and self._drop(bytes(srtp.rtp_buffer[:size])):
-            return True  # "sent" and lost on the way
-        packet = srtp.protect_written(size)
-        if packet is None:
-            return False
-        try:
-            if self._send is not None:
-                self._send(packet)
-            else:
-                self._sendto(packet, self._addr)  # type: ignore[misc]
-        except OSError:  # BlockingIOError included: the socket buffer is full
-            return False
-        return True
+        return self.emit(len(data))
 
     def send_rtcp(self, data: bytes) -> bool:
-        srtp = self._ready()
-        if srtp is None:
-            return False
-        packet = srtp.protect_rtcp(data)
+        srtp = self._srtp if self._srtp is not None else self._resolve()
+        packet = srtp.protect_rtcp(data) if srtp is not None else None
         if packet is None:
             return False
         try:
-            self._sendto(packet, self._addr)  # type: ignore[misc]
+            self._send(packet)
         except OSError:
             return False
         return True
+
+
+def _invalidate_writers(dtls: RTCDtlsTransport) -> None:
+    for writer in list(_writers(dtls)):
+        writer.invalidate()
+
+
+def _not_sent(packet: Any) -> None:
+    raise OSError("not connected")
+
+
+def _writers(dtls: RTCDtlsTransport) -> weakref.WeakSet[RtpWriter]:
+    """``dtls``'s writers, each invalidated when its state changes (``_set_state``: the one place
+    aiortc changes it, DTLS keys included) or an ``IceRestart`` replaces its ICE agent."""
+    writers: weakref.WeakSet[RtpWriter] | None = dtls.__dict__.get(_WRITERS)
+    if writers is None:
+        writers = dtls.__dict__[_WRITERS] = weakref.WeakSet()
+        set_state = dtls._set_state
+
+        def set_state_and_invalidate(state: DtlsState) -> None:
+            set_state(state)
+            _invalidate_writers(dtls)
+
+        dtls._set_state = set_state_and_invalidate  # type: ignore[method-assign]
+    return writers
 
 
 # --- ICE: addresses, port range, public address --------------------------------------------------
@@ -521,8 +511,9 @@ class IceRestart:
     credentials and remote candidates added from now on go to it; ``start`` runs the checks and,
     once a pair is nominated, moves the transport's traffic over and closes the old agent."""
 
-    def __init__(self, ice: RTCIceTransport, old: Connection, new: Connection) -> None:
-        self._ice = ice
+    def __init__(self, dtls: RTCDtlsTransport, old: Connection, new: Connection) -> None:
+        self._dtls = dtls
+        self._ice: RTCIceTransport = dtls.transport
         self._old: Connection | None = old
         self._new = new
         self._task: asyncio.Task[None] | None = None
@@ -542,7 +533,8 @@ class IceRestart:
             setattr(new, _FAST_RECEIVE, old.__dict__[_FAST_RECEIVE])
         ice._connection = new
         ice.iceGatherer._remote_candidates_end = False
-        return cls(ice, old, new)
+        _invalidate_writers(transports[0])
+        return cls(transports[0], old, new)
 
     def start(
         self, remote_ufrag: str, remote_pwd: str, candidates: Iterable[str] = (), end: bool = False
@@ -581,6 +573,7 @@ class IceRestart:
         old = self._old
         ice._recv = new.recv
         ice._send = new.send
+        _invalidate_writers(self._dtls)
         monitor = ice._RTCIceTransport__monitor_task  # type: ignore[attr-defined]
         if monitor is not None:
             monitor.cancel()

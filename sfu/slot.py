@@ -129,7 +129,7 @@ class Slot:
         if isinstance(written, Drop):
             counters.drop(written.reason.value)
             return
-        if not writer.send_written(written):
+        if not writer.emit(written):
             counters.drop("not_sent")
             return
         size = view.payload_end - view.header_length

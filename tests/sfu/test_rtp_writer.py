@@ -26,7 +26,7 @@ async def test_a_packet_written_into_the_buffer_arrives_decrypted(link: Link) ->
         buffer = writer.buffer if writer.buffer is not None else writer.prepare()
         assert buffer is not None
         buffer[: len(packet)] = packet
-        assert writer.send_written(len(packet))
+        assert writer.emit(len(packet))
     assert await link.sinks.decrypted.wait_for(len(sent)) == sent
 
 
@@ -36,10 +36,10 @@ async def test_a_buffer_handed_out_before_the_send_path_changed_is_still_sent(li
     assert buffer is not None
     packet = rtp(1)
     buffer[: len(packet)] = packet
-    writer._connection = None  # as after an ICE restart: the writer must resolve its path again
-    assert writer.send_written(len(packet))
+    writer.invalidate()  # as when an ICE restart replaces the agent: resolved again on the next packet
+    assert writer.emit(len(packet))
     assert await link.sinks.decrypted.wait_for(1) == [packet]
-    assert writer.buffer is not None
+    assert writer.buffer is not None and writer.buffer is not buffer
 
 
 async def test_a_packet_longer_than_the_buffer_is_refused(link: Link) -> None:
@@ -49,3 +49,13 @@ async def test_a_packet_longer_than_the_buffer_is_refused(link: Link) -> None:
     assert not writer.send_rtp(b"\x80\x60" + bytes(len(buffer)))
     assert writer.send_rtp(rtp(2))
     assert await link.sinks.decrypted.wait_for(1) == [rtp(2)]
+
+
+async def test_a_closed_transport_drops_the_send_path_and_nothing_more_is_sent(link: Link) -> None:
+    writer = link.writer
+    assert writer.send_rtp(rtp(1))
+    assert writer.buffer is not None
+    await link.sender.close()  # the DTLS transport's state changes: the writer is told
+    assert writer.prepare() is None
+    assert not writer.send_rtp(rtp(2))
+    assert not writer.send_rtcp(b"\x80\xc9\x00\x01\x00\x00\x00\x01")

@@ -59,12 +59,25 @@ def test_a_packet_written_into_the_buffer_is_protected_in_place_as_protect_would
     tx, rx = sessions()
     ours_tx, ours_rx = SrtpSession(tx), SrtpSession(rx)
     reference_tx, _ = sessions()
+    sent: list[bytes] = []
+    emit = ours_tx.sender(lambda packet: sent.append(bytes(packet)))
     buffer = ours_tx.rtp_buffer
     assert len(buffer) == SrtpSession.SIZE - SrtpSession.RTP_TRAILER
     for seq in range(1, 20):
         packet = rtp(seq)
         buffer[: len(packet)] = packet
-        protected = ours_tx.protect_written(len(packet))
-        assert protected is not None
-        assert bytes(protected) == reference_tx.protect(packet)
-        assert ours_rx.unprotect(bytes(protected)) == packet
+        assert emit(len(packet))
+        assert sent[-1] == reference_tx.protect(packet)
+        assert ours_rx.unprotect(sent[-1]) == packet
+
+
+def test_a_sender_whose_socket_refuses_reports_nothing_sent() -> None:
+    tx, _ = sessions()
+    ours = SrtpSession(tx)
+
+    def full(packet: memoryview) -> None:
+        raise BlockingIOError("the socket buffer is full")
+
+    packet = rtp(1)
+    ours.rtp_buffer[: len(packet)] = packet
+    assert not ours.sender(full)(len(packet))
