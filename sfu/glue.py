@@ -92,10 +92,12 @@ def take_over_media(
     on_rtcp: PacketSink,
     *,
     drop_incoming: PacketFilter | None = None,
+    skip_encrypted: PacketFilter | None = None,
 ) -> None:
     """Route ``pc``'s decrypted RTP/RTCP to ``on_rtp``/``on_rtcp`` and neuter its receivers and
-    senders. Idempotent; call after every ``setRemoteDescription`` (new transceivers, BUNDLE)
-    before yielding to the event loop."""
+    senders; an SRTP packet for which ``skip_encrypted`` (given its clear header) returns True is
+    not decrypted. Idempotent; call after every ``setRemoteDescription`` (new transceivers,
+    BUNDLE) before yielding to the event loop."""
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
         sender = transceiver.sender
@@ -108,7 +110,7 @@ def take_over_media(
             continue
         dtls._handle_rtp_data = _rtp_hook(on_rtp, drop_incoming)  # type: ignore[method-assign]
         dtls._handle_rtcp_data = _rtcp_hook(on_rtcp)  # type: ignore[method-assign]
-        fast = _SrtpReceiver(dtls, on_rtp, on_rtcp, drop_incoming)
+        fast = _SrtpReceiver(dtls, on_rtp, on_rtcp, drop_incoming, skip_encrypted)
         setattr(dtls.transport._connection, _FAST_RECEIVE, fast)
 
 
@@ -140,12 +142,13 @@ class _SrtpReceiver:
     per datagram. Before the DTLS handshake has set up SRTP, or after the transport closed, it
     declines and the datagram takes aiortc's path (which drops it likewise)."""
 
-    __slots__ = ("_drop", "_dtls", "_on_rtcp", "_on_rtp", "_srtp")
+    __slots__ = ("_drop", "_dtls", "_on_rtcp", "_on_rtp", "_skip", "_srtp")
 
     def __init__(
-        self, dtls: RTCDtlsTransport, on_rtp: PacketSink, on_rtcp: PacketSink, drop: PacketFilter | None
+        self, dtls: RTCDtlsTransport, on_rtp: PacketSink, on_rtcp: PacketSink, drop: Any, skip: Any
     ) -> None:
         self._dtls = dtls
+        self._skip = skip
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._drop = drop
@@ -164,7 +167,7 @@ class _SrtpReceiver:
                 packet = srtp.unprotect_rtcp(data)
                 if packet is not None:
                     self._on_rtcp(packet)
-            else:
+            elif self._skip is None or not self._skip(data):
                 packet = srtp.unprotect(data)
                 if packet is not None and (self._drop is None or not self._drop(packet)):
                     self._on_rtp(packet)

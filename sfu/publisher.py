@@ -58,6 +58,7 @@ class Publisher:
         self.pc = ctx.new_peer_connection()
         self._pc_open = True
         self.tracks: dict[str, UpTrack] = {}  # by mid
+        self._audio: tuple[UpTrack, ...] = ()  # the audio ones
         self._ids: dict[str, str] = {}  # mid -> track id, stable across renegotiations
         self.router = IncomingRouter()
         self._routing: list[TrackRouting] = []
@@ -88,7 +89,8 @@ class Publisher:
             if restart is not None:
                 await restart.cancel()
             raise ServiceError("bad_sdp", f"the offer was refused: {exc}") from None
-        take_over_media(pc, self.on_rtp, self.on_rtcp, drop_incoming=self._ctx.filters.incoming)
+        lossy = self._ctx.filters.incoming
+        take_over_media(pc, self.on_rtp, self.on_rtcp, drop_incoming=lossy, skip_encrypted=self.skip_silence)
         accept_forward_only_codecs(pc, info)
         answer = await pc.createAnswer()
         prepare_gathering(pc, self._ctx.gather, self._ctx.ports)
@@ -155,12 +157,14 @@ class Publisher:
         self.router.configure(mid_ext=ext_mid, rid_ext=ext_rid, rrid_ext=ext_rrid)
         self.router.set_tracks(routing)
         self._routing = routing
+        self._audio = tuple(t for t in self.tracks.values() if t.kind == "audio")
         return added, removed
 
     def unpublish(self, track_id: str) -> UpTrack | None:
         for mid, track in self.tracks.items():
             if track.id == track_id:
                 del self.tracks[mid]
+                self._audio = tuple(t for t in self._audio if t is not track)
                 self._routing = [r for r in self._routing if r.mid != mid]
                 self.router.set_tracks(self._routing)
                 return track
@@ -184,6 +188,18 @@ class Publisher:
             self._counters.drop("unroutable")
             return
         track.on_rtp(view, route.layer, route.rtx, now)
+
+    def skip_silence(self, data: bytes) -> bool:
+        """An SRTP packet before decryption: True when it is silence of one of this publisher's
+        audio tracks that the room does not forward (``UpTrack.skip_silence``): not decrypted."""
+        audio = self._audio
+        if not audio or len(data) < 12:
+            return False
+        ssrc = int.from_bytes(data[8:12], "big")
+        for track in audio:
+            if track.skip_silence(ssrc, data, self._clock):
+                return True
+        return False
 
     def on_rtcp(self, data: bytes) -> None:
         try:

@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from sfu.core.audio import AudioConfig
 from sfu.core.history import DEFAULT_SIZE, PacketHistory
 from sfu.core.keyframe import KeyframeDetector, always_keyframe, keyframe_detector
 from sfu.core.nackgen import NackGenerator
 from sfu.core.receivestats import ReceiveStats
 from sfu.core.rtcp import SenderReport
-from sfu.core.rtp import ExtensionRemapper, RtpParseError, RtpView, unwrap_rtx
+from sfu.core.rtp import ExtensionRemapper, RtpParseError, RtpView, clear_header, unwrap_rtx
 from sfu.core.seqnum import SeqUnwrapper
 from sfu.core.simulcast import LayerInfo, LayerLiveness
 from sfu.metrics import Counters
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 DEFAULT_TOP = (1280, 720)
 SILENCE = 127
 UNMEASURED_LEVEL = 50
+QUIET_LEVEL = AudioConfig().silence_level
+"""-dBov: audio quieter than this may be dropped before decryption (``UpTrack.skip_silence``)."""
+VERIFY_EVERY = 64
+"""Of the silent packets dropped before decryption, one in this many is decrypted anyway."""
+SRTP_TAG_SIZE = 16  # AES-GCM's tag: the payload size counted for a packet never decrypted
 """-dBov assumed for a source that did not negotiate the audio level extension: loud enough to be
 forwarded when a slot is free, never louder than someone who measurably speaks up."""
 
@@ -262,12 +268,8 @@ class UpTrack:
             return
         seq = view.sequence
         layer.history.put(layer.unwrap.unwrap(seq), view, now)
-        stats.on_packet(seq, view.timestamp, now, retransmission=rtx)
-        if nacks.on_packet(seq, now):
-            self.upstream.send_nack(view.ssrc, nacks.due(now))
         size = view.payload_end - view.header_length
-        layer.octets += size
-        layer.last_packet_at = now
+        self._received(layer, stats, nacks, view.ssrc, seq, view.timestamp, size, now, rtx)
         if self.kind == "video":
             self.counters.packets_in_video += 1
             self.counters.bytes_in_video += size
@@ -282,6 +284,55 @@ class UpTrack:
                 self.counters.drop("muted")
                 return
             self._audio(view, now)
+
+    def _received(
+        self,
+        layer: Layer,
+        stats: ReceiveStats,
+        nacks: NackGenerator,
+        ssrc: int,
+        seq: int,
+        timestamp: int,
+        size: int,
+        now: float,
+        rtx: bool,
+    ) -> None:
+        stats.on_packet(seq, timestamp, now, retransmission=rtx)
+        if nacks.on_packet(seq, now):
+            self.upstream.send_nack(ssrc, nacks.due(now))
+        layer.octets += size
+        layer.last_packet_at = now
+
+    def skip_silence(self, ssrc: int, data: bytes, clock: Callable[[], float]) -> bool:
+        """``data``, an SRTP packet of stream ``ssrc``, before decryption: True when it is silence
+        of this audio track that the room does not forward, so it need not be decrypted. It is
+        accounted as received (statistics, NACK generation, counters) from its clear header;
+        nothing unauthenticated is forwarded. Not skipped (decrypted and handled as usual): another
+        stream, a source being forwarded, a muted track, every ``VERIFY_EVERY``-th packet (libsrtp
+        must see the stream to keep its rollover counter and replay window), a level louder than
+        ``QUIET_LEVEL`` (an unauthenticated header can only push a source towards silence), and a
+        packet with which the policy starts forwarding the source (it sees it again after
+        decryption, at the same level, which changes nothing)."""
+        layer = self.layers.get("")
+        policy = self.audio_policy
+        if layer is None or layer.ssrc != ssrc or policy is None or self.audio_forwarded or self.muted:
+            return False
+        stats, nacks = layer.stats, layer.nacks
+        header = clear_header(data, self._audio_level_id) if self._audio_level_id else None
+        if header is None or stats is None or nacks is None:
+            return False
+        _, seq, timestamp, header_length, raw = header
+        if raw is None or not raw or (raw[0] & 0x7F) <= QUIET_LEVEL or seq % VERIFY_EVERY == 0:
+            return False
+        now = clock()
+        if policy(self, raw[0] & 0x7F, now):
+            return False
+        size = max(0, len(data) - header_length - SRTP_TAG_SIZE)
+        self._received(layer, stats, nacks, ssrc, seq, timestamp, size, now, False)
+        self.counters.packets_in_audio += 1
+        self.counters.bytes_in_audio += size
+        self.counters.drop("silent")
+        return True
 
     def _new_stream(self, layer: Layer, ssrc: int) -> None:
         clock = next((c.clock_rate for c in self.codecs.values()), 90000)

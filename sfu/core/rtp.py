@@ -66,6 +66,31 @@ def _parse_two_byte(data: bytes, pos: int, end: int) -> dict[int, bytes]:
     return out
 
 
+def clear_header(data: bytes, extension_id: int) -> tuple[int, int, int, int, bytes | None] | None:
+    """(SSRC, sequence number, timestamp, header length, value of one-byte header extension
+    ``extension_id`` or None) read from an RTP packet's header only, which SRTP leaves in the
+    clear; None when ``data`` is not a well-formed RTP header. Nothing here is authenticated."""
+    size = len(data)
+    if size < FIXED_HEADER_SIZE or data[0] >> 6 != RTP_VERSION:
+        return None
+    b0, _b1, seq, ts, ssrc = _FIXED.unpack_from(data)
+    pos = FIXED_HEADER_SIZE + 4 * (b0 & 0x0F)
+    value = None
+    if b0 & 0x10:
+        if pos + 4 > size:
+            return None
+        profile, words = _EXT_HEADER.unpack_from(data, pos)
+        start, pos = pos + 4, pos + 4 + 4 * words
+        if pos > size:
+            return None
+        if profile == ONE_BYTE_PROFILE:
+            try:
+                value = _parse_one_byte(data, start, pos).get(extension_id)
+            except RtpParseError:
+                return None
+    return ssrc, seq, ts, pos, value
+
+
 class RtpView:
     """Parsed header of one RTP packet; the payload stays in ``data``.
 

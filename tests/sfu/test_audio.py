@@ -9,8 +9,10 @@ import pytest
 from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from sfu.controller import SfuController
+from sfu.fastio import SrtpSession
 from sfu.glue import prepare_gathering
 from sfu.ports import PortRange
+from sfu.uptrack import VERIFY_EVERY
 from tests.sfu.conftest import config
 from tests.sfu.peers import LOOPBACK, Peer, ToneTrack, wait_until
 from tests.sfu.test_forwarding import video_track_of
@@ -115,3 +117,43 @@ async def test_muting_stops_forwarding_and_unmuting_resumes_with_a_keyframe(sfu:
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_silence_is_dropped_before_decryption_and_still_counted_as_received(
+    sfu: SfuController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decrypted: list[int] = []  # SSRCs of the SRTP packets the server decrypted
+    unprotect = SrtpSession.unprotect
+
+    def counting(self: SrtpSession, data: bytes) -> bytes | None:
+        decrypted.append(int.from_bytes(data[8:12], "big"))
+        return unprotect(self, data)
+
+    monkeypatch.setattr(SrtpSession, "unprotect", counting)
+    quiet, listener = Peer(sfu, "hush", "quiet", decode=False), Peer(sfu, "hush", "listener", decode=False)
+    try:
+        await quiet.join()
+        await listener.join()
+        await publish_audio(quiet, AudioStreamTrack())  # aiortc's silence: level 127 in every packet
+        publisher = sfu._rooms["hush"].members["quiet"].publisher
+        assert publisher is not None
+        (track,) = publisher.tracks.values()
+        layer = track.layers[""]
+        await wait_until(
+            lambda: layer.stats is not None and layer.stats.received >= 200, 10, what="200 silent packets"
+        )
+        stats = layer.stats
+        assert stats is not None and layer.ssrc is not None
+        received = stats.received
+        sent = decrypted.count(layer.ssrc)
+        assert sent <= received / VERIFY_EVERY + 3  # one in VERIFY_EVERY, and the stream's first
+        assert sent >= 2  # ... which keeps libsrtp in step with the stream
+        block = stats.report_block(0.0)
+        assert block is not None and block.packets_lost == 0  # skipped is not lost
+        assert not track.audio_forwarded and sum(listener.rtp_packets.values()) == 0
+        sfu.metrics.flush()
+        silent = sfu.metrics.registry.get_sample_value("conf_sfu_dropped_packets_total", {"reason": "silent"})
+        assert silent is not None and silent >= received - 2
+    finally:
+        await quiet.close()
+        await listener.close()

@@ -12,6 +12,7 @@ from sfu.core.rtp import (
     RtpView,
     build_extension_block,
     build_rtx,
+    clear_header,
     rewrite_header,
 )
 
@@ -334,3 +335,24 @@ def test_rewrite_then_parse_round_trips_every_field(
     assert out.csrcs == tuple(csrcs)
     assert dict(out.extensions) == elements
     assert bytes(out.payload) == payload
+
+
+def test_clear_header_reads_numbers_and_one_extension_without_parsing_the_payload() -> None:
+    ext = one_byte_extensions({1: b"\x0a", 3: b"\xff"})
+    data = rtp(seq=513, ts=960_000, ssrc=0xABCD, pt=111, payload=b"\x01" * 40 + b"tag", extension=ext, csrcs=(7,))
+    assert clear_header(data, 1) == (0xABCD, 513, 960_000, 12 + 4 + len(ext), b"\x0a")
+    assert clear_header(data, 3)[4] == b"\xff"  # type: ignore[index]
+    assert clear_header(data, 9)[4] is None  # type: ignore[index]
+    plain = rtp(seq=2, ssrc=5)
+    assert clear_header(plain, 1) == (5, 2, 0, 12, None)
+
+
+def test_clear_header_refuses_what_is_not_an_rtp_header() -> None:
+    data = rtp(extension=one_byte_extensions({1: b"\x0a"}))
+    assert clear_header(data[:11], 1) is None  # shorter than the fixed header
+    assert clear_header(b"\x40" + data[1:], 1) is None  # version 1
+    assert clear_header(data[:14], 1) is None  # extension header cut off
+    assert clear_header(data[:17], 1) is None  # extension block runs past the end
+    broken = bytearray(rtp(extension=b"\xbe\xde\x00\x01" + b"\x13\x00\x00\x00"))  # element of 2 bytes in 1 word
+    broken[16] = 0x1F  # id 1, 16 bytes: past the block
+    assert clear_header(bytes(broken), 1) is None
