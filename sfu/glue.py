@@ -145,12 +145,16 @@ class _SrtpReceiver:
     __slots__ = ("_drop", "_dtls", "_on_rtcp", "_on_rtp", "_skip", "_srtp")
 
     def __init__(
-        self, dtls: RTCDtlsTransport, on_rtp: PacketSink, on_rtcp: PacketSink, drop: Any, skip: Any
+        self,
+        dtls: RTCDtlsTransport,
+        on_rtp: PacketSink,
+        on_rtcp: PacketSink,
+        drop: PacketFilter | None,
+        skip: PacketFilter | None,
     ) -> None:
         self._dtls = dtls
         self._skip = skip
-        self._on_rtp = on_rtp
-        self._on_rtcp = on_rtcp
+        self._on_rtp, self._on_rtcp = on_rtp, on_rtcp
         self._drop = drop
         self._srtp: SrtpSession | None = None
 

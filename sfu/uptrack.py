@@ -322,7 +322,7 @@ class UpTrack:
         if header is None or stats is None or nacks is None:
             return False
         _, seq, timestamp, header_length, raw = header
-        if raw is None or not raw or (raw[0] & 0x7F) <= QUIET_LEVEL or seq % VERIFY_EVERY == 0:
+        if not raw or (raw[0] & 0x7F) <= QUIET_LEVEL or seq % VERIFY_EVERY == 0:
             return False
         now = clock()
         if policy(self, raw[0] & 0x7F, now):
