@@ -8,12 +8,14 @@ waiting is measured.
 
 The track shows a forwarder only the packets of the layers its selector listens to (the one
 forwarded and the one awaited): every change of the selector's state goes through this class,
-which keeps the track's index (``UpTrack.listen``) in step.
+which keeps the track's index (``UpTrack.listen``) in step. A forwarder in the steady state (the
+selected layer flows, no switch pending, on the stream it switched to) is indexed by its slot
+alone: the track forwards those packets into the slot without asking the forwarder.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client import Histogram
 
@@ -28,11 +30,22 @@ if TYPE_CHECKING:
 _WAITING = DropReason.WAITING_FOR_KEYFRAME.value
 
 
+class Listening(NamedTuple):
+    """What a forwarder takes from its track: packets of ``deciding`` layers through
+    ``on_packet``, packets of the ``direct`` layer straight into ``slot``."""
+
+    deciding: tuple[str, ...]
+    direct: str | None
+    slot: Slot | None
+
+
+_NOT_LISTENING = Listening((), None, None)
+
+
 class VideoForwarder:
     __slots__ = (
-        "_listening",
+        "_index",
         "_ssrc",
-        "_steady",
         "_wait_metric",
         "limits",
         "selector",
@@ -55,19 +68,23 @@ class VideoForwarder:
         self.waiting_since: float | None = now
         self._ssrc: int | None = None
         self._wait_metric = wait_metric
-        self._listening: tuple[str, ...] = ()
-        self._steady: str | None = None
+        self._index: Listening = _NOT_LISTENING
 
     def _reindex(self) -> None:
-        """Tell the track which layers' packets this forwarder needs now, and note the layer
-        that flows with no switch pending (its packets need no decision)."""
-        selector = self.selector
-        current = selector.current
-        self._steady = current if self.slot is not None and current == selector.target else None
-        wanted = selector.listening if self.slot is not None else ()
-        if wanted != self._listening:
-            self.track.listen(self, self._listening, wanted)
-            self._listening = wanted
+        """Tell the track which layers' packets this forwarder needs now: the layer that flows
+        with no switch pending goes straight into the slot (no decision needed), the others
+        (awaited, or a stream other than the one switched to) come to ``on_packet``."""
+        selector, slot = self.selector, self.slot
+        if slot is None:
+            index = _NOT_LISTENING
+        else:
+            current = selector.current
+            steady = current == selector.target and self._ssrc is not None
+            direct = current if steady and self._ssrc == self.track.ssrc_of(current) else None
+            index = Listening(tuple(rid for rid in selector.listening if rid != direct), direct, slot)
+        if index != self._index:
+            self.track.listen(self, self._index, index)
+            self._index = index
 
     def attach(self, slot: Slot, now: float) -> None:
         """Start forwarding into ``slot`` (negotiated); the first packet must be a keyframe."""
@@ -109,11 +126,10 @@ class VideoForwarder:
             self.track.request_keyframe(self.selector.target, now)
 
     def on_packet(self, view: RtpView, rid: str, is_key: bool, now: float) -> None:
+        """A packet of a layer this forwarder decides on (the steady layer goes straight into
+        the slot, see ``_reindex``)."""
         slot = self.slot
         if slot is None:
-            return
-        if rid == self._steady and view.ssrc == self._ssrc:
-            slot.forward(view, now)  # the steady state: this layer, no switch pending
             return
         decision = self.selector.on_packet(rid, is_key, now)
         if decision is FORWARD and view.ssrc == self._ssrc:
@@ -148,6 +164,11 @@ class VideoForwarder:
         slot = self.slot
         if slot is not None and rid == self.selector.current and view.ssrc == self._ssrc:
             slot.skip(view)
+
+    def stream_changed(self) -> None:
+        """A layer of the track started a new stream (SSRC): packets of the steady layer need a
+        decision again (a new stream waits for its keyframe)."""
+        self._reindex()
 
     def on_bitrate(self, bitrate: int | None, now: float) -> None:
         self.selector.set_available_bitrate(bitrate, now)

@@ -72,6 +72,7 @@ class Room:
                 sub.send_track_map()
         track.forwarders = []
         track.listeners = {}
+        track.direct = {}
         track.audio_slots = []
         self.broadcast({"type": "track_unpublished", "id": track.id})
 

@@ -160,9 +160,9 @@ class Slot:
         old = self.downtrack
         if old is None or old.params.payload_type != sub.payload_type:
             first_seq, first_ts = secrets.randbelow(0x8000), secrets.randbelow(1 << 32)
-            if old is not None and old.munger.highest_sequence is not None:
-                first_seq = old.munger.highest_sequence + 1
-                first_ts = old.munger.highest_timestamp + sub.clock_rate // 10
+            if old is not None and old.highest_sequence is not None:
+                first_seq = old.highest_sequence + 1
+                first_ts = old.highest_timestamp + sub.clock_rate // 10
             self.downtrack = DownTrack(
                 DownTrackParams(
                     ssrc=params.ssrc,

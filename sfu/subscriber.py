@@ -283,7 +283,7 @@ class Subscriber:
         slot = self._by_ssrc.get(ssrc)
         if slot is None or slot.downtrack is None or slot.track is None:
             return
-        source = slot.downtrack.munger.source
+        source = slot.downtrack.source
         if source is not None:
             slot.track.upstream.request_keyframe(source, now)
 
@@ -307,9 +307,9 @@ class Subscriber:
             return
         for slot in (*self.audio, *self.video):
             downtrack, track = slot.downtrack, slot.track
-            if downtrack is None or track is None or downtrack.munger.source is None:
+            if downtrack is None or track is None or downtrack.source is None:
                 continue
-            report = track.sender_report(downtrack.munger.source)
+            report = track.sender_report(downtrack.source)
             if report is None:
                 continue
             translated = downtrack.translate_sender_report(report)

@@ -30,7 +30,7 @@ from sfu.metrics import Counters
 from sfu.sdp import Codec
 
 if TYPE_CHECKING:
-    from sfu.forwarder import VideoForwarder
+    from sfu.forwarder import Listening, VideoForwarder
     from sfu.slot import Slot
 
 DEFAULT_TOP = (1280, 720)
@@ -106,6 +106,7 @@ class UpTrack:
         "audio_slots",
         "codecs",
         "counters",
+        "direct",
         "extensions",
         "forwarders",
         "id",
@@ -151,9 +152,11 @@ class UpTrack:
         self.extensions: dict[str, int] = {}
         self.layers: dict[str, Layer] = {"": Layer("", *DEFAULT_TOP, history_size)}
         self.forwarders: list[VideoForwarder] = []
-        # rid -> the forwarders that must see its packets (replaced, never mutated in place, so a
-        # packet's fan-out can re-index as it goes)
+        # rid -> the forwarders that must decide on its packets, and the slots its packets go
+        # into directly (steady forwarders); lists replaced, never mutated in place, so a
+        # packet's fan-out can re-index as it goes
         self.listeners: dict[str, list[VideoForwarder]] = {}
+        self.direct: dict[str, list[Slot]] = {}
         self.liveness = LayerLiveness()
         self.audio_slots: list[Slot] = []
         self.audio_forwarded = False
@@ -221,19 +224,30 @@ class UpTrack:
         layer = self.layers.get(rid if rid is not None else "")
         return layer.ssrc if layer is not None else None
 
-    def listen(self, fwd: VideoForwarder, old: tuple[str, ...], new: tuple[str, ...]) -> None:
-        """``fwd`` now needs the packets of the layers ``new`` instead of ``old``."""
+    def listen(self, fwd: VideoForwarder, old: Listening, new: Listening) -> None:
+        """``fwd`` now takes packets as ``new`` says instead of ``old``."""
         listeners = self.listeners
-        for rid in old:
-            if rid not in new:
+        for rid in old.deciding:
+            if rid not in new.deciding:
                 remaining = [f for f in listeners.get(rid, ()) if f is not fwd]
                 if remaining:
                     listeners[rid] = remaining
                 else:
                     listeners.pop(rid, None)
-        for rid in new:
-            if rid not in old:
+        for rid in new.deciding:
+            if rid not in old.deciding:
                 listeners[rid] = [*listeners.get(rid, ()), fwd]
+        if (old.direct, old.slot) == (new.direct, new.slot):
+            return
+        direct = self.direct
+        if old.direct is not None:
+            slots = [s for s in direct.get(old.direct, ()) if s is not old.slot]
+            if slots:
+                direct[old.direct] = slots
+            else:
+                direct.pop(old.direct, None)
+        if new.direct is not None and new.slot is not None:
+            direct[new.direct] = [*direct.get(new.direct, ()), new.slot]
 
     def request_keyframe(self, rid: str | None, now: float) -> None:
         ssrc = self.ssrc_of(rid)
@@ -342,13 +356,18 @@ class UpTrack:
         layer.stats = ReceiveStats(ssrc, clock)
         layer.nacks = NackGenerator()
         layer.last_sr = None
+        for fwd in self.forwarders:
+            fwd.stream_changed()
 
     def _video(self, view: RtpView, rid: str, size: int, now: float) -> None:
         if self.liveness.seen(rid, now):
             for fwd in self.forwarders:
                 fwd.update(now)
         listeners = self.listeners.get(rid, ())
+        direct = self.direct.get(rid, ())
         if size == 0:
+            for slot in direct:
+                slot.skip(view)
             for fwd in listeners:
                 fwd.skip(view, rid)
             return
@@ -359,6 +378,8 @@ class UpTrack:
         is_key = detector(view.payload)
         if is_key:
             self.upstream.keyframe_arrived(view.ssrc)
+        for slot in direct:
+            slot.forward(view, now)
         for fwd in listeners:
             fwd.on_packet(view, rid, is_key, now)
 

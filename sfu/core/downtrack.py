@@ -1,8 +1,11 @@
 """One subscriber's copy of one published track: rewrite, retransmit.
 
-``DownTrack`` glues the per-packet pieces together: the munger numbers the packet and the header
-is rewritten with the subscriber's SSRC, payload type and extension ids (the part after the fixed
-header is built once per source packet and id map, see ``ExtensionRemapper.tail``). Nothing is
+A ``DownTrack`` is the ``RtpMunger`` of its outgoing stream (numbering) that also writes the
+packets: the header is rewritten with the subscriber's SSRC, payload type and extension ids (the
+part after the fixed header is built once per source packet and id map, see
+``ExtensionRemapper.tail``). ``write`` runs once per forwarded packet and subscriber, so it does
+its work in one frame: the munger's in-order step is inlined there, every other case goes
+through ``RtpMunger.process``. Nothing is
 stored per subscriber: a NACK is answered by finding the source packet among what the SFU
 received (a ``SourceLookup``, the up-track's per-layer history) and sending it again with the
 numbers this subscriber saw (over RTX when negotiated); a packet the SFU does not have (lost
@@ -28,7 +31,7 @@ from sfu.core.rtp import (
     pack_fixed_header,
     pack_fixed_header_into,
 )
-from sfu.core.seqnum import SEQ_MASK, TS_MASK, unwrap_near
+from sfu.core.seqnum import SEQ_MASK, TS_MASK, TS_MOD, unwrap_near
 
 SourceLookup = Callable[[int, int, float], "RtpView | None"]
 """(source SSRC, incoming 16-bit sequence number, now) -> the source packet as received, if it is
@@ -53,12 +56,11 @@ class DownTrackParams:
     history_size: int = DEFAULT_SIZE  # retransmissions remembered for throttling
 
 
-class DownTrack:
+class DownTrack(RtpMunger):
     """Forwards packets of one track to one subscriber."""
 
     __slots__ = (
         "_extensions",
-        "_munger",
         "_params",
         "_pt",
         "_rtx_seq",
@@ -69,13 +71,13 @@ class DownTrack:
     )
 
     def __init__(self, params: DownTrackParams, extensions: ExtensionRemapper | None = None) -> None:
+        super().__init__(
+            params.clock_rate, first_sequence=params.first_sequence, first_timestamp=params.first_timestamp
+        )
         self._params = params
         self._ssrc = params.ssrc
         self._pt = params.payload_type & 0x7F
         self._extensions = extensions if extensions is not None else ExtensionRemapper({})
-        self._munger = RtpMunger(
-            params.clock_rate, first_sequence=params.first_sequence, first_timestamp=params.first_timestamp
-        )
         self._throttle = ResendThrottle(params.history_size)
         self._rtx_seq = (params.rtx_first_sequence - 1) & SEQ_MASK
         self.packets_sent = 0
@@ -84,10 +86,6 @@ class DownTrack:
     @property
     def params(self) -> DownTrackParams:
         return self._params
-
-    @property
-    def munger(self) -> RtpMunger:
-        return self._munger
 
     @property
     def extensions(self) -> ExtensionRemapper:
@@ -108,20 +106,45 @@ class DownTrack:
         """``forward`` written into ``buffer`` (the SFU's SRTP buffer for this subscriber, so the
         packet is protected where it lies): its size, or why not. A packet too long for
         ``buffer`` is dropped; its number stays a gap, as a lost packet's would."""
-        munger = self._munger
+        extensions = self._extensions
+        if extensions.tail_view is view:  # every subscriber of this id map after the first
+            first, tail = extensions.last_tail
+        else:
+            first, tail = extensions.tail(view)
         if switched:
-            munger.resync()
-        first, tail = self._extensions.tail(view)
+            self._resync = True
         size = FIXED_HEADER_SIZE + len(tail)
         if size > len(buffer):
             return _TOO_LONG
-        result = munger.process(view.ssrc, view.sequence, view.timestamp, now)
-        if isinstance(result, Drop):
-            return result
+        sequence = view.sequence
+        highest_in = self._highest_in
+        d = (sequence - highest_in) & SEQ_MASK
+        if 0 < d < 0x8000 and view.ssrc == self._source and not self._resync:
+            # RtpMunger.process's in-order step, inlined
+            in_ts = self._in_ts
+            dt = (view.timestamp - in_ts) & TS_MASK
+            if dt < 0x80000000:
+                in_ts += dt
+                self._in_ts = in_ts
+            else:
+                in_ts += dt - TS_MOD
+            in_ext = highest_in + d
+            out_ext = in_ext - self._seq_offset
+            out_ts = in_ts - self._ts_offset
+            self._highest_in = in_ext
+            self._highest_out = out_ext
+            self._highest_out_ts = out_ts
+            self._last_time = now
+            out_seq, out_ts = out_ext & SEQ_MASK, out_ts & TS_MASK
+        else:
+            result = self.process(view.ssrc, sequence, view.timestamp, now)
+            if isinstance(result, Drop):
+                return result
+            out_seq, out_ts = result.sequence, result.timestamp
         self.packets_sent += 1
         self.octets_sent += view.payload_end - view.header_length
         marker_and_pt = (view.data[1] & 0x80) | self._pt
-        pack_fixed_header_into(buffer, 0, first, marker_and_pt, result.sequence, result.timestamp, self._ssrc)
+        pack_fixed_header_into(buffer, 0, first, marker_and_pt, out_seq, out_ts, self._ssrc)
         buffer[FIXED_HEADER_SIZE:size] = tail
         return size
 
@@ -133,7 +156,7 @@ class DownTrack:
 
     def skip(self, view: RtpView) -> None:
         """``view`` is deliberately not forwarded (padding, dropped temporal layer, silence)."""
-        self._munger.skip(view.ssrc, view.sequence)
+        self.skip_sequence(view.ssrc, view.sequence)
 
     def on_nack(
         self,
@@ -145,15 +168,14 @@ class DownTrack:
         """Answer a subscriber's NACK of outgoing 16-bit sequence numbers ``lost``: the source
         packets ``source`` still has are sent again (throttled per packet), the others are asked
         for upstream."""
-        munger = self._munger
-        highest = munger.highest_sequence
+        highest = self._highest_out
         if highest is None:
             return []
         actions: list[SendRtp | SendNack] = []
         upstream: dict[int, list[int]] = {}
         for seq in lost:
             seq &= SEQ_MASK
-            origin = munger.origin(seq)
+            origin = self.origin(seq)
             if origin is None:
                 continue
             ssrc, in_seq, ts_offset = origin
@@ -169,7 +191,7 @@ class DownTrack:
     def translate_sender_report(self, report: SenderReport) -> SenderReport | None:
         """The publisher's sender report as this subscriber must see it, or None if the report is
         about a stream that is not the one being forwarded."""
-        timestamp = self._munger.translate_timestamp(report.ssrc, report.rtp_timestamp)
+        timestamp = self.translate_timestamp(report.ssrc, report.rtp_timestamp)
         if timestamp is None:
             return None
         return SenderReport(

@@ -115,8 +115,9 @@ class RtpMunger:
         """Outgoing numbering for a packet to forward, or a ``Drop`` (duplicate / before switch)."""
         if source != self._source or self._resync:
             return self._start_run(source, sequence, timestamp, now)
-        # Unwrapping inlined (this runs once per forwarded packet and subscriber): each value is
-        # placed closest to the highest one of the run.
+        # Unwrapping inlined: each value is placed closest to the highest one of the run. The
+        # forwarding path's copy of this in-order step is ``DownTrack.write`` (a test keeps the
+        # two equal).
         highest_in = self._highest_in
         d = (sequence - highest_in) & SEQ_MASK
         in_ts = self._in_ts
@@ -144,7 +145,7 @@ class RtpMunger:
         out_ts = in_ts - self._ts_offset
         return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
 
-    def skip(self, source: int, sequence: int) -> None:
+    def skip_sequence(self, source: int, sequence: int) -> None:
         """A packet of the current source that is deliberately not forwarded (e.g. padding only,
         a dropped temporal layer, silence): the outgoing stream closes the gap it would leave.
 

@@ -318,10 +318,11 @@ class ExtensionRemapper:
 
     Built from ``{uri: id}`` maps of both sides; extensions the subscriber did not negotiate are
     dropped. ``block()`` and ``tail()`` remember the last packet they encoded, so one remapper
-    shared by every subscriber with the same id map encodes each incoming packet once.
+    shared by every subscriber with the same id map encodes each incoming packet once; the
+    forwarding path reads ``last_tail`` itself when ``tail_view`` is its packet (no call).
     """
 
-    __slots__ = ("_id_map", "_last_block", "_last_in", "_tail", "_tail_view")
+    __slots__ = ("_id_map", "_last_block", "_last_in", "last_tail", "tail_view")
 
     def __init__(self, id_map: Mapping[int, int]) -> None:
         for src, dst in id_map.items():
@@ -330,8 +331,8 @@ class ExtensionRemapper:
         self._id_map = dict(id_map)
         self._last_in: Mapping[int, bytes] | None = None
         self._last_block = b""
-        self._tail_view: RtpView | None = None
-        self._tail: tuple[int, bytes] = (0, b"")
+        self.tail_view: RtpView | None = None  # the packet ``last_tail`` is of
+        self.last_tail: tuple[int, bytes] = (0, b"")
 
     @classmethod
     def from_uris(cls, publisher: Mapping[str, int], subscriber: Mapping[str, int]) -> ExtensionRemapper:
@@ -353,8 +354,8 @@ class ExtensionRemapper:
         rewritten first header byte (padding, extension and CSRC count bits) and the bytes after
         the fixed header (CSRCs, rebuilt extension block, payload, padding). With them a packet
         is ``pack_fixed_header(first_byte, ...) + tail``."""
-        if view is self._tail_view:
-            return self._tail
+        if view is self.tail_view:
+            return self.last_tail
         data = view.data
         block = self.block(view.extensions)
         cc = view.csrc_count
@@ -363,9 +364,9 @@ class ExtensionRemapper:
             rest = data[FIXED_HEADER_SIZE : FIXED_HEADER_SIZE + 4 * cc] + block + data[view.header_length :]
         else:
             rest = data[view.header_length :]
-        self._tail_view = view
-        self._tail = (first, rest)
-        return self._tail
+        self.tail_view = view
+        self.last_tail = (first, rest)
+        return self.last_tail
 
     def block(self, extensions: Mapping[int, bytes]) -> bytes:
         """Encoded extension block for the subscriber (``b""`` when nothing is left)."""

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sfu.core.actions import Drop, DropReason, SendNack, SendRtp
 from sfu.core.downtrack import DownTrack, DownTrackParams
+from sfu.core.munger import RtpMunger
 from sfu.core.rtcp import SenderReport
 from sfu.core.rtp import ExtensionRemapper, RtpView
 
@@ -174,3 +177,52 @@ def test_a_packet_too_long_for_the_buffer_is_dropped_and_leaves_a_gap_like_a_los
     assert track.write(packet(2, payload=b"x" * 400), 0.0, buffer) == Drop(DropReason.TOO_LONG)
     assert track.write(packet(3, payload=b"x" * 100), 0.0, buffer) == 112
     assert RtpView(bytes(buffer[:112])).sequence == 502  # 501 is missing, as if lost
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["forward", "forward", "forward", "switch", "skip"]),
+            st.sampled_from([LOW, LOW, LOW, HIGH]),
+            st.sampled_from([1, 1, 1, 1, 2, 5, 0, -1, -3]),  # sequence step: loss, duplicates, late
+            st.sampled_from([0, 3000, 3000, 9000, -3000, 1 << 30]),  # timestamp step, wraps too
+        ),
+        min_size=20,
+        max_size=80,
+    ),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFFFF),
+)
+def test_write_numbers_packets_exactly_as_the_munger_does(
+    events: list[tuple[str, int, int, int]], first_seq: int, first_ts: int
+) -> None:
+    """``write`` inlines the munger's in-order step: whatever arrives, it must number each packet
+    as ``RtpMunger.process`` does."""
+    track = DownTrack(PARAMS)
+    reference = RtpMunger(PARAMS.clock_rate, first_sequence=PARAMS.first_sequence, first_timestamp=0)
+    buffer = memoryview(bytearray(1500))
+    seq, ts = {LOW: first_seq, HIGH: first_seq ^ 0x8000}, {LOW: first_ts, HIGH: first_ts ^ 1 << 31}
+    for i, (kind, ssrc, seq_step, ts_step) in enumerate(events):
+        seq[ssrc] = (seq[ssrc] + seq_step) & 0xFFFF
+        ts[ssrc] = (ts[ssrc] + ts_step) & 0xFFFFFFFF
+        now = i * 0.01
+        view = packet(seq[ssrc], ts=ts[ssrc], ssrc=ssrc)
+        if kind == "skip":
+            track.skip(view)
+            reference.skip_sequence(ssrc, seq[ssrc])
+            continue
+        if kind == "switch":
+            reference.resync()
+        expected = reference.process(ssrc, seq[ssrc], ts[ssrc], now)
+        written = track.write(view, now, buffer, switched=kind == "switch")
+        if isinstance(expected, Drop):
+            assert written == expected
+        else:
+            assert isinstance(written, int)
+            header = RtpView(bytes(buffer[:written]))
+            assert (header.sequence, header.timestamp) == (expected.sequence, expected.timestamp)
+        assert (track.highest_sequence, track.highest_timestamp) == (
+            reference.highest_sequence,
+            reference.highest_timestamp,
+        )
+        assert track.translate_timestamp(ssrc, ts[ssrc]) == reference.translate_timestamp(ssrc, ts[ssrc])

@@ -99,7 +99,7 @@ def test_late_packet_from_before_the_switch_point_is_dropped() -> None:
 def test_skipped_packets_close_their_gap_without_hiding_real_loss() -> None:
     m = munger()
     forward(m, LOW, 10, 0, 0.0)
-    m.skip(LOW, 11)  # e.g. padding-only: deliberately not forwarded
+    m.skip_sequence(LOW, 11)  # e.g. padding-only: deliberately not forwarded
     assert forward(m, LOW, 12, 0, 0.01).sequence == 1001
     # 13 is lost in the network, 14 arrives: the receiver must see the hole
     assert forward(m, LOW, 14, 0, 0.02).sequence == 1003
@@ -108,7 +108,7 @@ def test_skipped_packets_close_their_gap_without_hiding_real_loss() -> None:
 def test_late_packet_from_before_a_skip_uses_the_old_numbering() -> None:
     m = munger()
     forward(m, LOW, 10, 0, 0.0)
-    m.skip(LOW, 12)  # 11 still on its way
+    m.skip_sequence(LOW, 12)  # 11 still on its way
     assert forward(m, LOW, 13, 0, 0.01).sequence == 1002
     assert forward(m, LOW, 11, 0, 0.02).sequence == 1001
 
@@ -117,7 +117,7 @@ def test_consecutive_skips_collapse() -> None:
     m = munger()
     forward(m, LOW, 10, 0, 0.0)
     for s in range(11, 20):
-        m.skip(LOW, s)
+        m.skip_sequence(LOW, s)
     assert forward(m, LOW, 20, 0, 0.1).sequence == 1001
     assert m.incoming_for(1001) == (LOW, 20)
     assert m.incoming_for(1000) == (LOW, 10)
@@ -125,11 +125,11 @@ def test_consecutive_skips_collapse() -> None:
 
 def test_skip_of_a_late_or_foreign_packet_changes_nothing() -> None:
     m = munger()
-    m.skip(LOW, 5)  # nothing forwarded yet
+    m.skip_sequence(LOW, 5)  # nothing forwarded yet
     forward(m, LOW, 10, 0, 0.0)
     forward(m, LOW, 11, 0, 0.0)
-    m.skip(LOW, 9)
-    m.skip(HIGH, 12)
+    m.skip_sequence(LOW, 9)
+    m.skip_sequence(HIGH, 12)
     assert forward(m, LOW, 12, 0, 0.0).sequence == 1002
 
 
