@@ -45,6 +45,15 @@ class Counters:
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def count_out(self, video: bool, packets: int, payload_size: int) -> None:
+        """``packets`` copies of one packet with ``payload_size`` bytes of payload were sent."""
+        if video:
+            self.packets_out_video += packets
+            self.bytes_out_video += packets * payload_size
+        else:
+            self.packets_out_audio += packets
+            self.bytes_out_audio += packets * payload_size
+
 
 class SfuMetrics:
     """The ``conf_sfu_*`` metrics on one registry."""

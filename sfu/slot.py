@@ -10,7 +10,7 @@ contiguous, timestamps keep advancing) whatever the SFU switches behind it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,35 +110,9 @@ class Slot:
         self.forwarder = None
 
     def forward(self, view: RtpView, now: float, *, switched: bool = False) -> None:
-        counters = self.counters
-        if view.payload_type != self._pub_pt and not self._prepare(view.payload_type):
-            counters.drop("codec_not_negotiated")
-            return
-        downtrack = self.downtrack
-        writer = self.writer
-        if downtrack is None or writer is None:
-            counters.drop("not_negotiated")
-            return
-        buffer = writer.buffer
-        if buffer is None:
-            buffer = writer.prepare()
-            if buffer is None:
-                counters.drop("not_sent")  # not connected (yet)
-                return
-        written = downtrack.write(view, now, buffer, switched=switched)
-        if isinstance(written, Drop):
-            counters.drop(written.reason.value)
-            return
-        if not writer.emit(written):
-            counters.drop("not_sent")
-            return
-        size = view.payload_end - view.header_length
-        if self.kind == "video":
-            counters.packets_out_video += 1
-            counters.bytes_out_video += size
-        else:
-            counters.packets_out_audio += 1
-            counters.bytes_out_audio += size
+        if forward_to((self,), view, now, switched=switched):
+            size = view.payload_end - view.header_length
+            self.counters.count_out(self.kind == "video", 1, size)
 
     def skip(self, view: RtpView) -> None:
         if self.downtrack is not None:
@@ -181,6 +155,36 @@ class Slot:
             old.set_extensions(remapper)
         self._pub_pt = pub_pt
         return True
+
+
+def forward_to(slots: Iterable[Slot], view: RtpView, now: float, *, switched: bool = False) -> int:
+    """Forward ``view`` into each of ``slots`` (a track's fan-out, in one frame: this runs once
+    per packet and subscriber): how many it was sent to. Drops are counted on the slots'
+    counters; the packets sent are for the caller to count."""
+    pt = view.payload_type
+    sent = 0
+    for slot in slots:
+        if pt != slot._pub_pt and not slot._prepare(pt):
+            slot.counters.drop("codec_not_negotiated")
+            continue
+        downtrack, writer = slot.downtrack, slot.writer
+        if downtrack is None or writer is None:
+            slot.counters.drop("not_negotiated")
+            continue
+        buffer = writer.buffer
+        if buffer is None:
+            buffer = writer.prepare()
+            if buffer is None:
+                slot.counters.drop("not_sent")  # not connected (yet)
+                continue
+        written = downtrack.write(view, now, buffer, switched=switched)
+        if isinstance(written, Drop):
+            slot.counters.drop(written.reason.value)
+        elif writer.emit(written):
+            sent += 1
+        else:
+            slot.counters.drop("not_sent")
+    return sent
 
 
 def _remapper(track: UpTrack, subscriber: Mapping[str, int]) -> ExtensionRemapper:

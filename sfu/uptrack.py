@@ -28,6 +28,7 @@ from sfu.core.seqnum import SeqUnwrapper
 from sfu.core.simulcast import LayerInfo, LayerLiveness
 from sfu.metrics import Counters
 from sfu.sdp import Codec
+from sfu.slot import forward_to
 
 if TYPE_CHECKING:
     from sfu.forwarder import Listening, VideoForwarder
@@ -378,8 +379,10 @@ class UpTrack:
         is_key = detector(view.payload)
         if is_key:
             self.upstream.keyframe_arrived(view.ssrc)
-        for slot in direct:
-            slot.forward(view, now)
+        if direct:
+            sent = forward_to(direct, view, now)
+            if sent:
+                self.counters.count_out(True, sent, size)
         for fwd in listeners:
             fwd.on_packet(view, rid, is_key, now)
 
@@ -393,8 +396,9 @@ class UpTrack:
         if policy is not None and not policy(self, level, now):
             self.counters.drop("silent")
             return
-        for slot in self.audio_slots:
-            slot.forward(view, now)
+        sent = forward_to(self.audio_slots, view, now)
+        if sent:
+            self.counters.count_out(False, sent, view.payload_end - view.header_length)
 
     def on_sender_report(self, report: SenderReport, now: float) -> None:
         layer = self.layer_of_ssrc(report.ssrc)

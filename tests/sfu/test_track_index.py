@@ -107,6 +107,8 @@ def test_a_forwarder_decides_until_its_keyframe_then_its_slot_takes_packets_dire
     assert len(sequences) == 4
     assert sequences == list(range(sequences[0], sequences[0] + 4))
     assert {p.ssrc for p in s.writer.sent} == {0xABC}
+    assert s.counters.packets_out_video == 4  # counted on either path
+    assert s.counters.bytes_out_video == sum(p.payload_end - p.header_length for p in s.writer.sent)
 
 
 def test_padding_skipped_on_the_direct_path_leaves_no_gap() -> None:
