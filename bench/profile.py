@@ -24,12 +24,14 @@ from pathlib import Path
 from bench import server as srv
 from bench.run import scenario_args
 
+PROJECT = str(Path(__file__).resolve().parent.parent)  # file names are shown relative to it
+
 
 def frame_name(frame: str) -> str:
     """``handle_rtp_data (sfu/glue.py:102)`` -> ``handle_rtp_data (sfu/glue.py)``; paths shortened."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "python3.11/"):
+    for marker in ("site-packages/", f"{PROJECT}/", "python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{name} ({path})"
