@@ -29,24 +29,34 @@ PACKET_SIZE = 1200
 ROUNDS = 20  # packets to every destination per timed batch
 
 
+Pair = tuple[SrtpSession, socket.socket, socket.socket]
+"""An SRTP session (AES-256-GCM, outbound) with a sending socket connected to a receiving one."""
+
+
+def open_pairs(count: int) -> list[Pair]:
+    """``count`` destinations on loopback; the caller closes their sockets."""
+    pairs: list[Pair] = []
+    for _ in range(count):
+        policy = Policy(
+            key=os.urandom(44),
+            ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+        )
+        policy.allow_repeat_tx = True
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        pairs.append((SrtpSession(Session(policy)), sender, receiver))
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        sender.bind(("127.0.0.1", 0))
+        sender.connect(receiver.getsockname())
+    return pairs
+
+
 def floor_us(destinations: int = 100, batches: int = 15) -> float:
     """Median over ``batches`` of the CPU microseconds per protect + send."""
-    pairs: list[tuple[SrtpSession, socket.socket, socket.socket]] = []
+    pairs = open_pairs(destinations)
     try:
-        for _ in range(destinations):
-            policy = Policy(
-                key=os.urandom(44),
-                ssrc_type=Policy.SSRC_ANY_OUTBOUND,
-                srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
-            )
-            policy.allow_repeat_tx = True
-            receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            pairs.append((SrtpSession(Session(policy)), sender, receiver))
-            receiver.bind(("127.0.0.1", 0))
-            receiver.setblocking(False)
-            sender.bind(("127.0.0.1", 0))
-            sender.connect(receiver.getsockname())
         payload = os.urandom(PACKET_SIZE - 12)
         packets = [
             struct.pack("!BBHII", 0x80, 96, seq, seq * 3000, 0x5EED) + payload for seq in range(ROUNDS)
@@ -62,7 +72,7 @@ def floor_us(destinations: int = 100, batches: int = 15) -> float:
                         send(protected)
             costs.append((time.process_time() - start) / (ROUNDS * destinations) * 1e6)
             for _srtp, _sender, receiver in pairs:
-                _drain(receiver)
+                drain(receiver)
         return statistics.median(costs)
     finally:
         for _srtp, sender, receiver in pairs:
@@ -70,7 +80,8 @@ def floor_us(destinations: int = 100, batches: int = 15) -> float:
             receiver.close()
 
 
-def _drain(sock: socket.socket) -> None:
+def drain(sock: socket.socket) -> None:
+    """Read what a non-blocking socket holds."""
     try:
         while True:
             sock.recv(2048)
