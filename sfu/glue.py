@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,7 +28,6 @@ import aioice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
-from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 from aiortc import (
     RTCDtlsTransport,
     RTCIceTransport,
@@ -40,7 +38,7 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
 from sfu.fastio import Drainer, SrtpSession
-from sfu.ports import GatherPolicy, PortRange, PortRangeExhausted, local_addresses
+from sfu.ports import GatherPolicy, PortRange, PortRangeExhausted, local_addresses, size_receive_buffer
 from sfu.sdp import FORWARD_ONLY_NAMES, SessionInfo
 
 log = logging.getLogger("sfu.glue")
@@ -437,7 +435,7 @@ async def _bind(connection: Connection, address: str, ports: PortRange) -> StunP
             continue
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+            size_receive_buffer(sock)
         return protocol
     raise PortRangeExhausted(f"no free UDP port on {address} in {ports.low}-{ports.high}: {last}")
 

@@ -1,4 +1,4 @@
-"""Network policy: the pinned aiortc version, TURN credentials, UDP port range, NAT 1:1."""
+"""Network policy: the pinned aiortc version, TURN credentials, UDP port range, NAT 1:1, socket buffers."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import base64
 import hashlib
 import hmac
 import re
+import socket
 import time
+from pathlib import Path
 
 import aiortc
 import pytest
 
 from confserver.config import IceServerConfig
 from confserver.errors import ServiceError
-from sfu import glue
+from sfu import glue, ports
 from sfu.controller import SfuController
 from sfu.ports import PortRange
 from tests.sfu.conftest import config
@@ -128,3 +130,44 @@ def test_port_ranges_rotate_and_reject_nonsense() -> None:
     assert list(PortRange().candidates()) == [0]
     with pytest.raises(ValueError):
         PortRange(6000, 5000)
+
+
+def test_a_media_socket_gets_the_receive_buffer_asked_for_or_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ports.size_receive_buffer(sock, min(limit, 1 << 20))
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2 == min(limit, 1 << 20)
+        assert not caplog.records
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ports, "_warned", [])
+        ports.size_receive_buffer(sock, limit * 2)  # more than the kernel allows
+        ports.size_receive_buffer(sock, limit * 2)
+        warnings = [r for r in caplog.records if "net.core.rmem_max" in r.getMessage()]
+        assert len(warnings) == 1  # once per process
+
+
+async def test_the_servers_media_sockets_are_given_large_receive_buffers(
+    sfu: SfuController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sized: list[int] = []
+    original = glue.size_receive_buffer
+
+    def spy(sock: socket.socket) -> None:
+        original(sock)
+        sized.append(sock.getsockname()[1])
+
+    monkeypatch.setattr(glue, "size_receive_buffer", spy)
+    peer = Peer(sfu, "buffers", "a")
+    await peer.join()
+    await peer.publish(video=(160, 120), audio=False)
+    member = sfu._rooms["buffers"].members["a"]
+    used = [
+        port
+        for side in (member.publisher, member.subscriber)
+        if side is not None
+        for port in glue.local_ports(side.pc)
+    ]
+    assert used and set(used) <= set(sized)
+    await peer.close()
