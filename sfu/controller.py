@@ -28,7 +28,7 @@ from sfu.context import MediaContext, PacketFilters
 from sfu.core.simulcast import LayerLimits
 from sfu.glue import check_versions
 from sfu.metrics import SfuMetrics
-from sfu.ports import PortRange
+from sfu.ports import PortRange, receive_buffer_warning
 from sfu.publisher import Publisher
 from sfu.room import Member, Room
 from sfu.sdp import SdpError, parse_sdp, section_for_rid_check
@@ -53,6 +53,9 @@ class SfuController:
     ) -> None:
         check_versions()
         PortRange(cfg.port_min, cfg.port_max)  # refuse a bad range now, not at the first join
+        warning = receive_buffer_warning()
+        if warning is not None:
+            log.warning("%s", warning)
         self._cfg = cfg
         self.metrics = SfuMetrics(metrics_registry)
         self._filters = packet_filters or PacketFilters()

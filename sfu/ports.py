@@ -9,14 +9,11 @@ which to try ports: it starts after the last port handed out, so a port that was
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aioice.ice import get_host_addresses
-
-log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER_SIZE = 4 << 20
 """Bytes of receive buffer asked for each media socket. A publisher's socket must hold the packets
@@ -86,19 +83,24 @@ def local_addresses(policy: GatherPolicy) -> list[str]:
     return get_host_addresses(use_ipv4=True, use_ipv6=True)
 
 
-def size_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER_SIZE) -> None:
-    """Ask for a ``size``-byte receive buffer; warn (once per process) when the kernel grants less."""
+def size_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER_SIZE) -> int:
+    """Ask for a ``size``-byte receive buffer: the bytes granted (Linux caps them at
+    ``net.core.rmem_max``)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports it doubled
-    if granted < size and not _warned:
-        _warned.append(granted)
-        log.warning(
-            "media sockets get a %d KiB receive buffer, not the %d KiB asked for: raise the kernel's "
-            "limit (sysctl net.core.rmem_max=%d) or packets arriving in bursts may be lost",
-            granted >> 10,
-            size >> 10,
-            size,
-        )
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2  # Linux reports it doubled
 
 
-_warned: list[int] = []  # the grant that was warned about, once per process
+def receive_buffer_warning(size: int | None = None) -> str | None:
+    """What to tell the operator when media sockets would get less than ``size`` bytes of receive
+    buffer (default ``RECEIVE_BUFFER_SIZE``; asked once, of a throwaway socket, when the SFU
+    starts); None when they get it."""
+    size = RECEIVE_BUFFER_SIZE if size is None else size
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        granted = size_receive_buffer(probe, size)
+    if granted >= size:
+        return None
+    return (
+        f"media sockets get a {granted >> 10} KiB receive buffer, not the {size >> 10} KiB asked "
+        f"for: raise the kernel's limit (sysctl net.core.rmem_max={size}) or packets arriving in "
+        "bursts may be lost"
+    )

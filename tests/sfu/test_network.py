@@ -132,20 +132,29 @@ def test_port_ranges_rotate_and_reject_nonsense() -> None:
         PortRange(6000, 5000)
 
 
-def test_a_media_socket_gets_the_receive_buffer_asked_for_or_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_media_socket_gets_the_receive_buffer_asked_for_up_to_the_kernels_limit() -> None:
     limit = int(Path("/proc/sys/net/core/rmem_max").read_text())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        ports.size_receive_buffer(sock, min(limit, 1 << 20))
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2 == min(limit, 1 << 20)
-        assert not caplog.records
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ports, "_warned", [])
-        ports.size_receive_buffer(sock, limit * 2)  # more than the kernel allows
-        ports.size_receive_buffer(sock, limit * 2)
-        warnings = [r for r in caplog.records if "net.core.rmem_max" in r.getMessage()]
-        assert len(warnings) == 1  # once per process
+        assert ports.size_receive_buffer(sock, min(limit, 1 << 20)) == min(limit, 1 << 20)
+        assert ports.size_receive_buffer(sock, limit * 2) == limit
+    assert ports.receive_buffer_warning(limit) is None
+    assert "net.core.rmem_max" in (ports.receive_buffer_warning(limit * 2) or "")
+
+
+def test_the_sfu_warns_at_start_when_the_kernel_grants_less(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+    def warnings() -> list[str]:
+        return [r.levelname for r in caplog.records if "net.core.rmem_max" in r.getMessage()]
+
+    SfuController(config())
+    assert warnings() == ([] if limit >= ports.RECEIVE_BUFFER_SIZE else ["WARNING"])
+    caplog.clear()
+    monkeypatch.setattr(ports, "RECEIVE_BUFFER_SIZE", limit * 2)
+    SfuController(config())
+    assert warnings() == ["WARNING"]
 
 
 async def test_the_servers_media_sockets_are_given_large_receive_buffers(
@@ -154,9 +163,9 @@ async def test_the_servers_media_sockets_are_given_large_receive_buffers(
     sized: list[int] = []
     original = glue.size_receive_buffer
 
-    def spy(sock: socket.socket) -> None:
-        original(sock)
+    def spy(sock: socket.socket) -> int:
         sized.append(sock.getsockname()[1])
+        return original(sock)
 
     monkeypatch.setattr(glue, "size_receive_buffer", spy)
     peer = Peer(sfu, "buffers", "a")
