@@ -44,6 +44,16 @@ def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
     return [(first if pos == 0 else rest) + frame[pos : pos + size] for pos in range(0, len(frame), size)]
 
 
+def planned_rate(clip: Clip) -> float:
+    """RTP packets per second of ``clip`` played at its frame rate (one loop's average)."""
+    if clip.kind == "video":
+        size = VP8_MAX_PAYLOAD - 4
+        packets = sum(-(-len(frame) // size) for frame in clip.frames)
+    else:
+        packets = len(clip.frames)
+    return packets / (len(clip.frames) * clip.frame_duration)
+
+
 class RawStream:
     """One SSRC looping one clip."""
 
@@ -56,6 +66,7 @@ class RawStream:
         "_timestamp",
         "clip",
         "due",
+        "rate",
         "send",
         "sent",
         "ssrc",
@@ -69,6 +80,7 @@ class RawStream:
         self.send = send
         self.sent = 0
         self.due = 0.0
+        self.rate = planned_rate(clip)
         self._pt = payload_type
         self._ext = extensions
         self._index = first
@@ -107,9 +119,16 @@ class RawStream:
 
 
 class Pacer:
-    """Sends every registered stream's frames on time, from one task."""
+    """Sends every registered stream's frames on time, from one task.
+
+    A stream whose frames fell due while the task waited (a busy event loop wakes it late) gets
+    all of them at once, as an encoder's queue would be sent; more than ``CATCH_UP`` seconds
+    behind, the stream skips ahead instead. What was skipped shows as ``sent`` falling short of
+    ``planned`` (the generator is overloaded), never as loss: numbering stays continuous.
+    """
 
     TICK = 0.005
+    CATCH_UP = 0.25
 
     def __init__(self) -> None:
         self._streams: list[RawStream] = []
@@ -129,18 +148,23 @@ class Pacer:
     def sent(self) -> int:
         return sum(s.sent for s in self._streams)
 
+    @property
+    def planned(self) -> float:
+        """Packets per second the streams are meant to send."""
+        return sum(s.rate for s in self._streams)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
             next_due = now + 0.1
             for stream in self._streams:
-                if stream.due <= now:
-                    step = stream.clip.frame_duration
+                step = stream.clip.frame_duration
+                if stream.due < now - self.CATCH_UP:  # overloaded: skip rather than burst
+                    stream.due = now
+                while stream.due <= now:
                     stream.send_frame()
                     stream.due += step
-                    if stream.due < now - 0.5:  # overloaded: do not burst to catch up
-                        stream.due = now + step
                 if stream.due < next_due:
                     next_due = stream.due
             await asyncio.sleep(max(self.TICK, next_due - loop.time()))

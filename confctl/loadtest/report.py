@@ -3,7 +3,9 @@
 Rates and costs come from two snapshots taken at the start and the end of the measurement window
 (after everyone joined and the warm-up): client counters from the participants, and the server's
 metrics. "Forwarded" packets are the packets the subscribers received. The server's CPU cost
-per forwarded packet is its CPU time in the window divided by those packets.
+per forwarded packet is its CPU time in the window divided by those packets. "Planned" packets
+are what the crafted streams are meant to send at their frame rates: when the generator sends
+markedly fewer, it is the bottleneck, and the report says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,7 +125,9 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         "connect_latency_ms": percentiles(c1.connect_latencies),
         "first_media_ms": percentiles(c1.media_latencies),
         "window_s": round(seconds, 2),
+        "window_started_at": round(time.time() - (time.monotonic() - c0.at), 3),  # Unix time
         "sent_pps": _rate(c1.sent - c0.sent, seconds),
+        "planned_pps": round(c1.planned, 1) if c1.planned else None,
         "forwarded_pps": _rate(packets, seconds),
         "forwarded_audio_pps": _rate(got.audio - before.audio, seconds),
         "forwarded_video_pps": _rate(got.video - before.video, seconds),
@@ -214,6 +219,21 @@ def _machine(m: dict[str, Any]) -> str:
     return text
 
 
+BEHIND = 0.97
+"""Below this share of the planned packets, the report says the generator could not keep up."""
+
+
+def _sent(doc: dict[str, Any]) -> str:
+    sent, planned = doc["sent_pps"], doc.get("planned_pps")
+    text = _fmt(sent, " packets/s")
+    if sent is None or not planned:
+        return text
+    text += f" of {_fmt(planned)} planned"
+    if sent < planned * BEHIND:
+        text += " (the load generator could not keep up: fewer packets reach the server; try --processes)"
+    return text
+
+
 def render(doc: dict[str, Any]) -> str:
     p = doc["participants"]
     s = doc["server"] or {}
@@ -237,7 +257,7 @@ def render(doc: dict[str, Any]) -> str:
         ("Connected", _lat(doc["connect_latency_ms"])),
         ("First media", _lat(doc["first_media_ms"])),
         ("Window", _fmt(doc["window_s"], " s")),
-        ("Sent", _fmt(doc["sent_pps"], " packets/s")),
+        ("Sent", _sent(doc)),
         (
             "Forwarded",
             f"{_fmt(doc['forwarded_pps'])} packets/s "

@@ -56,6 +56,7 @@ class Snapshot:
     connect_latencies: tuple[float, ...] = ()
     media_latencies: tuple[float, ...] = ()
     sent: int = 0
+    planned: float = 0.0  # packets per second the crafted streams are meant to send
     received: ReceiveTotals = field(default_factory=ReceiveTotals)
     frames_decoded: int = 0
     awaiting_media: int = 0  # subscribers that expect media and have none yet
@@ -85,6 +86,7 @@ class Snapshot:
             connect_latencies=tuple(x for s in items for x in s.connect_latencies),
             media_latencies=tuple(x for s in items for x in s.media_latencies),
             sent=sum(s.sent for s in items),
+            planned=sum(s.planned for s in items),
             received=received,
             frames_decoded=sum(s.frames_decoded for s in items),
             awaiting_media=sum(s.awaiting_media for s in items),
@@ -164,6 +166,7 @@ class Swarm:
             connect_latencies=latencies([(p.started_at, p.connected_at) for p in ps]),
             media_latencies=latencies([(p.started_at, p.first_media_at) for p in ps if p.role.subscribe]),
             sent=sum(p.sent for p in ps),
+            planned=self._pacer.planned,
             received=received,
             frames_decoded=sum(p.frames_decoded for p in ps),
             awaiting_media=awaiting,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.floor import floor_us
+import time
+
+from bench.floor import FloorSampler, floor_us
 from bench.path import measure
 
 
@@ -14,3 +16,15 @@ def test_floor_is_a_positive_per_packet_cost() -> None:
 def test_path_benchmark_forwards_every_packet_and_reports_both_costs() -> None:
     path, floor = measure(subscribers=3, batches=3)  # exits if a packet was not forwarded
     assert path > 0 and floor > 0
+
+
+def test_the_floor_is_sampled_while_something_else_runs_and_read_for_a_window() -> None:
+    start = time.time()
+    with FloorSampler(destinations=3, interval=0.02, rounds=2) as sampler:
+        time.sleep(0.3)
+    end = time.time()
+    assert len(sampler.samples) >= 3
+    assert all(start <= at <= end and us > 0 for at, us in sampler.samples)
+    first_at, first_us = sampler.samples[0]
+    assert sampler.between(first_at, first_at) == first_us
+    assert sampler.between(end + 1, end + 2) is None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
 
 from confctl.loadtest import report, sdpinfo
 from confctl.loadtest.clips import Clip
 from confctl.loadtest.plan import Options, roles
 from confctl.loadtest.publishing import keyframe_requests
-from confctl.loadtest.rawmedia import RawStream, vp8_payloads
+from confctl.loadtest.rawmedia import Pacer, RawStream, planned_rate, vp8_payloads
 from confctl.loadtest.rtpstats import ReceiveCounter
 from confctl.loadtest.scrape import parse
 from sfu.core.keyframe import vp8_is_keyframe
@@ -92,6 +94,41 @@ def test_a_stream_numbers_its_packets_and_marks_the_end_of_each_frame() -> None:
     assert [(v.sequence - views[0].sequence) & 0xFFFF for v in views] == [0, 1, 2, 3]
     assert views[3].timestamp - views[0].timestamp == 3000
     assert stream.sent == 4
+
+
+def test_a_clips_planned_rate_counts_the_packets_of_one_loop() -> None:
+    video = Clip("video", (bytes(2500), bytes(100)), (0,), 90000, 3000)  # 3 + 1 packets, 30 fps
+    audio = Clip("audio", (b"o",) * 5, (), 48000, 960)  # 20 ms frames
+    assert planned_rate(video) == 60.0
+    assert planned_rate(audio) == 50.0
+
+
+async def test_the_pacer_sends_every_frame_that_fell_due_while_the_loop_was_busy() -> None:
+    sent: list[bytes] = []
+    stream = RawStream(Clip("audio", (b"o",), (), 48000, 960), 111, b"", lambda d: sent.append(d) or True)
+    pacer = Pacer()
+    pacer.add(stream)
+    assert pacer.planned == 50.0
+    try:
+        await asyncio.sleep(0.03)
+        before = len(sent)
+        time.sleep(0.15)  # the event loop is blocked: 7 frames of 20 ms fall due
+        await asyncio.sleep(0.002)  # the pacer's wake-up is due: it runs once
+        assert len(sent) - before >= 7  # all of them at once, not one per wake-up
+        time.sleep(Pacer.CATCH_UP + 0.3)  # further behind than it catches up: it skips ahead
+        before = len(sent)
+        await asyncio.sleep(0.002)
+        assert 1 <= len(sent) - before <= 3
+    finally:
+        await pacer.close()
+    numbers = [RtpView(p).sequence for p in sent]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # skipping is not loss
+
+
+def test_the_report_says_when_the_generator_sent_fewer_packets_than_planned() -> None:
+    assert "could not keep up" in report._sent({"sent_pps": 900.0, "planned_pps": 1000.0})
+    assert "could not keep up" not in report._sent({"sent_pps": 990.0, "planned_pps": 1000.0})
+    assert report._sent({"sent_pps": 990.0, "planned_pps": None}) == "990 packets/s"
 
 
 def test_simulcast_offer_names_three_layers_on_the_video_line_only() -> None:
