@@ -134,7 +134,7 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         "loss_percent": loss,
         "retransmissions": got.retransmissions - before.retransmissions,
         "decoded_fps": _rate(c1.frames_decoded - c0.frames_decoded, seconds) if options.decoders else None,
-        "server": _server(options, w, packets),
+        "server": _server(options, w, packets, _rate(c1.sent - c0.sent, seconds)),
         "generator": {
             "cpu_percent": round(w.generator_cpu / seconds * 100, 1) if seconds > 0 else None,
             "cpu_us_per_packet": _per_packet_us(w.generator_cpu, packets + (c1.sent - c0.sent)),
@@ -159,7 +159,7 @@ def _busy(w: Window, seconds: float) -> dict[str, Any]:
     }
 
 
-def _server(options: Options, w: Window, packets: int) -> dict[str, Any] | None:
+def _server(options: Options, w: Window, packets: int, sent_pps: float | None) -> dict[str, Any] | None:
     s0, s1, base = w.server_start, w.server_end, w.server_base
     if s0 is None or s1 is None:
         return None
@@ -168,6 +168,7 @@ def _server(options: Options, w: Window, packets: int) -> dict[str, Any] | None:
     if s0.cpu_seconds is not None and s1.cpu_seconds is not None:
         cpu = s1.cpu_seconds - s0.cpu_seconds
     out = s1.packets_out - s0.packets_out
+    in_pps = _rate(s1.packets_in - s0.packets_in, seconds)
     rss = s1.rss_bytes
     per_participant = None
     if rss is not None and base is not None and base.rss_bytes is not None and options.total:
@@ -180,7 +181,8 @@ def _server(options: Options, w: Window, packets: int) -> dict[str, Any] | None:
         "cpu_percent": round(cpu / seconds * 100, 1) if cpu is not None and seconds > 0 else None,
         "cpu_us_per_packet": _per_packet_us(cpu, packets),
         "cpu_us_per_sent_packet": _per_packet_us(cpu, out),
-        "in_pps": _rate(s1.packets_in - s0.packets_in, seconds),
+        "in_pps": in_pps,
+        "in_percent_of_sent": round(in_pps / sent_pps * 100, 1) if sent_pps else None,
         "out_pps": _rate(out, seconds),
         "rss_mb": round(rss / 2**20, 1) if rss is not None else None,
         "rss_mb_per_participant": per_participant,
@@ -278,6 +280,15 @@ def render(doc: dict[str, Any]) -> str:
             ),
             ("Server sent", _fmt(s["out_pps"], " packets/s")),
         ]
+        received = s.get("in_percent_of_sent")
+        if received is not None and received < BEHIND * 100:
+            rows.append(
+                (
+                    "  behind",
+                    f"the server read only {received:.1f} % of the packets sent in the window: the rest "
+                    "wait in its socket buffers (delay grows) or are dropped there; it is overloaded",
+                )
+            )
         if s["dropped"]:
             rows.append(("  not forwarded", ", ".join(f"{k} {v:,}" for k, v in sorted(s["dropped"].items()))))
     else:

@@ -1,4 +1,4 @@
-"""The benchmarks' in-process measurements (bench/floor.py, bench/path.py) run and give plausible figures."""
+"""The benchmarks' in-process measurements (bench/floor.py, path.py, sendpaths.py) run and give plausible figures."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 from bench.floor import FloorSampler, floor_us
 from bench.path import measure
+from bench.sendpaths import measure as measure_sends
 
 
 def test_floor_is_a_positive_per_packet_cost() -> None:
@@ -28,3 +29,9 @@ def test_the_floor_is_sampled_while_something_else_runs_and_read_for_a_window() 
     first_at, first_us = sampler.samples[0]
     assert sampler.between(first_at, first_at) == first_us
     assert sampler.between(end + 1, end + 2) is None
+
+
+def test_the_three_ways_of_sending_a_fan_out_are_each_timed_every_round() -> None:
+    costs = measure_sends(destinations=3, rounds=4)  # exits if sendmmsg sent fewer datagrams
+    assert len(costs) == 3
+    assert all(len(values) == 4 and min(values) > 0 for values in costs.values())

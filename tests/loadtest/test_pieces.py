@@ -12,7 +12,8 @@ from confctl.loadtest.plan import Options, roles
 from confctl.loadtest.publishing import keyframe_requests
 from confctl.loadtest.rawmedia import Pacer, RawStream, planned_rate, vp8_payloads
 from confctl.loadtest.rtpstats import ReceiveCounter
-from confctl.loadtest.scrape import parse
+from confctl.loadtest.scrape import ServerSample, parse
+from confctl.loadtest.swarm import Snapshot
 from sfu.core.keyframe import vp8_is_keyframe
 from sfu.core.rtcp import Pli, ReceiverReport
 from sfu.core.rtp import RtpView
@@ -103,6 +104,13 @@ def test_a_clips_planned_rate_counts_the_packets_of_one_loop() -> None:
     assert planned_rate(audio) == 50.0
 
 
+def keep_busy(seconds: float) -> None:
+    """Work without yielding to the event loop, as a loaded load generator does."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
 async def test_the_pacer_sends_every_frame_that_fell_due_while_the_loop_was_busy() -> None:
     sent: list[bytes] = []
     stream = RawStream(Clip("audio", (b"o",), (), 48000, 960), 111, b"", lambda d: sent.append(d) or True)
@@ -112,10 +120,10 @@ async def test_the_pacer_sends_every_frame_that_fell_due_while_the_loop_was_busy
     try:
         await asyncio.sleep(0.03)
         before = len(sent)
-        time.sleep(0.15)  # the event loop is blocked: 7 frames of 20 ms fall due
+        keep_busy(0.15)  # the event loop is busy: 7 frames of 20 ms fall due
         await asyncio.sleep(0.002)  # the pacer's wake-up is due: it runs once
         assert len(sent) - before >= 7  # all of them at once, not one per wake-up
-        time.sleep(Pacer.CATCH_UP + 0.3)  # further behind than it catches up: it skips ahead
+        keep_busy(Pacer.CATCH_UP + 0.3)  # further behind than it catches up: it skips ahead
         before = len(sent)
         await asyncio.sleep(0.002)
         assert 1 <= len(sent) - before <= 3
@@ -129,6 +137,27 @@ def test_the_report_says_when_the_generator_sent_fewer_packets_than_planned() ->
     assert "could not keep up" in report._sent({"sent_pps": 900.0, "planned_pps": 1000.0})
     assert "could not keep up" not in report._sent({"sent_pps": 990.0, "planned_pps": 1000.0})
     assert report._sent({"sent_pps": 990.0, "planned_pps": None}) == "990 packets/s"
+
+
+def window(sent: int, planned: float, packets_in: float) -> report.Window:
+    """10 s in which a generator sent ``sent`` packets and the server read ``packets_in``."""
+    start = Snapshot(at=100.0, participants=2, joined=2, connected=2)
+    end = Snapshot(at=110.0, participants=2, joined=2, connected=2, sent=sent, planned=planned)
+    s0 = ServerSample(at=100.0, cpu_seconds=1.0, rss_bytes=2**26)
+    s1 = ServerSample(at=110.0, cpu_seconds=6.0, rss_bytes=2**26, packets_in=packets_in)
+    return report.Window(start, end, s0, s0, s1, generator_cpu=1.0)
+
+
+def test_the_report_compares_what_was_planned_sent_and_read_by_the_server() -> None:
+    options = Options(room="r", video_publishers=1, subscribers=2)
+    doc = report.build(options, window(sent=9_000, planned=1_000.0, packets_in=8_000))
+    assert doc["planned_pps"] == 1_000.0 and doc["sent_pps"] == 900.0
+    assert doc["server"]["in_percent_of_sent"] == 88.9
+    text = report.render(doc)
+    assert "could not keep up" in text
+    assert "the server read only 88.9 % of the packets sent" in text
+    fine = report.render(report.build(options, window(sent=10_000, planned=1_000.0, packets_in=9_950)))
+    assert "could not keep up" not in fine and "read only" not in fine
 
 
 def test_simulcast_offer_names_three_layers_on_the_video_line_only() -> None:
