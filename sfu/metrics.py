@@ -1,13 +1,18 @@
 """Prometheus metrics of the forwarding unit.
 
 The packet path only increments plain integers on a ``Counters`` object; ``SfuMetrics.flush``
-moves the deltas into Prometheus from the periodic timer, so forwarding a packet never calls
-into prometheus_client.
+moves the deltas into Prometheus from the periodic timer and before each scrape (a collector
+registered ahead of the counters), so forwarding a packet never calls into prometheus_client and
+a scrape is never a flush interval behind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 KINDS = ("audio", "video")
 
@@ -55,6 +60,22 @@ class Counters:
             self.bytes_out_audio += packets * payload_size
 
 
+class _FlushFirst(Collector):
+    """Collected before the SFU's counters (a registry collects in registration order): the
+    counts since the last flush are moved into them first. Scrapes run on the event loop, as
+    the packet path does."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+
+    def collect(self) -> Iterable[Metric]:
+        self._flush()
+        return ()
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+
 class SfuMetrics:
     """The ``conf_sfu_*`` metrics on one registry."""
 
@@ -62,6 +83,7 @@ class SfuMetrics:
         reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.registry = reg
         self.counters = Counters()
+        reg.register(_FlushFirst(self.flush))
         self._packets = Counter(
             "conf_sfu_packets",
             "RTP packets received from publishers (in) and sent to subscribers (out).",
