@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from sfu.ports import UdpQueues, udp_queues
 
 KINDS = ("audio", "video")
 
@@ -76,6 +78,41 @@ class _FlushFirst(Collector):
         return ()
 
 
+class UdpSocketCollector(Collector):
+    """The kernel's view of the SFU's media sockets, read at each scrape (Linux): bytes waiting
+    to be read (a server that falls behind shows it here before it loses anything) and
+    datagrams dropped because a receive buffer was full (loss that no packet counter of the SFU
+    can see). Drops are summed over the sockets' lifetimes from one scrape to the next; those of
+    a socket closed since the last scrape, after it was last read, are not counted."""
+
+    def __init__(self, read: Callable[[], UdpQueues | None] = udp_queues) -> None:
+        self._read = read
+        self._last: dict[int, int] = {}  # socket inode -> drops seen at the last scrape
+        self._total = 0
+
+    def collect(self) -> Iterable[Metric]:
+        seen = self._read()
+        if seen is None:
+            return ()
+        last = self._last
+        self._total += sum(max(0, n - last.get(inode, 0)) for inode, n in seen.drops.items())
+        self._last = dict(seen.drops)
+        queued = GaugeMetricFamily(
+            "conf_sfu_udp_receive_queue_bytes",
+            "Buffer memory held by datagrams waiting in the media sockets (the kernel's count).",
+            value=seen.queued_bytes,
+        )
+        dropped = CounterMetricFamily(
+            "conf_sfu_udp_receive_drops",
+            "Datagrams the kernel dropped because a media socket's receive buffer was full.",
+            value=self._total,
+        )
+        return (queued, dropped)
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+
 class SfuMetrics:
     """The ``conf_sfu_*`` metrics on one registry."""
 
@@ -84,6 +121,7 @@ class SfuMetrics:
         self.registry = reg
         self.counters = Counters()
         reg.register(_FlushFirst(self.flush))
+        reg.register(UdpSocketCollector())
         self._packets = Counter(
             "conf_sfu_packets",
             "RTP packets received from publishers (in) and sent to subscribers (out).",

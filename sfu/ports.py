@@ -1,5 +1,6 @@
 """Where media sockets bind: the addresses (``GatherPolicy``) and the UDP ports (a configured
-range, tried round-robin); and how large their receive buffers are (``size_receive_buffer``).
+range, tried round-robin); how large their receive buffers are (``size_receive_buffer``); and
+what waits or was dropped in them (``udp_queues``, from Linux's ``/proc``).
 
 Each peer connection binds one socket per local address. With a range configured
 (``sfu.port_min``-``sfu.port_max``) the binder asks ``PortRange.candidates()`` for the order in
@@ -9,9 +10,11 @@ which to try ports: it starts after the last port handed out, so a port that was
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aioice.ice import get_host_addresses
 
@@ -104,3 +107,53 @@ def receive_buffer_warning(size: int | None = None) -> str | None:
         f"for: raise the kernel's limit (sysctl net.core.rmem_max={size}) or packets arriving in "
         "bursts may be lost"
     )
+
+
+@dataclass(frozen=True)
+class UdpQueues:
+    """The process's UDP sockets as the kernel sees them (all of the SFU's are media sockets)."""
+
+    queued_bytes: int  # buffer memory held by datagrams not yet read (Linux counts ~2-5 KiB each)
+    drops: dict[int, int]  # socket inode -> datagrams dropped since it opened (a full buffer)
+
+
+def parse_proc_net_udp(text: str) -> dict[int, tuple[int, int]]:
+    """socket inode -> (receive queue bytes, drops), from ``/proc/net/udp`` or ``udp6``."""
+    found: dict[int, tuple[int, int]] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 13:
+            continue
+        try:
+            queued = int(fields[4].partition(":")[2], 16)
+            found[int(fields[9])] = (queued, int(fields[12]))
+        except ValueError:
+            continue
+    return found
+
+
+def udp_queues(proc: Path = Path("/proc")) -> UdpQueues | None:
+    """What waits in and was dropped by this process's UDP sockets; None without Linux's
+    ``/proc``. Costs a directory listing of the process's descriptors and a read of the kernel's
+    UDP tables: for a scrape, not for the packet path."""
+    try:
+        names = os.listdir(proc / "self" / "fd")
+        tables = [(proc / "net" / name).read_text() for name in ("udp", "udp6")]
+    except OSError:
+        return None
+    own: set[int] = set()
+    for name in names:
+        try:
+            target = os.readlink(proc / "self" / "fd" / name)
+        except OSError:  # closed since the listing
+            continue
+        if target.startswith("socket:["):
+            own.add(int(target[8:-1]))
+    queued = 0
+    drops: dict[int, int] = {}
+    for table in tables:
+        for inode, (waiting, dropped) in parse_proc_net_udp(table).items():
+            if inode in own:
+                queued += waiting
+                drops[inode] = dropped
+    return UdpQueues(queued, drops)
