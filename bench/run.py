@@ -52,6 +52,8 @@ FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("server read % of sent", ("server", "in_percent_of_sent")),
     ("forwarded pkt/s", ("forwarded_pps",)),
     ("loss %", ("loss_percent",)),
+    ("server socket drops", ("server", "socket_drops")),
+    ("server socket queue KiB", ("server", "socket_queue_kib")),
     ("server CPU %", ("server", "cpu_percent")),
     ("server us/forwarded pkt", ("server", "cpu_us_per_packet")),
     ("floor us (protect+send)", ("floor_us",)),

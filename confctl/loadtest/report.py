@@ -191,6 +191,10 @@ def _server(options: Options, w: Window, packets: int, sent_pps: float | None) -
         "dropped": {
             k: int(v - s0.dropped.get(k, 0)) for k, v in s1.dropped.items() if v - s0.dropped.get(k, 0)
         },
+        "socket_drops": int(s1.udp_drops - s0.udp_drops)
+        if s1.udp_drops is not None and s0.udp_drops is not None
+        else None,
+        "socket_queue_kib": round(s1.udp_queued / 1024, 1) if s1.udp_queued is not None else None,
     }
 
 
@@ -280,6 +284,14 @@ def render(doc: dict[str, Any]) -> str:
             ),
             ("Server sent", _fmt(s["out_pps"], " packets/s")),
         ]
+        if s.get("socket_drops") is not None:
+            rows.append(
+                (
+                    "  socket buffers",
+                    f"{s['socket_drops']:,} datagrams dropped by the kernel in the window, "
+                    f"{_fmt(s['socket_queue_kib'], ' KiB')} waiting at its end",
+                )
+            )
         received = s.get("in_percent_of_sent")
         if received is not None and received < BEHIND * 100:
             rows.append(

@@ -28,6 +28,8 @@ class ServerSample:
     packets_out: float = 0.0
     peer_connections: float | None = None
     dropped: dict[str, float] = field(default_factory=dict)
+    udp_queued: float | None = None  # bytes waiting in the media sockets (the kernel's count)
+    udp_drops: float | None = None  # datagrams the kernel dropped on them, since the server started
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -70,6 +72,8 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
         packets_out=packets_out,
         peer_connections=values.get("conf_sfu_peer_connections"),
         dropped=dropped,
+        udp_queued=values.get("conf_sfu_udp_receive_queue_bytes"),
+        udp_drops=values.get("conf_sfu_udp_receive_drops_total"),
     )
 
 

@@ -143,8 +143,10 @@ def window(sent: int, planned: float, packets_in: float) -> report.Window:
     """10 s in which a generator sent ``sent`` packets and the server read ``packets_in``."""
     start = Snapshot(at=100.0, participants=2, joined=2, connected=2)
     end = Snapshot(at=110.0, participants=2, joined=2, connected=2, sent=sent, planned=planned)
-    s0 = ServerSample(at=100.0, cpu_seconds=1.0, rss_bytes=2**26)
-    s1 = ServerSample(at=110.0, cpu_seconds=6.0, rss_bytes=2**26, packets_in=packets_in)
+    s0 = ServerSample(at=100.0, cpu_seconds=1.0, rss_bytes=2**26, udp_drops=10)
+    s1 = ServerSample(
+        at=110.0, cpu_seconds=6.0, rss_bytes=2**26, packets_in=packets_in, udp_queued=2048, udp_drops=25
+    )
     return report.Window(start, end, s0, s0, s1, generator_cpu=1.0)
 
 
@@ -156,6 +158,7 @@ def test_the_report_compares_what_was_planned_sent_and_read_by_the_server() -> N
     text = report.render(doc)
     assert "could not keep up" in text
     assert "the server read only 88.9 % of the packets sent" in text
+    assert "15 datagrams dropped by the kernel in the window, 2.00 KiB waiting at its end" in text
     fine = report.render(report.build(options, window(sent=10_000, planned=1_000.0, packets_in=9_950)))
     assert "could not keep up" not in fine and "read only" not in fine
 
@@ -206,6 +209,7 @@ def test_server_metrics_are_read_from_the_exposition_format() -> None:
         'conf_sfu_packets_total{direction="out",kind="audio"} 50.0\n'
         'conf_sfu_packets_total{direction="in",kind="audio"} 7.0\n'
         'conf_sfu_dropped_packets_total{reason="silent"} 3.0\nconf_sfu_peer_connections 4.0\n'
+        "conf_sfu_udp_receive_queue_bytes 4096.0\nconf_sfu_udp_receive_drops_total 9.0\n"
     )
     assert (sample.cpu_seconds, sample.rss_bytes, sample.packets_out, sample.packets_in) == (
         12.5,
@@ -214,6 +218,7 @@ def test_server_metrics_are_read_from_the_exposition_format() -> None:
         7,
     )
     assert sample.dropped == {"silent": 3.0} and sample.peer_connections == 4
+    assert (sample.udp_queued, sample.udp_drops) == (4096, 9)
 
 
 def test_latency_percentiles_use_the_nearest_rank() -> None:
