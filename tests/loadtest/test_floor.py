@@ -7,6 +7,7 @@ import time
 from bench.floor import FloorSampler, floor_us
 from bench.path import measure
 from bench.sendpaths import measure as measure_sends
+from bench.sendpaths import measure_per_socket
 
 
 def test_floor_is_a_positive_per_packet_cost() -> None:
@@ -35,3 +36,9 @@ def test_the_three_ways_of_sending_a_fan_out_are_each_timed_every_round() -> Non
     costs = measure_sends(destinations=3, rounds=4)  # exits if sendmmsg sent fewer datagrams
     assert len(costs) == 3
     assert all(len(values) == 4 and min(values) > 0 for values in costs.values())
+
+
+def test_batching_a_sockets_packets_is_timed_against_sending_them_one_by_one() -> None:
+    costs = measure_per_socket(packets=3, destinations=2, rounds=3)  # exits if a datagram was not sent
+    assert len(costs) == 2
+    assert all(len(values) == 3 and min(values) > 0 for values in costs.values())
