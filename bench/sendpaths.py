@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from cffi import FFI
 
-from bench.floor import PACKET_SIZE, close_pairs, drain, open_pairs, test_packets
+from bench.floor import PACKET_SIZE, Pair, close_pairs, drain, open_pairs, test_packets
 
 PER_BATCH = 10  # datagrams to every destination per timed batch
 
@@ -82,6 +82,23 @@ class Batch:
         return int(self._libc.sendmmsg(self._fd, self._msgs, count, 0))
 
 
+def alternate(
+    ways: dict[str, Callable[[], None]], pairs: list[Pair], rounds: int, repeat: int, datagrams: int
+) -> dict[str, list[float]]:
+    """Each way ``repeat`` times per round, in turn, ``rounds`` times: CPU µs per datagram of each
+    (a way sends ``datagrams / repeat``), the receivers drained after each."""
+    costs: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            start = time.process_time()
+            for _ in range(repeat):
+                way()
+            costs[name].append((time.process_time() - start) / datagrams * 1e6)
+            for _srtp, _sender, receiver in pairs:
+                drain(receiver)
+    return costs
+
+
 def measure(destinations: int = 100, rounds: int = 60) -> dict[str, list[float]]:
     """µs per datagram of each way, one figure per alternation round."""
     pairs = open_pairs(destinations)
@@ -113,16 +130,7 @@ def measure(destinations: int = 100, rounds: int = 60) -> dict[str, list[float]]
             "sendto, one socket": unconnected,
             "sendmmsg, one socket": mmsg,
         }
-        costs: dict[str, list[float]] = {name: [] for name in ways}
-        for _ in range(rounds):
-            for name, way in ways.items():
-                start = time.process_time()
-                for _ in range(PER_BATCH):
-                    way()
-                costs[name].append((time.process_time() - start) / (PER_BATCH * destinations) * 1e6)
-                for _srtp, _sender, receiver in pairs:
-                    drain(receiver)
-        return costs
+        return alternate(ways, pairs, rounds, PER_BATCH, PER_BATCH * destinations)
     finally:
         one.close()
         close_pairs(pairs)
@@ -160,15 +168,7 @@ def measure_per_socket(packets: int, destinations: int = 100, rounds: int = 60) 
             "protect + send, each packet": each,
             f"protect, sendmmsg of {packets}": batched,
         }
-        costs: dict[str, list[float]] = {name: [] for name in ways}
-        for _ in range(rounds):
-            for name, way in ways.items():
-                start = time.process_time()
-                way()
-                costs[name].append((time.process_time() - start) / (packets * destinations) * 1e6)
-                for _srtp, _sender, receiver in pairs:
-                    drain(receiver)
-        return costs
+        return alternate(ways, pairs, rounds, 1, packets * destinations)
     finally:
         close_pairs(pairs)
 
