@@ -24,6 +24,7 @@ import time
 
 from pylibsrtp import Policy, Session
 
+from bench import positive
 from sfu.fastio import SrtpSession
 
 PACKET_SIZE = 1200
@@ -139,7 +140,7 @@ def drain(sock: socket.socket) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.floor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--destinations", type=int, default=100)
+    parser.add_argument("--destinations", type=positive, default=100)
     ns = parser.parse_args()
     cost = floor_us(ns.destinations)
     print(

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from bench.floor import drain, open_pairs
+from bench import positive
+from bench.floor import close_pairs, drain, open_pairs
 from sfu.core.rtp import RtpView
 from sfu.core.simulcast import LayerLimits
 from sfu.fastio import SrtpSession
@@ -132,15 +133,13 @@ def measure(subscribers: int, batches: int) -> tuple[float, float]:
             raise SystemExit(f"forwarded {forwarded} packets, expected {batches * BATCH * subscribers}")
         return statistics.median(costs["path"]), statistics.median(costs["floor"])
     finally:
-        for _srtp, sender, receiver in pairs:
-            sender.close()
-            receiver.close()
+        close_pairs(pairs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.path", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=100)
-    parser.add_argument("--batches", type=int, default=80)
+    parser.add_argument("--subscribers", type=positive, default=100)
+    parser.add_argument("--batches", type=positive, default=80)
     ns = parser.parse_args()
     path, floor = measure(ns.subscribers, ns.batches)
     print(

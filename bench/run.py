@@ -12,7 +12,7 @@ machine inflates it), and also gives the server's CPU per forwarded packet as a 
 The floor is also sampled every two seconds during the run (``floor us during``, the median of
 the samples in the measurement window): the virtual machine's speed can change within a run. It
 is not used for the ratio: a sample taken while the server and the load generator keep both
-cores busy is slowed by sharing a core with them (it reads 1.2-2x the floor taken alone).
+cores busy is slowed by sharing a core with them (it read 1.1-2.2x the floor taken alone).
 The figures printed are the median of the runs; every run's figures are printed too, with the
 exact command. ``--json-out FILE`` keeps everything.
 """

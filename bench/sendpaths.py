@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from cffi import FFI
 
+from bench import positive
 from bench.floor import PACKET_SIZE, Pair, close_pairs, drain, open_pairs, test_packets
 
 PER_BATCH = 10  # datagrams to every destination per timed batch
@@ -183,11 +184,11 @@ def show(costs: dict[str, list[float]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.sendpaths", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--destinations", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--destinations", type=positive, default=100)
+    parser.add_argument("--rounds", type=positive, default=60)
     parser.add_argument(
         "--per-socket",
-        type=int,
+        type=positive,
         metavar="K",
         help="instead: K packets protected for each connected socket, sent one by one or with one sendmmsg",
     )

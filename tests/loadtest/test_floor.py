@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
+import pytest
+
+from bench import positive
 from bench.floor import FloorSampler, floor_us
 from bench.path import measure
 from bench.sendpaths import measure as measure_sends
@@ -42,3 +46,10 @@ def test_batching_a_sockets_packets_is_timed_against_sending_them_one_by_one() -
     costs = measure_per_socket(packets=3, destinations=2, rounds=3)  # exits if a datagram was not sent
     assert len(costs) == 2
     assert all(len(values) == 3 and min(values) > 0 for values in costs.values())
+
+
+def test_the_benchmarks_refuse_counts_below_one_with_a_clear_message() -> None:
+    assert positive("3") == 3
+    for text, message in (("0", "must be at least 1: 0"), ("x", "not a whole number: 'x'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            positive(text)
