@@ -136,6 +136,10 @@ class SfuConfig:
     """Video tracks one subscriber may receive at once (screen shares do not count)."""
     pli_interval: float = 0.3
     nack_history_packets: int = 512
+    dynacast: bool = True
+    """Tell publishers to stop sending the video layers no subscriber wants (``publish_layers``)."""
+    dynacast_pause_delay: float = 3.0
+    """Seconds a layer must be unwanted before its publisher is told to stop it."""
 
 
 @dataclass(frozen=True)
@@ -405,6 +409,7 @@ def _check(cfg: Config) -> None:
     need(1 <= f.max_audio_streams <= 32, "sfu.max_audio_streams", "must be 1-32")
     need(1 <= f.max_video_subscriptions <= 100, "sfu.max_video_subscriptions", "must be 1-100")
     need(f.pli_interval >= 0.05, "sfu.pli_interval", "must be >= 0.05 s")
+    need(0 <= f.dynacast_pause_delay <= 600, "sfu.dynacast_pause_delay", "must be 0 to 600 s")
     need(64 <= f.nack_history_packets <= 8192, "sfu.nack_history_packets", "must be 64-8192")
     need(60 <= f.turn_credential_ttl <= 7 * 86400, "sfu.turn_credential_ttl", "must be 60 s to 7 days")
     for i, srv in enumerate(f.ice_servers):

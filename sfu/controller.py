@@ -165,7 +165,11 @@ class SfuController:
         fresh = member.publisher is None
         if member.publisher is None:
             member.publisher = Publisher(
-                sid=member.sid, identity=member.identity, ctx=self._context(), audio_policy=room.audio_policy
+                sid=member.sid,
+                identity=member.identity,
+                ctx=self._context(),
+                audio_policy=room.audio_policy,
+                send=member.send if self._cfg.dynacast else None,
             )
         publisher = member.publisher
         try:

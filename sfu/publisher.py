@@ -4,18 +4,22 @@ Every decrypted RTP packet is parsed once, routed to its track and layer (MID/RI
 learned SSRC, signalled SSRC, payload type) and handed to the ``UpTrack``. RTCP from the
 publisher (sender reports) is kept for lip sync. Upstream feedback goes out on this connection:
 PLI (throttled and repeated by the ``KeyframeRequester``), NACK for lost packets, receiver
-reports once a second. A new offer with new ICE credentials is an ICE restart.
+reports once a second. A new offer with new ICE credentials is an ICE restart. With ``send``
+given, the publisher is told which layers of its video tracks some subscriber wants
+(``publish_layers``, see ``sfu.core.dynacast``), checked every ``DEMAND_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiortc import RTCSessionDescription
 
 from confserver.errors import ServiceError
 from sfu.context import MediaContext, new_id, random_ssrc
+from sfu.core.dynacast import LayerDemand
 from sfu.core.keyrequest import KeyframeRequester
 from sfu.core.routing import IncomingRouter, Route, TrackRouting
 from sfu.core.rtcp import Nack, Pli, ReceiverReport, RtcpParseError, SenderReport, parse_rtcp
@@ -45,10 +49,19 @@ from sfu.uptrack import AudioPolicy, UpTrack
 log = logging.getLogger("sfu.publisher")
 
 REPORT_INTERVAL = 1.0
+DEMAND_INTERVAL = 0.25  # how often the layers wanted of each video track are gathered
 
 
 class Publisher:
-    def __init__(self, *, sid: str, identity: str, ctx: MediaContext, audio_policy: AudioPolicy) -> None:
+    def __init__(
+        self,
+        *,
+        sid: str,
+        identity: str,
+        ctx: MediaContext,
+        audio_policy: AudioPolicy,
+        send: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self.sid = sid
         self.identity = identity
         self._ctx = ctx
@@ -68,6 +81,9 @@ class Publisher:
         self._remote_ufrags: frozenset[str] = frozenset()
         self._restart: IceRestart | None = None
         self._last_report = 0.0
+        self._send = send
+        self._demands: dict[str, LayerDemand] = {}  # by mid, video tracks only
+        self._last_demand = 0.0
         self.closed = False
 
     # --- negotiation ---------------------------------------------------------------------------
@@ -247,13 +263,35 @@ class Publisher:
             elapsed = now - self._last_report
             self._last_report = now
             self._report(now, elapsed)
+        if self._send is not None and now - self._last_demand >= DEMAND_INTERVAL:
+            self._last_demand = now
+            self._update_demand(now)
+
+    def _update_demand(self, now: float) -> None:
+        """Tell the client which layers of each video track to send, when that changed."""
+        demands = self._demands
+        for mid in [m for m in demands if m not in self.tracks]:
+            del demands[mid]
+        for mid, track in self.tracks.items():
+            if track.kind != "video":
+                continue
+            rids = tuple(track.layers)
+            demand = demands.get(mid)
+            if demand is None:
+                demand = demands[mid] = LayerDemand(rids, now, self._ctx.cfg.dynacast_pause_delay)
+            elif demand.layers != rids:
+                demand.set_layers(rids, now)
+            active = demand.update([w for f in track.forwarders if (w := f.selector.wanted) is not None], now)
+            if active is not None and self._send is not None:
+                self._send({"type": "publish_layers", "track": track.id, "mid": mid, "layers": list(active)})
 
     def _report(self, now: float, elapsed: float) -> None:
         blocks = []
         for track in self.tracks.values():
             simulcast = len(track.layers) > 1
             for layer in track.layers.values():
-                layer.bitrate = int(layer.octets * 8 / elapsed) if elapsed > 0 else 0
+                if layer.octets and elapsed > 0:  # a paused layer keeps its last rate, for selectors
+                    layer.bitrate = int(layer.octets * 8 / elapsed)
                 layer.octets = 0
                 if layer.stats is not None:
                     block = layer.stats.report_block(now)

@@ -93,6 +93,9 @@ export class MediaSession extends EventTarget {
       case "publish_answer":
         if (this.publisher) this.publisher.handleAnswer(msg.sdp);
         return undefined;
+      case "publish_layers":
+        if (this.publisher) this.publisher.setActiveLayers(msg.mid, msg.layers);
+        return undefined;
       case "subscribe_offer":
         if (this.subscriber) this.subscriber.handleOffer(msg.sdp);
         return undefined;

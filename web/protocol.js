@@ -23,6 +23,7 @@ export const CLOSE = Object.freeze({
 /** Server-to-client message types that belong to the media layer. */
 export const MEDIA_MESSAGE_TYPES = new Set([
   "publish_answer",
+  "publish_layers",
   "subscribe_offer",
   "ice_candidate",
   "track_published",

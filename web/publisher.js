@@ -5,6 +5,8 @@
 // screen's audio. A transceiver is added the first time its source has a track; turning a camera
 // off replaces the track with null (the device light goes off, no renegotiation); stopping a
 // screen share stops its transceiver and renegotiates. Negotiations run one at a time.
+// The server says which layers of each video m-line some subscriber wants (`publish_layers`):
+// the others are switched off (`encodings[i].active`), so an unwatched camera costs no uplink.
 
 import { candidateMessage, remoteCandidate } from "./candidates.js";
 
@@ -30,6 +32,7 @@ export class Publisher extends EventTarget {
     this._running = false;
     this._waiter = null;
     this._iceRestart = false;
+    this._layers = Promise.resolve(); // setParameters calls, one at a time
     this.closed = false;
     // Local candidates wait until the server has answered: before that it has no connection to
     // add them to. Later ones (trickled after the answer) go out at once.
@@ -141,6 +144,38 @@ export class Publisher extends EventTarget {
       if (this._waiter) this._waiter.resolve();
     } catch (error) {
       if (this._waiter) this._waiter.reject(error);
+    }
+  }
+
+  /** Sends only the encodings of m-line `mid` whose rid is in `layers` ("" for one without rid),
+   *  as `publish_layers` asks. Unknown MIDs and a sender not negotiated yet are ignored: the
+   *  server starts from every layer on, so an ignored message leaves a layer on, never off. */
+  setActiveLayers(mid, layers) {
+    if (this.closed || typeof mid !== "string" || !Array.isArray(layers)) return this._layers;
+    const wanted = new Set(layers.filter((l) => typeof l === "string"));
+    this._layers = this._layers.then(() => this._applyLayers(mid, wanted));
+    return this._layers;
+  }
+
+  async _applyLayers(mid, wanted) {
+    const transceiver = [...this._transceivers.values()].find((t) => t.mid === mid && !t.stopped);
+    if (!transceiver || this.closed) return;
+    const sender = transceiver.sender;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length === 0) return;
+    let changed = false;
+    for (const encoding of params.encodings) {
+      const active = wanted.has(encoding.rid ?? "");
+      if (encoding.active !== active) {
+        encoding.active = active;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    try {
+      await sender.setParameters(params);
+    } catch (error) {
+      if (!this.closed) this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
     }
   }
 

@@ -173,6 +173,9 @@ class Participant:
         elif kind == "publish_answer":
             if self._answer is not None and not self._answer.done():
                 self._answer.set_result(str(msg.get("sdp", "")))
+        elif kind == "publish_layers":
+            if self._crafted is not None:
+                self._crafted.set_layers(msg.get("mid"), msg.get("layers"), asyncio.get_running_loop().time())
         elif kind == "track_published":
             track = msg.get("track") or {}
             if track.get("kind") == "video" and track.get("sid") != self.sid:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from aiortc import MediaStreamTrack, RTCPeerConnection
@@ -70,6 +71,8 @@ class CraftedMedia:
         self._video_mid: str | None = None
         self._audio_mid: str | None = None
         self.streams: list[RawStream] = []
+        self._layers: dict[str, RawStream] = {}  # the video streams by rid ("" without simulcast)
+        self._wanted: list[object] | None = None  # the last ``publish_layers`` (before ``start`` too)
 
     def add_transceivers(self, pc: RTCPeerConnection) -> None:
         self._pc = pc
@@ -101,7 +104,9 @@ class CraftedMedia:
             first = random.choice(clips.layers[0].keyframes)
             for rid, clip in zip(self._rids or ("",), clips.layers, strict=True):
                 ext = one_byte_extensions({**ids, self._rid_ext: rid.encode()} if rid else ids)
-                self.streams.append(RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first))
+                stream = RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first)
+                self.streams.append(stream)
+                self._layers[rid] = stream
         if self._audio is not None:
             mid = str(self._audio.mid)
             a = by_mid[mid]
@@ -116,6 +121,24 @@ class CraftedMedia:
             self.streams.append(RawStream(sound, a.codecs["opus"], ext, writer.send_rtp))
         for stream in self.streams:
             self._pacer.add(stream)
+        if self._wanted is not None and self._video is not None:
+            self.set_layers(self._video.mid, self._wanted, asyncio.get_running_loop().time())
+
+    def set_layers(self, mid: object, layers: object, now: float) -> None:
+        """``publish_layers``: send only the video layers the server asks for."""
+        video = self._video
+        if video is None or mid != video.mid or not isinstance(layers, list):
+            return
+        self._wanted = layers
+        for rid, stream in self._layers.items():
+            if rid in layers:
+                stream.resume(now)
+            else:
+                stream.pause(now)
+
+    @property
+    def paused_layers(self) -> int:
+        return sum(1 for s in self._layers.values() if s.paused_at is not None)
 
     def on_rtcp(self, data: bytes) -> None:
         for ssrc in keyframe_requests(data):

@@ -66,6 +66,7 @@ class RawStream:
         "_timestamp",
         "clip",
         "due",
+        "paused_at",
         "rate",
         "send",
         "sent",
@@ -80,6 +81,7 @@ class RawStream:
         self.send = send
         self.sent = 0
         self.due = 0.0
+        self.paused_at: float | None = None  # loop time the server paused the stream (dynacast)
         self.rate = planned_rate(clip)
         self._pt = payload_type
         self._ext = extensions
@@ -91,6 +93,21 @@ class RawStream:
     def request_keyframe(self) -> None:
         if self.clip.kind == "video":
             self._index = self.clip.next_keyframe(self._index)
+
+    def pause(self, now: float) -> None:
+        """Stop sending, as a browser does for an encoding set inactive."""
+        if self.paused_at is None:
+            self.paused_at = now
+
+    def resume(self, now: float) -> None:
+        """Send again as a browser's encoder does: from a keyframe, numbering continuing, the
+        timestamp advanced by the time paused."""
+        paused_at, self.paused_at = self.paused_at, None
+        if paused_at is None:
+            return
+        self._timestamp += int(max(0.0, now - paused_at) * self.clip.clock_rate)
+        self.due = now
+        self.request_keyframe()
 
     def send_frame(self) -> None:
         """Send the next frame's packets (nothing is counted while not connected)."""
@@ -150,8 +167,8 @@ class Pacer:
 
     @property
     def planned(self) -> float:
-        """Packets per second the streams are meant to send."""
-        return sum(s.rate for s in self._streams)
+        """Packets per second the streams are meant to send (paused ones send nothing)."""
+        return sum(s.rate for s in self._streams if s.paused_at is None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -159,6 +176,8 @@ class Pacer:
             now = loop.time()
             next_due = now + 0.1
             for stream in self._streams:
+                if stream.paused_at is not None:
+                    continue
                 step = stream.clip.frame_duration
                 if stream.due < now - self.CATCH_UP:  # overloaded: skip rather than burst
                     stream.due = now

@@ -147,6 +147,7 @@ class LayerSelector:
         "_liveness",
         "_target",
         "_upgrade_since",
+        "_wanted",
     )
 
     def __init__(self, config: SimulcastConfig | None = None, liveness: LayerLiveness | None = None) -> None:
@@ -164,6 +165,7 @@ class LayerSelector:
         self._active_since = self._liveness.active_since
         self._current: str | None = None
         self._target: str | None = None
+        self._wanted: str | None = None
 
     @property
     def current(self) -> str | None:
@@ -174,6 +176,12 @@ class LayerSelector:
     def target(self) -> str | None:
         """The layer the policy wants; differs from ``current`` while awaiting its keyframe."""
         return self._target
+
+    @property
+    def wanted(self) -> str | None:
+        """The layer that size and bandwidth call for, whether or not it flows (None while
+        paused): what the publisher must send for this subscriber (``sfu.core.dynacast``)."""
+        return self._wanted
 
     @property
     def listening(self) -> tuple[str, ...]:
@@ -269,6 +277,7 @@ class LayerSelector:
         layers = self._layers
         limits = self._limits
         if limits.paused or not layers:
+            self._wanted = None
             return None
         top = len(layers) - 1
         ceiling = top
@@ -280,6 +289,7 @@ class LayerSelector:
             fit = next((i for i, la in enumerate(layers) if la.width >= want_w and la.height >= want_h), top)
             ceiling = min(ceiling, fit)
         desired = min(ceiling, self._bandwidth_cap(now))
+        self._wanted = layers[desired].rid
         current_index = self._index.get(self._current, -1) if self._current is not None else -1
         chosen = self._pick(desired, now, lambda i: i <= current_index)
         return chosen if chosen is not None else self._pick(desired, now, lambda i: True)
