@@ -231,3 +231,30 @@ def test_a_keyframe_request_in_a_compound_rtcp_packet_names_the_stream() -> None
     compound = bytes(ReceiverReport(1, ())) + bytes(Pli(1, 0xCAFE)) + bytes(Pli(1, 0xBEEF))
     assert keyframe_requests(compound) == [0xCAFE, 0xBEEF]
     assert keyframe_requests(b"\x81\xc9") == []  # truncated: nothing
+
+
+async def test_a_layer_the_server_switches_off_sends_nothing_and_resumes_on_a_keyframe() -> None:
+    sent: list[bytes] = []
+    key = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(94)
+    frames = (key, b"\x11" + bytes(99), b"\x11" + bytes(99))  # a keyframe, then deltas
+    clip = Clip("video", frames, (0,), 90000, 3000)
+    stream = RawStream(clip, VP8, b"", lambda d: sent.append(d) or True)
+    pacer = Pacer()
+    pacer.add(stream)
+    try:
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        stream.pause(loop.time())
+        assert pacer.planned == 0.0  # a paused stream is not planned
+        paused = len(sent)
+        await asyncio.sleep(0.2)
+        assert len(sent) == paused
+        stream.resume(loop.time())
+        assert pacer.planned == 30.0
+        await asyncio.sleep(0.05)
+    finally:
+        await pacer.close()
+    last, first_after = RtpView(sent[paused - 1]), RtpView(sent[paused])
+    assert (first_after.sequence - last.sequence) & 0xFFFF == 1  # numbering continues
+    assert (first_after.timestamp - last.timestamp) & 0xFFFFFFFF >= 0.2 * 90000  # time went on
+    assert vp8_is_keyframe(first_after.payload)  # a resumed layer starts with a keyframe

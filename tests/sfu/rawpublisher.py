@@ -75,9 +75,11 @@ def simulcast_offer(sdp: str, mid: str, vp9: bool = False) -> str:
 
 
 class RawPublisher:
-    def __init__(self, peer: Peer, *, vp9: bool = False) -> None:
+    def __init__(self, peer: Peer, *, vp9: bool = False, dynacast: bool = False) -> None:
         self.peer = peer
         self.vp9 = vp9
+        self.dynacast = dynacast  # obey publish_layers
+        self.mid = ""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.plis: list[int] = []
         self.answer = ""
@@ -89,7 +91,7 @@ class RawPublisher:
         offer = await self.pc.createOffer()
         prepare_gathering(self.pc, LOOPBACK, PortRange())
         await self.pc.setLocalDescription(offer)
-        mid = transceiver.mid or "0"
+        mid = self.mid = transceiver.mid or "0"
         sdp = simulcast_offer(self.pc.localDescription.sdp, mid, vp9=self.vp9)
         await self.peer.request(
             "publish_offer",
@@ -108,16 +110,26 @@ class RawPublisher:
         with contextlib.suppress(RtcpParseError):
             self.plis += [p.media_ssrc for p in parse_rtcp(data) if isinstance(p, Pli)]
 
+    def active_layers(self) -> set[str]:
+        """The layers the SFU last asked for (``publish_layers``), every one before it asks."""
+        asked = [m for m in self.peer.of_type("publish_layers") if m["mid"] == self.mid]
+        return set(asked[-1]["layers"]) if asked else set(LAYERS)
+
     async def _send(self, writer: RtpWriter, mid: bytes) -> None:
         seq = dict.fromkeys(LAYERS, 100)
         handled = 0
         frame = 0
+        sending = set(LAYERS)
         while True:
             wanted = {ssrc for ssrc in self.plis[handled:]}
             handled = len(self.plis)
+            active = self.active_layers() if self.dynacast else set(LAYERS)
+            resumed, sending = active - sending, active
             for rid in LAYERS:
+                if rid not in active:
+                    continue  # switched off, as a browser does with an inactive encoding
                 ssrc = self.ssrcs[rid]
-                key = frame == 0 or ssrc in wanted
+                key = frame == 0 or ssrc in wanted or rid in resumed
                 ext = one_byte_block({MID_EXT: mid, RID_EXT: rid.encode()})
                 pt = VP9_PT if self.vp9 else VP8_PT
                 payload = vp9_payload(key, rid, frame) if self.vp9 else vp8_payload(key, rid, frame)
