@@ -113,6 +113,13 @@ def wait_for_quiet(limit: float, longest: float = 3600.0) -> float:
         print(f"  (machine busy {busy:.0f} % of one core: waiting for it to be quiet)", flush=True)
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("CONF_"):
+        raise argparse.ArgumentTypeError(f"expected CONF_NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def run_once(args: list[str], extra_env: dict[str, str]) -> tuple[dict[str, Any], str]:
     server = srv.start(extra_env)
     command = [str(srv.BIN / "confctl"), "load-test", "--room", "bench", *args]
@@ -147,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--json-out", type=Path)
     parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="CONF_X=V",
+        help="a setting for the server under test, e.g. CONF_SFU_DYNACAST=false (repeatable)",
+    )
+    parser.add_argument(
         "--other-limit", type=float, default=15.0, help="discard a run in which other programs used more (%%)"
     )
     parser.add_argument("--retries", type=int, default=4, help="extra runs allowed to replace discarded ones")
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_quiet(ns.quiet_limit)
         before = floor_us()
         with FloorSampler() as sampler:
-            doc, command = run_once(args, {})
+            doc, command = run_once(args, dict(ns.server_env))
         floor = min(before, floor_us())  # the machine at its steadier moment, before or after
         start = float(doc.get("window_started_at") or 0.0)
         during = sampler.between(start, start + float(doc.get("window_s") or 0.0))
