@@ -136,6 +136,8 @@ class SfuConfig:
     """Video tracks one subscriber may receive at once (screen shares do not count)."""
     pli_interval: float = 0.3
     nack_history_packets: int = 512
+    opus_dtx: bool = True
+    """Ask publishers for Opus DTX (``usedtx=1``): a silent microphone sends ~5 packets/s, not 50."""
     dynacast: bool = True
     """Tell publishers to stop sending the video layers no subscriber wants (``publish_layers``)."""
     dynacast_pause_delay: float = 3.0

@@ -43,6 +43,7 @@ from sfu.sdp import (
     SessionInfo,
     complete_simulcast_answer,
     parse_sdp,
+    request_opus_dtx,
 )
 from sfu.uptrack import AudioPolicy, UpTrack
 
@@ -125,7 +126,8 @@ class Publisher:
             raise ServiceError("internal", f"could not read the answer: {exc}") from None
         added, removed = self._apply(info, accepted, wanted)
         self._writer = RtpWriter.for_connection(pc)
-        return complete_simulcast_answer(local, info), added, removed
+        final = complete_simulcast_answer(local, info)
+        return request_opus_dtx(final) if self._ctx.cfg.opus_dtx else final, added, removed
 
     def _apply(
         self, offer: SessionInfo, answer: SessionInfo, wanted: list[PublishedTrack]

@@ -4,7 +4,8 @@
 codecs, header extension ids, RIDs, SSRCs, ICE credentials) and refuses malformed input with
 ``SdpError`` before the WebRTC stack sees it. ``complete_simulcast_answer`` adds the
 ``a=rid``/``a=simulcast`` lines and the RID header extensions that aiortc leaves out, so a
-browser sends all its simulcast layers. ``add_forward_only_codecs`` adds VP9 and AV1 to the
+browser sends all its simulcast layers; ``request_opus_dtx`` asks publishers for Opus DTX in the
+answer. ``add_forward_only_codecs`` adds VP9 and AV1 to the
 SFU's subscribe offers, with payload types allocated per description (``PayloadTypes``) so no
 number names two codec configurations in the BUNDLE group.
 """
@@ -319,6 +320,33 @@ def complete_simulcast_answer(answer: str, offer: SessionInfo) -> str:
             out.append(line)
     close_section()
     return newline.join(out) + newline
+
+
+def request_opus_dtx(answer: str) -> str:
+    """``answer`` with ``usedtx=1`` in the format parameters of every Opus payload type: the
+    publisher's encoder then nearly stops sending during silence (about 5 packets a second in
+    Chromium instead of 50), as LiveKit asks by default (RFC 7587, 7)."""
+    newline = "\r\n" if "\r\n" in answer else "\n"
+    lines = answer.split(newline)
+    opus = {
+        line[9:].partition(" ")[0]
+        for line in lines
+        if line.startswith("a=rtpmap:") and line.partition(" ")[2].lower().startswith("opus/")
+    }
+    with_fmtp = {line[7:].partition(" ")[0] for line in lines if line.startswith("a=fmtp:")}
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("a=fmtp:"):
+            pt, _, params = line[7:].partition(" ")
+            keys = {p.partition("=")[0].strip().lower() for p in params.split(";")}
+            if pt in opus and "usedtx" not in keys:
+                line = f"a=fmtp:{pt} " + ";".join(filter(None, (params.strip(), "usedtx=1")))
+        out.append(line)
+        if line.startswith("a=rtpmap:"):
+            pt = line[9:].partition(" ")[0]
+            if pt in opus and pt not in with_fmtp:
+                out.append(f"a=fmtp:{pt} usedtx=1")
+    return newline.join(out)
 
 
 def section_for_rid_check(section: MediaSection) -> None:

@@ -71,6 +71,16 @@ class ClipSet:
         return self.layers[-1] if self.layers else None
 
 
+DTX_FRAMES = 10  # Chromium 156 sends ~5 packets/s of silence when DTX is asked for (measured)
+
+
+def dtx(clip: Clip) -> Clip:
+    """What a silent microphone sends when the server asks for DTX: one packet (the frame's TOC
+    byte only, as libopus emits in DTX) every ``DTX_FRAMES`` frames."""
+    ticks = clip.ticks_per_frame * DTX_FRAMES
+    return Clip("audio", (clip.frames[0][:1],), (), clip.clock_rate, ticks, level=clip.level)
+
+
 def _video_frame(width: int, height: int, index: int, noise: bytes) -> av.VideoFrame:
     frame = av.VideoFrame(width=width, height=height, format="yuv420p")
     luma = frame.planes[0]

@@ -15,7 +15,7 @@ import random
 from aiortc import MediaStreamTrack, RTCPeerConnection
 
 from confctl.loadtest import sdpinfo
-from confctl.loadtest.clips import LAYERS, ClipSet
+from confctl.loadtest.clips import LAYERS, ClipSet, dtx
 from confctl.loadtest.plan import Options, Role
 from confctl.loadtest.rawmedia import Pacer, RawStream, one_byte_extensions
 from confctl.loadtest.tracks import ClipTrack, SpeechTrack
@@ -113,6 +113,9 @@ class CraftedMedia:
             sound = clips.speech if self._role.speaker else clips.quiet
             if sound is None:
                 raise RuntimeError("no audio clip was prepared")
+            answer = pc.remoteDescription.sdp if pc.remoteDescription is not None else ""
+            if not self._role.speaker and sdpinfo.asks_for_dtx(answer, mid):
+                sound = dtx(sound)
             elements = {a.extensions.get(sdpinfo.URI_MID, 1): mid.encode()}
             level_ext = a.extensions.get(sdpinfo.URI_AUDIO_LEVEL, 0)
             if level_ext:

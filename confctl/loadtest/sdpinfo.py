@@ -43,6 +43,25 @@ def sections(sdp: str) -> list[Section]:
     return out
 
 
+def asks_for_dtx(sdp: str, mid: str) -> bool:
+    """True when the m-line ``mid`` of ``sdp`` (the server's answer) has ``usedtx=1`` for Opus."""
+    current = ""
+    opus: set[str] = set()
+    dtx: set[str] = set()
+    for line in sdp.splitlines():
+        if line.startswith("a=mid:"):
+            current = line[6:].strip()
+        elif current != mid:
+            continue
+        elif line.startswith("a=rtpmap:") and line.partition(" ")[2].lower().startswith("opus/"):
+            opus.add(line[9:].partition(" ")[0])
+        elif line.startswith("a=fmtp:"):
+            pt, _, params = line[7:].partition(" ")
+            if "usedtx=1" in params.replace(" ", "").split(";"):
+                dtx.add(pt)
+    return bool(opus & dtx)
+
+
 def ssrc_kinds(sdp: str) -> dict[int, str]:
     """SSRC -> ``audio``/``video`` for the streams an offer announces, ``rtx`` for their
     retransmission SSRCs (``a=ssrc-group:FID media rtx``). SSRCs, not payload types: a payload

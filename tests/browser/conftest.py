@@ -68,9 +68,17 @@ def free_port() -> int:
 class Server:
     """A ``confserver`` subprocess with TLS off on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, media: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        media: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.media = media
+        self.env = dict(env or {})  # more CONF_* settings
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = SigningKey.hs256(API_KEY, API_SECRET)
@@ -90,6 +98,7 @@ class Server:
             CONF_LOG_LEVEL="warning",
             CONF_SFU_ENABLED="true" if self.media else "false",
         )
+        env.update(self.env)
         exe = Path(sys.executable).with_name("confserver")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "confserver.main"]
         if os.environ.get("BROWSER_TESTS_SERVER_CMD"):  # another build of the server, same CONF_* env

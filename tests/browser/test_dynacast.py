@@ -1,14 +1,18 @@
-"""Dynacast in Chromium: a camera nobody watches stops sending, and starts again when watched."""
+"""What Chromium publishers send when the server asks for less: a camera nobody watches stops
+sending and starts again when watched (dynacast); a silent microphone sends about 5 packets a second
+instead of 50 (Opus DTX)."""
 
 from __future__ import annotations
 
 import time
+import wave
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Server
+from .conftest import CHROMIUM_ARGS, Server
 from .helpers import Crowd, Person
 from .test_media import COLLECT_PEER_CONNECTIONS, require_media, wait_for_video
 
@@ -28,6 +32,18 @@ async () => {
     return { active: encodings.map((e) => e.active !== false), packets };
   }
   return null;
+}
+"""
+
+
+AUDIO_SENT = """
+async () => {
+  let packets = 0;
+  for (const pc of window.__pcs) {
+    if (pc.connectionState === 'closed') continue;
+    (await pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'audio') packets += s.packetsSent || 0; });
+  }
+  return packets;
 }
 """
 
@@ -72,3 +88,56 @@ def test_a_camera_nobody_watches_is_switched_off_until_someone_does(
         failed = False
     finally:
         crowd.close(failed)
+
+
+def silence(path: Path, seconds: int = 5) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(bytes(2 * 48000 * seconds))
+    return path
+
+
+def audio_packets_in(person: Person, seconds: float) -> int:
+    deadline = time.monotonic() + 20
+    while person.page.evaluate(AUDIO_SENT) == 0:
+        assert time.monotonic() < deadline, f"{person.identity}: the microphone sends nothing"
+        person.page.wait_for_timeout(250)
+    person.page.wait_for_timeout(2000)  # the encoder settles into silence
+    before: int = person.page.evaluate(AUDIO_SENT)
+    person.page.wait_for_timeout(int(seconds * 1000))
+    after: int = person.page.evaluate(AUDIO_SENT)
+    return after - before
+
+
+def test_a_silent_microphone_sends_a_tenth_of_its_packets_with_dtx(
+    playwright_session: Any, chromium_path: str, tmp_path: Path
+) -> None:
+    quiet = playwright_session.chromium.launch(
+        executable_path=chromium_path,
+        headless=True,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={silence(tmp_path / 'silence.wav')}"],
+    )
+    servers = {
+        dtx: Server(tmp_path / str(dtx), media=True, env={"CONF_SFU_OPUS_DTX": str(dtx).lower()})
+        for dtx in (True, False)
+    }
+    crowd = Crowd(quiet, servers[True], "dtx")
+    failed = True
+    try:
+        sent = {}
+        for dtx, srv in servers.items():
+            (tmp_path / str(dtx)).mkdir()
+            srv.start()
+            person = crowd.open("dtx", f"quiet-{dtx}", server=srv, init_script=COLLECT_PEER_CONNECTIONS)
+            require_media(person)
+            sent[dtx] = audio_packets_in(person, 4.0)
+        assert sent[False] >= 150, sent  # 50 a second without DTX, silence or not
+        assert sent[True] <= 30, sent  # ~5 a second with it (Chromium 156: 19-20 in 4 s)
+        failed = False
+    finally:
+        crowd.close(failed)
+        for srv in servers.values():
+            srv.stop()
+        quiet.close()

@@ -7,7 +7,7 @@ import struct
 import time
 
 from confctl.loadtest import report, sdpinfo
-from confctl.loadtest.clips import Clip
+from confctl.loadtest.clips import Clip, dtx
 from confctl.loadtest.plan import Options, roles
 from confctl.loadtest.publishing import keyframe_requests
 from confctl.loadtest.rawmedia import Pacer, RawStream, planned_rate, vp8_payloads
@@ -258,3 +258,14 @@ async def test_a_layer_the_server_switches_off_sends_nothing_and_resumes_on_a_ke
     assert (first_after.sequence - last.sequence) & 0xFFFF == 1  # numbering continues
     assert (first_after.timestamp - last.timestamp) & 0xFFFFFFFF >= 0.2 * 90000  # time went on
     assert vp8_is_keyframe(first_after.payload)  # a resumed layer starts with a keyframe
+
+
+def test_a_quiet_microphone_asked_for_dtx_sends_a_tenth_of_its_packets() -> None:
+    quiet = Clip("audio", (b"\x78abc",) * 5, (), 48000, 960, level=90)
+    silent = dtx(quiet)
+    assert planned_rate(quiet) == 50.0 and planned_rate(silent) == 5.0
+    assert silent.frames == (b"\x78",) and silent.level == 90
+    answer = "m=audio 9 X 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10; usedtx=1\r\n"
+    assert sdpinfo.asks_for_dtx(answer, "0")
+    assert not sdpinfo.asks_for_dtx(answer, "1")
+    assert not sdpinfo.asks_for_dtx(answer.replace("usedtx=1", "usedtx=0"), "0")

@@ -19,7 +19,9 @@ from sfu.sdp import (
     add_forward_only_codecs,
     complete_simulcast_answer,
     parse_sdp,
+    request_opus_dtx,
 )
+from tests.sfu.conftest import config
 from tests.sfu.peers import Peer, wait_until
 
 CHROMIUM_OFFER = (
@@ -225,3 +227,48 @@ async def test_a_subscriber_accepting_vp9_gets_an_offer_without_payload_type_con
     finally:
         await alice.close()
         await bob.close()
+
+
+AUDIO_ANSWER = "\r\n".join(
+    [
+        "v=0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111 0",
+        "a=mid:0",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:0 PCMU/8000",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 109",
+        "a=mid:1",
+        "a=rtpmap:109 OPUS/48000/2",
+        "a=fmtp:109 minptime=10;useinbandfec=1",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96",
+        "a=mid:2",
+        "a=rtpmap:96 VP8/90000",
+        "a=fmtp:96 max-fs=12288",
+        "",
+    ]
+)
+
+
+def test_the_answer_asks_for_opus_dtx_on_every_opus_payload_type_only() -> None:
+    answer = request_opus_dtx(AUDIO_ANSWER)
+    lines = answer.split("\r\n")
+    assert lines[lines.index("a=rtpmap:111 opus/48000/2") + 1] == "a=fmtp:111 usedtx=1"
+    assert "a=fmtp:109 minptime=10;useinbandfec=1;usedtx=1" in lines
+    assert "a=fmtp:96 max-fs=12288" in lines and not any(line.startswith("a=fmtp:0") for line in lines)
+    assert request_opus_dtx(answer) == answer  # asked once
+    no_opus = AUDIO_ANSWER.replace("opus", "G722").replace("OPUS", "G722")
+    assert request_opus_dtx(no_opus) == no_opus
+
+
+@pytest.mark.parametrize("dtx", [True, False])
+async def test_a_publisher_is_asked_for_dtx_unless_switched_off(dtx: bool, registry: object) -> None:
+    sfu = SfuController(config(opus_dtx=dtx), registry)  # type: ignore[arg-type]
+    alice = Peer(sfu, "dtx", "alice")
+    try:
+        await alice.join()
+        await alice.publish(video=None)
+        answer = alice.of_type("publish_answer")[-1]["sdp"]
+        assert ("usedtx=1" in answer) is dtx
+    finally:
+        await alice.close()
+        await sfu.close()
