@@ -152,6 +152,11 @@ class SfuMetrics:
         )
         self.tracks = Gauge("conf_sfu_tracks", "Published tracks.", ["kind"], registry=reg)
         self.peer_connections = Gauge("conf_sfu_peer_connections", "Open peer connections.", registry=reg)
+        self.paused_layers = Gauge(
+            "conf_sfu_paused_layers",
+            "Video layers publishers were told to stop sending because no subscriber wants them (dynacast).",
+            registry=reg,
+        )
         for kind in KINDS:
             for direction in ("in", "out"):
                 self._packets.labels(direction, kind)

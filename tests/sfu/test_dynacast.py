@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from sfu.controller import SfuController
 from tests.sfu.conftest import config
@@ -21,7 +22,12 @@ def asked(peer: Peer) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("sfu_config", [config(dynacast_pause_delay=DELAY)])
-async def test_unwanted_layers_are_switched_off_and_a_wanted_one_comes_back(sfu: SfuController) -> None:
+async def test_unwanted_layers_are_switched_off_and_a_wanted_one_comes_back(
+    sfu: SfuController, registry: CollectorRegistry
+) -> None:
+    def paused() -> float | None:
+        return registry.get_sample_value("conf_sfu_paused_layers")
+
     alice = Peer(sfu, "dyn", "alice")
     viewer = Peer(sfu, "dyn", "viewer", decode=False)
     publisher = RawPublisher(alice, dynacast=True)
@@ -34,6 +40,7 @@ async def test_unwanted_layers_are_switched_off_and_a_wanted_one_comes_back(sfu:
         message: dict[str, Any] = await alice.expect("publish_layers", timeout=5)
         assert message["track"] == track["id"] and message["mid"] == publisher.mid
         await wait_until(lambda: asked(alice) and asked(alice)[-1] == ["q"], 5, what="only q wanted")
+        assert paused() == 2
         mark = len(viewer.raw)
         await wait_until(lambda: len(layers_seen(viewer, mark)) >= 20, 5, what="q keeps flowing")
         assert set(layers_seen(viewer, mark)) == {"q"}
@@ -49,7 +56,10 @@ async def test_unwanted_layers_are_switched_off_and_a_wanted_one_comes_back(sfu:
         # nobody watches: everything goes off
         await viewer.request("update_subscription", tracks=[{"id": track["id"], "subscribe": False}])
         await wait_until(lambda: asked(alice)[-1] == [], 3, what="all switched off")
+        assert paused() == 3
         assert not viewer.errors and not alice.errors
+        await alice.leave()
+        assert paused() == 0  # the publisher left
     finally:
         await publisher.close()
         for p in (alice, viewer):
