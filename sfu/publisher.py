@@ -274,20 +274,19 @@ class Publisher:
         demands = self._demands
         gauge = self._ctx.metrics.paused_layers
         for mid in [m for m in demands if m not in self.tracks]:
-            gone = demands.pop(mid)
-            gauge.dec(len(gone.layers) - len(gone.active))
+            gauge.dec(demands.pop(mid).paused)
         for mid, track in self.tracks.items():
             if track.kind != "video":
                 continue
             rids = tuple(track.layers)
             demand = demands.get(mid)
-            paused = 0 if demand is None else len(demand.layers) - len(demand.active)
+            paused = 0 if demand is None else demand.paused
             if demand is None:
                 demand = demands[mid] = LayerDemand(rids, now, self._ctx.cfg.dynacast_pause_delay)
             elif demand.layers != rids:
                 demand.set_layers(rids, now)
             active = demand.update([w for f in track.forwarders if (w := f.selector.wanted) is not None], now)
-            gauge.inc(len(demand.layers) - len(demand.active) - paused)
+            gauge.inc(demand.paused - paused)
             if active is not None and self._send is not None:
                 self._send({"type": "publish_layers", "track": track.id, "mid": mid, "layers": list(active)})
 
@@ -316,8 +315,7 @@ class Publisher:
         if self.closed:
             return
         self.closed = True
-        paused = sum(len(d.layers) - len(d.active) for d in self._demands.values())
-        self._ctx.metrics.paused_layers.dec(paused)
+        self._ctx.metrics.paused_layers.dec(sum(d.paused for d in self._demands.values()))
         self._demands.clear()
         if self._restart is not None:
             await self._restart.cancel()

@@ -139,10 +139,6 @@ class CraftedMedia:
             else:
                 stream.pause(now)
 
-    @property
-    def paused_layers(self) -> int:
-        return sum(1 for s in self._layers.values() if s.paused_at is not None)
-
     def on_rtcp(self, data: bytes) -> None:
         for ssrc in keyframe_requests(data):
             for stream in self.streams:

@@ -46,6 +46,11 @@ class LayerDemand:
         """The layers the publisher was last told to send (in the order of ``layers``)."""
         return self._active
 
+    @property
+    def paused(self) -> int:
+        """How many of ``layers`` the publisher was told not to send."""
+        return len(self._layers) - len(self._active)
+
     def set_layers(self, layers: Iterable[str], now: float) -> None:
         """The track's layers changed (renegotiation): a new layer is on, as the publisher starts
         it, with the same grace as a new track; a known one keeps its state."""

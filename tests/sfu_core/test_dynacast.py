@@ -15,6 +15,7 @@ def test_a_new_track_sends_everything_until_nobody_wanted_a_layer_for_the_delay(
     assert demand.update(["h"], 1.0) is None
     assert demand.update(["h"], 2.9) is None
     assert demand.update(["h"], 3.0) == ("h",)  # q and f: unwanted for 3 s since the start
+    assert demand.paused == 2
     assert demand.update(["h"], 4.0) is None  # said once
 
 
