@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,19 @@ class Person:
             timeout=timeout_ms,
         )
         return str(self.page.evaluate("document.body.dataset.media"))
+
+    def poll(self, expression: str, ok: Callable[[Any], bool], timeout: float, what: str) -> Any:
+        """Evaluates ``expression`` (which may return a Promise) every 250 ms until ``ok`` holds
+        for its value; returns that value. ``page.wait_for_function`` cannot do this: it takes
+        a Promise for a truthy value and returns at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.page.evaluate(expression)
+            if ok(value):
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.identity}: {what}: {value}")
+            self.page.wait_for_timeout(250)
 
     # --- what the user sees -----------------------------------------------------------------------
 

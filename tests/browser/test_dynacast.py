@@ -4,7 +4,6 @@ instead of 50 (Opus DTX)."""
 
 from __future__ import annotations
 
-import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -54,14 +53,8 @@ def camera(person: Person) -> dict[str, Any]:
 
 
 def poll(person: Person, ok: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = camera(person)
-        if ok(state):
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{person.identity}: {what}: {state}")
-        person.page.wait_for_timeout(250)
+    state: dict[str, Any] = person.poll(CAMERA_SENDING, lambda c: c is not None and ok(c), timeout, what)
+    return state
 
 
 def test_a_camera_nobody_watches_is_switched_off_until_someone_does(
@@ -100,10 +93,7 @@ def silence(path: Path, seconds: int = 5) -> Path:
 
 
 def audio_packets_in(person: Person, seconds: float) -> int:
-    deadline = time.monotonic() + 20
-    while person.page.evaluate(AUDIO_SENT) == 0:
-        assert time.monotonic() < deadline, f"{person.identity}: the microphone sends nothing"
-        person.page.wait_for_timeout(250)
+    person.poll(AUDIO_SENT, lambda n: n > 0, 20, "the microphone sends")
     person.page.wait_for_timeout(2000)  # the encoder settles into silence
     before: int = person.page.evaluate(AUDIO_SENT)
     person.page.wait_for_timeout(int(seconds * 1000))

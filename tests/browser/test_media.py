@@ -115,11 +115,9 @@ def test_three_browsers_see_and_hear_each_other(media_trio: dict[str, Person]) -
             wait_for_video(person, other)
             assert video_size(person, other)["width"] > 0
     for person in media_trio.values():
-        person.page.wait_for_function(
-            f"({INBOUND_TOTALS})().then((t) => t.framesDecoded > 0 && t.audioPackets > 0)", timeout=20_000
+        person.poll(
+            INBOUND_TOTALS, lambda t: t["framesDecoded"] > 0 and t["audioPackets"] > 0, 20, "frames and audio"
         )
-        totals = person.page.evaluate(INBOUND_TOTALS)
-        assert totals["framesDecoded"] > 0 and totals["audioPackets"] > 0, totals
     # the fake microphones beep: the server reports speakers and the tiles light up
     expect(ana.page.locator("#stage .tile.is-speaking").first).to_be_visible(timeout=15_000)
     ana.screenshot("grid-three-media", docs="meeting-grid")
