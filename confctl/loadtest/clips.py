@@ -47,6 +47,7 @@ class Clip:
     width: int = 0
     height: int = 0
     level: int = 127  # RFC 6464 level (-dBov) of audio content
+    dtx: bool = False  # what a silent microphone sends in Opus DTX
 
     @property
     def frame_duration(self) -> float:
@@ -78,7 +79,7 @@ def dtx(clip: Clip) -> Clip:
     """What a silent microphone sends when the server asks for DTX: one packet (the frame's TOC
     byte only, as libopus emits in DTX) every ``DTX_FRAMES`` frames."""
     ticks = clip.ticks_per_frame * DTX_FRAMES
-    return Clip("audio", (clip.frames[0][:1],), (), clip.clock_rate, ticks, level=clip.level)
+    return Clip("audio", (clip.frames[0][:1],), (), clip.clock_rate, ticks, level=clip.level, dtx=True)
 
 
 def _video_frame(width: int, height: int, index: int, noise: bytes) -> av.VideoFrame:

@@ -166,6 +166,13 @@ class Pacer:
         return sum(s.sent for s in self._streams)
 
     @property
+    def asked_less(self) -> tuple[int, int, int]:
+        """(video streams, those paused by the server, microphones in DTX)."""
+        video = [s for s in self._streams if s.clip.kind == "video"]
+        paused = sum(1 for s in video if s.paused_at is not None)
+        return len(video), paused, sum(1 for s in self._streams if s.clip.dtx)
+
+    @property
     def planned(self) -> float:
         """Packets per second the streams are meant to send (paused ones send nothing)."""
         return sum(s.rate for s in self._streams if s.paused_at is None)

@@ -128,6 +128,11 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         "window_started_at": round(time.time() - (time.monotonic() - c0.at), 3),  # Unix time
         "sent_pps": _rate(c1.sent - c0.sent, seconds),
         "planned_pps": round(c1.planned, 1) if c1.planned else None,
+        "asked_less": {  # at the window's end: what the server asked the publishers not to send
+            "video_layers": c1.video_streams,
+            "paused_layers": c1.paused_streams,
+            "dtx_microphones": c1.dtx_streams,
+        },
         "forwarded_pps": _rate(packets, seconds),
         "forwarded_audio_pps": _rate(got.audio - before.audio, seconds),
         "forwarded_video_pps": _rate(got.video - before.video, seconds),
@@ -240,6 +245,16 @@ def _sent(doc: dict[str, Any]) -> str:
     return text
 
 
+def _asked_less(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    less = doc.get("asked_less") or {}
+    parts = []
+    if less.get("video_layers"):
+        parts.append(f"{less['paused_layers']} of {less['video_layers']} video layers paused (unwatched)")
+    if less.get("dtx_microphones"):
+        parts.append(f"{less['dtx_microphones']} quiet microphones in Opus DTX")
+    return [("  asked for less", "; ".join(parts))] if parts else []
+
+
 def render(doc: dict[str, Any]) -> str:
     p = doc["participants"]
     s = doc["server"] or {}
@@ -264,6 +279,7 @@ def render(doc: dict[str, Any]) -> str:
         ("First media", _lat(doc["first_media_ms"])),
         ("Window", _fmt(doc["window_s"], " s")),
         ("Sent", _sent(doc)),
+        *_asked_less(doc),
         (
             "Forwarded",
             f"{_fmt(doc['forwarded_pps'])} packets/s "

@@ -57,6 +57,9 @@ class Snapshot:
     media_latencies: tuple[float, ...] = ()
     sent: int = 0
     planned: float = 0.0  # packets per second the crafted streams are meant to send
+    video_streams: int = 0  # crafted video streams (simulcast layers)
+    paused_streams: int = 0  # of those, paused by the server (publish_layers)
+    dtx_streams: int = 0  # microphones sending Opus DTX
     received: ReceiveTotals = field(default_factory=ReceiveTotals)
     frames_decoded: int = 0
     awaiting_media: int = 0  # subscribers that expect media and have none yet
@@ -87,6 +90,9 @@ class Snapshot:
             media_latencies=tuple(x for s in items for x in s.media_latencies),
             sent=sum(s.sent for s in items),
             planned=sum(s.planned for s in items),
+            video_streams=sum(s.video_streams for s in items),
+            paused_streams=sum(s.paused_streams for s in items),
+            dtx_streams=sum(s.dtx_streams for s in items),
             received=received,
             frames_decoded=sum(s.frames_decoded for s in items),
             awaiting_media=sum(s.awaiting_media for s in items),
@@ -153,6 +159,7 @@ class Swarm:
         awaiting = sum(
             1 for p in ps if self._expects_media(p) and p.failure is None and p.first_media_at is None
         )
+        video, paused, dtx = self._pacer.asked_less
         return Snapshot(
             at=time.monotonic(),
             cpu=time.process_time(),
@@ -167,6 +174,9 @@ class Swarm:
             media_latencies=latencies([(p.started_at, p.first_media_at) for p in ps if p.role.subscribe]),
             sent=sum(p.sent for p in ps),
             planned=self._pacer.planned,
+            video_streams=video,
+            paused_streams=paused,
+            dtx_streams=dtx,
             received=received,
             frames_decoded=sum(p.frames_decoded for p in ps),
             awaiting_media=awaiting,

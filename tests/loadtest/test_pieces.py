@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 import time
 
@@ -161,6 +162,17 @@ def test_the_report_compares_what_was_planned_sent_and_read_by_the_server() -> N
     assert "15 datagrams dropped by the kernel in the window, 2.00 KiB waiting at its end" in text
     fine = report.render(report.build(options, window(sent=10_000, planned=1_000.0, packets_in=9_950)))
     assert "could not keep up" not in fine and "read only" not in fine
+    assert "asked for less" not in fine  # nothing was paused or in DTX
+
+
+def test_the_report_says_what_the_server_asked_the_publishers_not_to_send() -> None:
+    w = window(sent=10_000, planned=1_000.0, packets_in=10_000)
+    end = dataclasses.replace(w.client_end, video_streams=75, paused_streams=45, dtx_streams=97)
+    doc = report.build(
+        Options(room="r", video_publishers=25, subscribers=2), dataclasses.replace(w, client_end=end)
+    )
+    assert doc["asked_less"] == {"video_layers": 75, "paused_layers": 45, "dtx_microphones": 97}
+    assert "45 of 75 video layers paused (unwatched); 97 quiet microphones in Opus DTX" in report.render(doc)
 
 
 def test_simulcast_offer_names_three_layers_on_the_video_line_only() -> None:
@@ -246,6 +258,7 @@ async def test_a_layer_the_server_switches_off_sends_nothing_and_resumes_on_a_ke
         loop = asyncio.get_running_loop()
         stream.pause(loop.time())
         assert pacer.planned == 0.0  # a paused stream is not planned
+        assert pacer.asked_less == (1, 1, 0)
         paused = len(sent)
         await asyncio.sleep(0.2)
         assert len(sent) == paused
@@ -264,7 +277,7 @@ def test_a_quiet_microphone_asked_for_dtx_sends_a_tenth_of_its_packets() -> None
     quiet = Clip("audio", (b"\x78abc",) * 5, (), 48000, 960, level=90)
     silent = dtx(quiet)
     assert planned_rate(quiet) == 50.0 and planned_rate(silent) == 5.0
-    assert silent.frames == (b"\x78",) and silent.level == 90
+    assert silent.frames == (b"\x78",) and silent.level == 90 and silent.dtx and not quiet.dtx
     answer = "m=audio 9 X 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10; usedtx=1\r\n"
     assert sdpinfo.asks_for_dtx(answer, "0")
     assert not sdpinfo.asks_for_dtx(answer, "1")
