@@ -282,7 +282,7 @@ class Publisher:
             demand = demands.get(mid)
             paused = 0 if demand is None else demand.paused
             if demand is None:
-                demand = demands[mid] = LayerDemand(rids, now, self._ctx.cfg.dynacast_pause_delay)
+                demand = demands[mid] = LayerDemand(rids, now, pause_delay=self._ctx.cfg.dynacast_pause_delay)
             elif demand.layers != rids:
                 demand.set_layers(rids, now)
             active = demand.update([w for f in track.forwarders if (w := f.selector.wanted) is not None], now)

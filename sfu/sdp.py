@@ -325,7 +325,7 @@ def complete_simulcast_answer(answer: str, offer: SessionInfo) -> str:
 def request_opus_dtx(answer: str) -> str:
     """``answer`` with ``usedtx=1`` in the format parameters of every Opus payload type: the
     publisher's encoder then nearly stops sending during silence (about 5 packets a second in
-    Chromium instead of 50), as LiveKit asks by default (RFC 7587, 7)."""
+    Chromium instead of 50), as LiveKit asks by default (RFC 7587)."""
     newline = "\r\n" if "\r\n" in answer else "\n"
     lines = answer.split(newline)
     opus = {

@@ -19,6 +19,7 @@ class Section:
     mid: str = ""
     codecs: dict[str, int] = field(default_factory=dict)  # lower-case codec name -> first payload type
     extensions: dict[str, int] = field(default_factory=dict)  # uri -> id
+    fmtp: dict[int, str] = field(default_factory=dict)  # payload type -> format parameters
 
 
 def sections(sdp: str) -> list[Section]:
@@ -35,6 +36,10 @@ def sections(sdp: str) -> list[Section]:
             name = rest.split("/", 1)[0].lower()
             if pt.isdigit():
                 out[-1].codecs.setdefault(name, int(pt))
+        elif line.startswith("a=fmtp:"):
+            pt, _, params = line[7:].partition(" ")
+            if pt.isdigit():
+                out[-1].fmtp[int(pt)] = params.strip()
         elif line.startswith("a=extmap:"):
             ext_id, _, rest = line[9:].partition(" ")
             ext_id = ext_id.split("/", 1)[0]
@@ -45,21 +50,12 @@ def sections(sdp: str) -> list[Section]:
 
 def asks_for_dtx(sdp: str, mid: str) -> bool:
     """True when the m-line ``mid`` of ``sdp`` (the server's answer) has ``usedtx=1`` for Opus."""
-    current = ""
-    opus: set[str] = set()
-    dtx: set[str] = set()
-    for line in sdp.splitlines():
-        if line.startswith("a=mid:"):
-            current = line[6:].strip()
-        elif current != mid:
-            continue
-        elif line.startswith("a=rtpmap:") and line.partition(" ")[2].lower().startswith("opus/"):
-            opus.add(line[9:].partition(" ")[0])
-        elif line.startswith("a=fmtp:"):
-            pt, _, params = line[7:].partition(" ")
-            if "usedtx=1" in params.replace(" ", "").split(";"):
-                dtx.add(pt)
-    return bool(opus & dtx)
+    for section in sections(sdp):
+        pt = section.codecs.get("opus")
+        if section.mid == mid and pt is not None:
+            params = section.fmtp.get(pt, "").replace(" ", "").split(";")
+            return "usedtx=1" in params
+    return False
 
 
 def ssrc_kinds(sdp: str) -> dict[int, str]:

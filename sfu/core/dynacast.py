@@ -20,15 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-DEFAULT_PAUSE_DELAY = 3.0
-
 
 class LayerDemand:
     """The layers one publisher should send of one video track."""
 
     __slots__ = ("_active", "_layers", "_pause_delay", "_wanted_at")
 
-    def __init__(self, layers: Iterable[str], now: float, pause_delay: float = DEFAULT_PAUSE_DELAY) -> None:
+    def __init__(self, layers: Iterable[str], now: float, *, pause_delay: float) -> None:
         if pause_delay < 0:
             raise ValueError("pause_delay must not be negative")
         self._pause_delay = pause_delay
