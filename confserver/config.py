@@ -119,9 +119,11 @@ class IceServerConfig:
 @dataclass(frozen=True)
 class SfuConfig:
     enabled: bool = True
+    udp_port: int = 0
+    """The one UDP port all media shares (ICE mux); 0: a free port chosen at the first join."""
     port_min: int = 0
     port_max: int = 0
-    """UDP port range for media (e.g. 40000-40999); 0/0 lets the OS choose."""
+    """Instead of ``udp_port``: one socket per connection, in this range (e.g. 40000-40999)."""
     bind_addresses: tuple[str, ...] = ()
     """Local addresses to gather ICE candidates on; empty means all interfaces."""
     public_ip: str = ""
@@ -408,6 +410,12 @@ def _check(cfg: Config) -> None:
     f = cfg.sfu
     need(0 <= f.port_min <= f.port_max < 65536, "sfu.port_min", "port_min <= port_max, both 0-65535")
     need((f.port_min == 0) == (f.port_max == 0), "sfu.port_max", "set both port_min and port_max, or neither")
+    need(0 <= f.udp_port < 65536, "sfu.udp_port", "must be 0-65535")
+    need(
+        f.udp_port == 0 or f.port_min == 0,
+        "sfu.udp_port",
+        "set either udp_port (one shared port) or port_min/port_max (a port per connection), not both",
+    )
     need(1 <= f.max_audio_streams <= 32, "sfu.max_audio_streams", "must be 1-32")
     need(1 <= f.max_video_subscriptions <= 100, "sfu.max_video_subscriptions", "must be 1-100")
     need(f.pli_interval >= 0.05, "sfu.pli_interval", "must be >= 0.05 s")

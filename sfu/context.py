@@ -13,6 +13,7 @@ from confserver.config import SfuConfig
 from sfu.glue import PacketFilter
 from sfu.metrics import Counters, SfuMetrics
 from sfu.ports import GatherPolicy, PortRange
+from sfu.udpmux import MediaPorts, UdpMux
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class MediaContext:
         self.metrics = metrics
         self.filters = filters
         self.gather = GatherPolicy(addresses=tuple(cfg.bind_addresses), public_ip=cfg.public_ip)
-        self.ports = PortRange(cfg.port_min, cfg.port_max)
+        self.ports: MediaPorts = (
+            PortRange(cfg.port_min, cfg.port_max) if cfg.port_min else UdpMux(cfg.udp_port, metrics.counters)
+        )
         self.clock: Callable[[], float] = asyncio.get_running_loop().time
 
     @property
@@ -46,6 +49,11 @@ class MediaContext:
 
     def closed_peer_connection(self) -> None:
         self.metrics.peer_connections.dec()
+
+    def close(self) -> None:
+        """Close the shared media sockets (after every connection)."""
+        if isinstance(self.ports, UdpMux):
+            self.ports.close()
 
 
 def new_id(prefix: str) -> str:

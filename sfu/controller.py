@@ -23,12 +23,12 @@ from confserver.config import SfuConfig
 from confserver.errors import ServiceError
 from confserver.media import SendFn
 from confserver.signaling.messages import MediaMessage
-from sfu import requests
+from sfu import requests, udpmux
 from sfu.context import MediaContext, PacketFilters
 from sfu.core.simulcast import LayerLimits
 from sfu.glue import check_versions
 from sfu.metrics import SfuMetrics
-from sfu.ports import PortRange, receive_buffer_warning
+from sfu.ports import PortRange, check_port_free, receive_buffer_warning
 from sfu.publisher import Publisher
 from sfu.room import Member, Room
 from sfu.sdp import SdpError, parse_sdp, section_for_rid_check
@@ -53,7 +53,10 @@ class SfuController:
     ) -> None:
         check_versions()
         PortRange(cfg.port_min, cfg.port_max)  # refuse a bad range now, not at the first join
-        warning = receive_buffer_warning()
+        if cfg.udp_port:
+            check_port_free(cfg.udp_port, cfg.bind_addresses)  # and a taken port
+        shared = not cfg.port_min  # one socket for all: larger, forced where allowed (sfu.udpmux)
+        warning = receive_buffer_warning(udpmux.RECEIVE_BUFFER_SIZE if shared else None, force=shared)
         if warning is not None:
             log.warning("%s", warning)
         self._cfg = cfg
@@ -142,6 +145,8 @@ class SfuController:
                 r.members.pop(member.sid, None)
                 await self._close_member(r, member)
         self._rooms.clear()
+        if self._ctx is not None:
+            self._ctx.close()
         self.metrics.flush()
 
     # --- publishing ----------------------------------------------------------------------------

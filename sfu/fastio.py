@@ -12,9 +12,14 @@ aiortc's and aioice's own internals stay in ``sfu.glue``, which uses these.
 
 from __future__ import annotations
 
+import errno
+import socket
+import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from cffi import FFI
 from pylibsrtp import Session
 from pylibsrtp._binding import ffi, lib
 
@@ -135,3 +140,171 @@ class Drainer:
             self._skip -= 1
         elif not drain(self._protocol, self._handle):
             self._skip = DRAIN_BACKOFF
+
+
+# --- one sendmmsg(2) for many datagrams on one socket ---------------------------------------------
+
+_MMSG_CDEF = """
+struct iovec { void *iov_base; size_t iov_len; };
+struct msghdr {
+    void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
+    void *msg_control; size_t msg_controllen; int msg_flags;
+};
+struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
+int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+"""
+BATCH = 128
+"""Datagrams one ``sendmmsg`` call sends at most: a packet's fan-out to a full meeting fits."""
+_WORDS = 8  # a struct mmsghdr in 64-bit words (Linux, LP64)
+_FULL = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
+
+
+class _Libc:
+    """``sendmmsg`` through cffi's ABI mode (libc, no compiler), or None where libc lacks it or
+    lays ``struct mmsghdr`` out otherwise than the words ``DatagramBatch`` writes."""
+
+    __slots__ = ("ffi", "sendmmsg")
+
+    def __init__(self) -> None:
+        self.ffi = ffi = FFI()
+        ffi.cdef(_MMSG_CDEF)
+        try:
+            self.sendmmsg: Any = ffi.dlopen(None).sendmmsg
+        except (OSError, AttributeError):
+            self.sendmmsg = None
+        layout = (
+            ffi.sizeof("struct mmsghdr"),
+            ffi.offsetof("struct msghdr", "msg_iov"),
+            ffi.sizeof("struct iovec"),
+        )
+        if layout != (_WORDS * 8, 16, 16) or ffi.sizeof("void *") != 8 or sys.byteorder != "little":
+            self.sendmmsg = None
+
+
+class DatagramBatch:
+    """Datagrams for one unconnected socket, each protected where it lies (in its SRTP session's
+    buffer) and sent with one ``sendmmsg`` per ``flush``: a packet's fan-out to every subscriber
+    on a shared media socket costs one system call instead of one per subscriber.
+
+    ``emitter`` makes a ``SrtpSession.sender``-like ``emit(size)`` for one destination: it
+    protects and queues; ``flush`` sends what is queued. Until then the session's buffer holds
+    the queued datagram, so the owner's ``buffer`` is set to None on queueing (the owner must
+    ``flush`` before writing there again) and given back by ``flush``. A datagram the kernel
+    refuses is counted in ``failed``, never retried (a full buffer drops, as a direct send does).
+    With no usable ``sendmmsg`` (``available`` False) ``emitter`` is not to be called."""
+
+    __slots__ = (
+        "_fd",
+        "_iov",
+        "_keep",
+        "_libc",
+        "_msgs",
+        "_on_failed",
+        "_pending",
+        "_schedule",
+        "_words",
+        "count",
+        "failed",
+        "in_callback",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        schedule: Callable[[], None],
+        on_failed: Callable[[int], None] | None = None,
+        capacity: int = BATCH,
+    ) -> None:
+        self._libc = libc = _Libc()
+        self._on_failed = on_failed
+        self._fd = sock.fileno()
+        self._schedule = schedule  # flush soon: for datagrams queued outside a socket callback
+        ffi = libc.ffi
+        self._msgs = ffi.new("struct mmsghdr[]", capacity)
+        self._iov = ffi.new("struct iovec[]", capacity)
+        self._words = memoryview(ffi.buffer(self._msgs)).cast("Q")
+        self._keep: list[Any] = []
+        for i in range(capacity):
+            self._msgs[i].msg_hdr.msg_iov = ffi.addressof(self._iov, i)
+            self._msgs[i].msg_hdr.msg_iovlen = 1
+        self._pending: list[Any] = []  # owners whose buffer is queued
+        self.count = 0
+        self.failed = 0
+        self.in_callback = False  # set by the socket's reader, which flushes after each datagram
+
+    @property
+    def available(self) -> bool:
+        return self._libc.sendmmsg is not None
+
+    def address(self, family: int, host: str, port: int) -> Any | None:
+        """A ``struct sockaddr`` for (``host``, ``port``) kept for ``emitter``; None when
+        ``host`` is not a plain numeric address of ``family``."""
+        try:
+            packed = socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            return None
+        if family == socket.AF_INET:
+            raw = struct.pack("=H", family) + struct.pack("!H", port) + packed + bytes(8)
+        else:
+            raw = struct.pack("=H", family) + struct.pack("!HI", port, 0) + packed + struct.pack("=I", 0)
+        name = self._libc.ffi.new(f"char[{len(raw)}]", raw)
+        self._keep.append(name)
+        return name
+
+    def emitter(self, session: SrtpSession, name: Any, owner: Any) -> Callable[[int], bool]:
+        """``emit(size)``: protect the ``size`` bytes in ``session.rtp_buffer`` and queue them
+        for ``name`` (from ``address``); False when libsrtp refuses. ``owner.buffer`` is None
+        until the next ``flush``."""
+        ffi = self._libc.ffi
+        srtp, cdata, length = session._srtp, session._cdata, session._length
+        protect = lib.srtp_protect
+        base = int(ffi.cast("uintptr_t", cdata))
+        name_address, name_size = int(ffi.cast("uintptr_t", name)), len(name)
+        words, iov = self._words, memoryview(ffi.buffer(self._iov)).cast("Q")
+        pending, capacity, batch = self._pending, len(self._iov), self
+
+        def emit(size: int) -> bool:
+            length[0] = size
+            if protect(srtp, cdata, length):
+                return False
+            i = batch.count
+            if i == capacity:
+                batch.flush()
+                i = 0
+            if i == 0 and not batch.in_callback:
+                batch._schedule()
+            iov[2 * i] = base
+            iov[2 * i + 1] = length[0]
+            w = _WORDS * i
+            words[w] = name_address
+            words[w + 1] = name_size
+            batch.count = i + 1
+            owner.buffer = None
+            pending.append(owner)
+            return True
+
+        return emit
+
+    def flush(self) -> None:
+        """Send what is queued and give the owners their buffers back."""
+        count, failed = self.count, self.failed
+        if not count:
+            return
+        self.count = 0
+        sendmmsg, msgs, fd = self._libc.sendmmsg, self._msgs, self._fd
+        start = 0
+        while start < count:
+            sent = sendmmsg(fd, msgs + start, count - start, 0)
+            if sent > 0:
+                start += sent
+                continue
+            if self._libc.ffi.errno in _FULL:  # the rest would fail alike
+                self.failed += count - start
+                break
+            self.failed += 1  # this destination refused (unreachable, not permitted): skip it
+            start += 1
+        for owner in self._pending:
+            owner.buffer = owner.ready_buffer
+        self._pending.clear()
+        if self.failed != failed and self._on_failed is not None:
+            self._on_failed(self.failed - failed)

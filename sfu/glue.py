@@ -7,11 +7,10 @@ aioice 0.13, checked at start): aiortc's public API hands out decoded frames, an
   unprotected in the socket callback itself (no aioice queue, no ``_recv_next`` task switch).
 - ``RtpWriter``: SRTP protect and ``send`` synchronously on the nominated ICE pair's socket
   (``RTCDtlsTransport._send_rtp`` without a coroutine per packet or asyncio's datagram buffer).
-- ``tap_rtp_datagrams``: the load generator's counting subscribers read SRTP at the socket,
-  unauthenticated (never used by the server).
+- ``tap_rtp_datagrams``: the load generator counts SRTP at the socket, unauthenticated (not the SFU).
 - ``accept_forward_only_codecs`` / ``separate_streams``: transceiver ``_codecs``, ``_stream_id``.
-- ``prepare_gathering``: host candidates on chosen addresses, in the UDP port range, optionally
-  advertising a public address (NAT 1:1).
+- ``prepare_gathering``: host candidates on chosen addresses, on the shared media port or in the
+  UDP port range, optionally advertising a public address (NAT 1:1).
 - ``IceRestart``: a fresh ICE agent under an established DTLS/SRTP session.
 """
 
@@ -37,9 +36,10 @@ from aiortc import (
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
-from sfu.fastio import Drainer, SrtpSession
-from sfu.ports import GatherPolicy, PortRange, PortRangeExhausted, local_addresses, size_receive_buffer
+from sfu.fastio import DatagramBatch, Drainer, SrtpSession
+from sfu.ports import GatherPolicy, PortRangeExhausted, local_addresses, size_receive_buffer
 from sfu.sdp import FORWARD_ONLY_NAMES, SessionInfo
+from sfu.udpmux import MediaPorts, MuxTransport, UdpMux
 
 log = logging.getLogger("sfu.glue")
 
@@ -205,37 +205,31 @@ def tap_rtp_datagrams(pc: RTCPeerConnection, on_datagram: PacketSink) -> None:
     """Hand ``pc``'s incoming SRTP datagrams, still encrypted, to ``on_datagram`` straight from
     the socket callback: no STUN parse, aioice queue, DTLS task or SRTP unprotect (the fixed RTP
     header is in the clear). SRTP is told apart as in RFC 7983/5761 (first byte 128..191, payload
-    type outside RTCP's 64..95); STUN, DTLS and SRTCP keep aioice's path, so the connection stays
-    up and RTCP still reaches ``take_over_media``'s sink. No authentication, no replay check: for
-    the load generator's counting subscribers on a trusted loopback only, never the server. Call
-    once connected (sockets of a later ICE restart are not tapped). Idempotent."""
+    type outside RTCP's 64..95); STUN, DTLS and SRTCP keep their path, so the connection stays up
+    and RTCP still reaches ``take_over_media``'s sink. No authentication, no replay check: for
+    the load generator's counting subscribers on a trusted loopback only, never the server. For
+    sockets bound by ``prepare_gathering``; call once connected. Idempotent."""
     for dtls in _transports(pc):
-        for protocol in dtls.transport._connection._protocols:
-            if "datagram_received" not in protocol.__dict__:
-                normal = getattr(protocol, "_one", protocol.datagram_received)  # one datagram, no drain
-                protocol.datagram_received = _srtp_tap(  # type: ignore[method-assign]
-                    protocol, normal, on_datagram
-                )
+        connection = dtls.transport._connection
+        fast = connection.__dict__.get(_FAST_RECEIVE)
+        if not isinstance(fast, _SrtpTap):
+            setattr(connection, _FAST_RECEIVE, _SrtpTap(fast, on_datagram))
 
 
-def _srtp_tap(protocol: Any, normal: Callable[..., None], sink: PacketSink) -> Callable[..., None]:
-    def one(data: bytes, addr: Any) -> None:
-        # as few checks per datagram as will do: an RTP header's length, 128..191, not RTCP
-        if len(data) >= 12 and 127 < data[0] < 192 and not 63 < (data[1] & 0x7F) < 96:
-            try:
-                sink(data)
-            except Exception:  # a failing counter must not break the socket's protocol
-                log.exception("SRTP datagram handler failed")
-        else:
-            normal(data, addr)
+class _SrtpTap:
+    __slots__ = ("_next", "_sink")
 
-    drainer = Drainer(protocol, one)
+    def __init__(self, next_receive: Callable[[bytes], bool] | None, sink: PacketSink) -> None:
+        self._next, self._sink = next_receive, sink
 
-    def datagram_received(data: bytes, addr: Any) -> None:
-        one(data, addr)
-        drainer()
-
-    return datagram_received
+    def __call__(self, data: bytes) -> bool:
+        if 63 < (data[1] & 0x7F) < 96:  # SRTCP
+            return self._next is not None and self._next(data)
+        try:
+            self._sink(data)
+        except Exception:  # a failing counter must not break the socket's protocol
+            log.exception("SRTP datagram handler failed")
+        return True
 
 
 def accept_forward_only_codecs(pc: RTCPeerConnection, offer: SessionInfo) -> None:
@@ -290,23 +284,32 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 
 
 class RtpWriter:
-    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then ``send`` on the nominated pair's
-    socket, directly: a datagram the socket cannot take now is dropped, never queued (a congested
-    path loses packets and NACK/PLI repair them, instead of the SFU buffering without bound).
-    ``send_rtp``/``send_rtcp`` return False when nothing was sent (not connected, libsrtp refused
-    the packet, or the socket's send buffer is full).
+    """Sends RTP/RTCP on one DTLS transport: SRTP protect, then send on the nominated pair's
+    socket, directly: a datagram the socket cannot take now is dropped, never queued (NACK/PLI
+    repair a congested path; the SFU does not buffer without bound). ``send_rtp``/``send_rtcp``
+    return False when nothing was sent (not connected, refused by libsrtp or a full socket).
 
     The forwarding path writes its packet straight into the SRTP session's buffer (``buffer``, or
     ``prepare()`` when it is None) and calls ``emit(size)``, which protects it in place and sends
-    it. The send path (socket, remote address, SRTP session) is resolved once and dropped when
-    the DTLS transport changes state or an ICE restart replaces the ICE agent, so no packet
-    checks aiortc's objects. ``connect=True`` also ``connect()``s the nominated pair's socket to
-    the remote address: ``send`` on a cached route (~20 % cheaper than ``sendto`` here); the
-    socket then only receives from that address, right for a subscribe connection (a peer that
-    moves restarts ICE, which brings new sockets).
-    """
+    it; on a shared socket (``sfu.udpmux``) it queues it for one ``sendmmsg``, and ``buffer`` is
+    None until then. The send path (socket, address, SRTP session) is resolved once and dropped
+    when the DTLS state changes or an ICE restart replaces the ICE agent, so no packet checks
+    aiortc's objects. ``connect=True`` ``connect()``s a socket of its own to the remote address:
+    ``send`` on a cached route (~20 % cheaper than ``sendto``); it then receives only from there,
+    right for a subscribe connection (a peer that moves restarts ICE, with new sockets)."""
 
-    __slots__ = ("__weakref__", "_addr", "_connect", "_drop", "_dtls", "_send", "_srtp", "buffer", "emit")
+    __slots__ = (
+        "__weakref__",
+        "_batch",
+        "_connect",
+        "_drop",
+        "_dtls",
+        "_send",
+        "_srtp",
+        "buffer",
+        "emit",
+        "ready_buffer",
+    )
 
     def __init__(
         self, dtls: RTCDtlsTransport, drop_outgoing: PacketFilter | None = None, *, connect: bool = False
@@ -315,9 +318,10 @@ class RtpWriter:
         self._drop = drop_outgoing
         self._connect = connect
         self._send: Callable[[Any], Any] = _not_sent
-        self._addr: Any = None
         self._srtp: SrtpSession | None = None
+        self._batch: DatagramBatch | None = None
         self.buffer: memoryview | None = None
+        self.ready_buffer: memoryview | None = None  # ``buffer`` while a batch holds it
         self.emit: Callable[[int], bool] = self._emit_written
         _writers(dtls).add(self)
 
@@ -335,11 +339,18 @@ class RtpWriter:
     def invalidate(self) -> None:
         """The send path may have changed: resolve it again before the next packet (a packet
         already written into ``buffer`` is copied into the new one)."""
-        self._srtp = None
+        self._flush()
+        self._srtp = self._batch = None
         self.emit = self._emit_written
+
+    def _flush(self) -> None:
+        """Send what a batch holds in ``buffer`` (the buffer is about to be written or freed)."""
+        if self._batch is not None and self._batch.count:
+            self._batch.flush()
 
     def prepare(self) -> memoryview | None:
         """``buffer``, resolving the send path first if needed (None when not connected)."""
+        self._flush()
         srtp = self._srtp if self._srtp is not None else self._resolve()
         return srtp.rtp_buffer if srtp is not None else None
 
@@ -349,19 +360,23 @@ class RtpWriter:
         if pair is None:
             return None
         transport = pair.protocol.transport
-        sock = getattr(transport, "_sock", None)  # asyncio's selector transport
-        self._addr = addr = pair.remote_addr
-        sendto = sock.sendto if sock is not None else transport.sendto
+        shared = transport.owner if isinstance(transport, MuxTransport) else None
+        sock = shared.sock if shared is not None else getattr(transport, "_sock", None)  # asyncio's
+        addr, sendto = pair.remote_addr, sock.sendto if sock is not None else transport.sendto
         self._send = lambda packet: sendto(packet, addr)
-        if self._connect and sock is not None:
+        srtp = self._srtp = SrtpSession(dtls._tx_srtp)
+        self.buffer = self.ready_buffer = srtp.rtp_buffer
+        emit = shared.emitter(srtp, addr, self) if shared is not None and self._drop is None else None
+        if shared is not None and emit is not None:  # a fan-out sent in one system call
+            self._batch, self.emit = shared.batch, emit
+            return srtp
+        if self._connect and shared is None and sock is not None:
             try:
                 sock.connect(addr)
             except OSError as exc:
                 log.warning("cannot connect the media socket to %s: %s", addr, exc)
             else:
                 self._send = sock.send
-        srtp = self._srtp = SrtpSession(dtls._tx_srtp)
-        self.buffer = srtp.rtp_buffer
         self.emit = srtp.sender(self._send) if self._drop is None else self._emit_written
         return srtp
 
@@ -383,6 +398,7 @@ class RtpWriter:
         return self.emit(len(data))
 
     def send_rtcp(self, data: bytes) -> bool:
+        self._flush()
         srtp = self._srtp if self._srtp is not None else self._resolve()
         packet = srtp.protect_rtcp(data) if srtp is not None else None
         if packet is None:
@@ -422,7 +438,11 @@ def _writers(dtls: RTCDtlsTransport) -> weakref.WeakSet[RtpWriter]:
 # --- ICE: addresses, port range, public address --------------------------------------------------
 
 
-async def _bind(connection: Connection, address: str, ports: PortRange) -> StunProtocol:
+async def _bind(connection: Connection, address: str, ports: MediaPorts) -> StunProtocol:
+    if isinstance(ports, UdpMux):  # an endpoint of the shared socket
+        shared, protocol = await ports.socket_for(address), _MediaProtocol(connection)
+        shared.attach(protocol, connection.local_username, connection.local_password, protocol._one)
+        return protocol
     loop = asyncio.get_running_loop()
     last: OSError | None = None
     for port in ports.candidates():
@@ -440,7 +460,7 @@ async def _bind(connection: Connection, address: str, ports: PortRange) -> StunP
     raise PortRangeExhausted(f"no free UDP port on {address} in {ports.low}-{ports.high}: {last}")
 
 
-async def _gather(connection: Connection, policy: GatherPolicy, ports: PortRange) -> None:
+async def _gather(connection: Connection, policy: GatherPolicy, ports: MediaPorts) -> None:
     """Replaces ``Connection.gather_candidates``: host candidates only (the server needs no
     STUN/TURN of its own), bound per the policy."""
     if connection._local_candidates_start:
@@ -455,22 +475,15 @@ async def _gather(connection: Connection, policy: GatherPolicy, ports: PortRange
             continue
         host, port = protocol.transport.get_extra_info("sockname")[:2]
         advertised = policy.public_ip or host
-        protocol.local_candidate = Candidate(
-            foundation=candidate_foundation("host", "udp", advertised),
-            component=1,
-            transport="udp",
-            priority=candidate_priority(1, "host"),
-            host=advertised,
-            port=port,
-            type="host",
-        )
+        foundation, priority = candidate_foundation("host", "udp", advertised), candidate_priority(1, "host")
+        protocol.local_candidate = Candidate(foundation, 1, "udp", priority, advertised, port, "host")
         connection._protocols.append(protocol)
         candidates.append(protocol.local_candidate)
     connection._local_candidates += candidates
     connection._local_candidates_end = True
 
 
-def _install_gatherer(connection: Connection, policy: GatherPolicy, ports: PortRange) -> None:
+def _install_gatherer(connection: Connection, policy: GatherPolicy, ports: MediaPorts) -> None:
     if "gather_candidates" in connection.__dict__:
         return
 
@@ -480,7 +493,7 @@ def _install_gatherer(connection: Connection, policy: GatherPolicy, ports: PortR
     connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
 
 
-def prepare_gathering(pc: RTCPeerConnection, policy: GatherPolicy, ports: PortRange) -> None:
+def prepare_gathering(pc: RTCPeerConnection, policy: GatherPolicy, ports: MediaPorts) -> None:
     """Make ``pc`` gather per ``policy``; call before every ``setLocalDescription``."""
     for transceiver in pc.getTransceivers():
         connection = transceiver.receiver.transport.transport.iceGatherer._connection
@@ -494,17 +507,6 @@ def local_ports(pc: RTCPeerConnection) -> list[int]:
         for protocol in dtls.transport._connection._protocols:
             out.append(protocol.transport.get_extra_info("sockname")[1])
     return out
-
-
-def remote_ice(pc: RTCPeerConnection) -> tuple[str, str] | None:
-    """(ufrag, password) the transport's ICE agent currently checks against."""
-    transports = _transports(pc)
-    if not transports:
-        return None
-    conn = transports[0].transport._connection
-    if conn.remote_username is None or conn.remote_password is None:
-        return None
-    return conn.remote_username, conn.remote_password
 
 
 # --- ICE restart ----------------------------------------------------------------------------------
@@ -524,7 +526,7 @@ class IceRestart:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def begin(cls, pc: RTCPeerConnection, policy: GatherPolicy, ports: PortRange) -> IceRestart:
+    async def begin(cls, pc: RTCPeerConnection, policy: GatherPolicy, ports: MediaPorts) -> IceRestart:
         transports = _transports(pc)
         if not transports:
             raise RuntimeError("nothing to restart: the connection has no transport")

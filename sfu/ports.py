@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,12 @@ that arrive while the server is busy with others: all cameras of a meeting send 
 burst of dozens of packets) about once a second, and on loopback a 1,200-byte datagram takes
 ~2-5 KiB of buffer. With aioice's 256 KiB a 100-person meeting lost packets in its publishers'
 sockets while the server averaged 95 % of a core. Linux caps it at ``net.core.rmem_max``."""
+
+SO_RCVBUFFORCE: int | None = getattr(
+    socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None
+)
+"""Linux's option for a receive buffer beyond ``net.core.rmem_max`` (CAP_NET_ADMIN); Python
+does not name it."""
 
 
 class PortRangeExhausted(OSError):
@@ -86,20 +93,38 @@ def local_addresses(policy: GatherPolicy) -> list[str]:
     return get_host_addresses(use_ipv4=True, use_ipv6=True)
 
 
-def size_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER_SIZE) -> int:
+def check_port_free(port: int, addresses: Iterable[str] = ()) -> None:
+    """OSError (with the port in its message) when UDP ``port`` cannot be bound on each of
+    ``addresses`` (none: on every interface)."""
+    for address in tuple(addresses) or ("0.0.0.0",):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((address, port))
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot bind UDP port {port} on {address}: {exc.strerror}") from exc
+
+
+def size_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER_SIZE, *, force: bool = False) -> int:
     """Ask for a ``size``-byte receive buffer: the bytes granted (Linux caps them at
-    ``net.core.rmem_max``)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    ``net.core.rmem_max``; with ``force``, a process allowed to administer the network gets
+    ``size`` beyond it)."""
+    try:
+        if not force or SO_RCVBUFFORCE is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2  # Linux reports it doubled
 
 
-def receive_buffer_warning(size: int | None = None) -> str | None:
+def receive_buffer_warning(size: int | None = None, *, force: bool = False) -> str | None:
     """What to tell the operator when media sockets would get less than ``size`` bytes of receive
     buffer (default ``RECEIVE_BUFFER_SIZE``; asked once, of a throwaway socket, when the SFU
     starts); None when they get it."""
     size = RECEIVE_BUFFER_SIZE if size is None else size
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        granted = size_receive_buffer(probe, size)
+        granted = size_receive_buffer(probe, size, force=force)
     if granted >= size:
         return None
     return (

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 
-from aiortc import RTCSessionDescription
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from sfu import glue
 from sfu.controller import SfuController
 from sfu.ports import PortRange
+from sfu.udpmux import UdpMux
+from tests.sfu.conftest import config
 from tests.sfu.peers import LOOPBACK, Peer, wait_until
 from tests.sfu.test_forwarding import video_track_of
 
@@ -20,6 +23,20 @@ def ufrag(sdp: str) -> str:
     return found.group(1)
 
 
+def on_new_path(sfu: SfuController, pc: RTCPeerConnection, ports_before: list[int], old_ufrag: str) -> bool:
+    """The server's old ICE agent is closed: its own socket (a port per connection), or its
+    endpoint on the shared port."""
+    ports = sfu._ctx.ports if sfu._ctx is not None else None
+    if isinstance(ports, UdpMux):
+        return old_ufrag not in ports.ufrags()
+    return glue.local_ports(pc) != ports_before
+
+
+@pytest.mark.parametrize(
+    "sfu_config",
+    [config(), config(port_min=47130, port_max=47139)],
+    ids=["shared port", "port per connection"],
+)
 async def test_a_publish_offer_with_new_ice_credentials_restarts_ice_and_media_keeps_flowing(
     sfu: SfuController,
 ) -> None:
@@ -34,6 +51,7 @@ async def test_a_publish_offer_with_new_ice_credentials_restarts_ice_and_media_k
         server_pc = sfu._rooms["restart"].members["alice"].publisher.pc  # type: ignore[union-attr]
         ports_before = glue.local_ports(server_pc)
         first_answer = alice.of_type("publish_answer")[0]["sdp"]
+        assert not on_new_path(sfu, server_pc, ports_before, ufrag(first_answer))
 
         pc = alice.publish_pc
         assert pc is not None
@@ -49,7 +67,9 @@ async def test_a_publish_offer_with_new_ice_credentials_restarts_ice_and_media_k
         await restart.wait()
 
         await wait_until(
-            lambda: glue.local_ports(server_pc) != ports_before, 5, what="server on the new path"
+            lambda: on_new_path(sfu, server_pc, ports_before, ufrag(first_answer)),
+            5,
+            what="server on the new path",
         )
         assert len(glue.local_ports(server_pc)) == 1
         got = bob.video_for(track)

@@ -9,13 +9,14 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import aiortc
 import pytest
 
 from confserver.config import IceServerConfig
 from confserver.errors import ServiceError
-from sfu import glue, ports
+from sfu import glue, ports, udpmux
 from sfu.controller import SfuController
 from sfu.ports import PortRange
 from tests.sfu.conftest import config
@@ -132,11 +133,22 @@ def test_port_ranges_rotate_and_reject_nonsense() -> None:
         PortRange(6000, 5000)
 
 
+def may_administer_network() -> bool:
+    """This process holds CAP_NET_ADMIN (bit 12 of its effective capabilities)."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    effective = next(line.split()[1] for line in status if line.startswith("CapEff:"))
+    return bool(int(effective, 16) >> 12 & 1)
+
+
 def test_a_media_socket_gets_the_receive_buffer_asked_for_up_to_the_kernels_limit() -> None:
     limit = int(Path("/proc/sys/net/core/rmem_max").read_text())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         assert ports.size_receive_buffer(sock, min(limit, 1 << 20)) == min(limit, 1 << 20)
         assert ports.size_receive_buffer(sock, limit * 2) == limit
+        # beyond the limit only for a process allowed to administer the network (CAP_NET_ADMIN)
+        assert ports.size_receive_buffer(sock, limit * 2, force=True) in (limit, limit * 2)
+        if may_administer_network():
+            assert ports.size_receive_buffer(sock, limit * 2, force=True) == limit * 2
     assert ports.receive_buffer_warning(limit) is None
     assert "net.core.rmem_max" in (ports.receive_buffer_warning(limit * 2) or "")
 
@@ -149,25 +161,36 @@ def test_the_sfu_warns_at_start_when_the_kernel_grants_less(
     def warnings() -> list[str]:
         return [r.levelname for r in caplog.records if "net.core.rmem_max" in r.getMessage()]
 
-    SfuController(config())
+    per_connection = config(port_min=47140, port_max=47149)
+    SfuController(per_connection)
     assert warnings() == ([] if limit >= ports.RECEIVE_BUFFER_SIZE else ["WARNING"])
     caplog.clear()
     monkeypatch.setattr(ports, "RECEIVE_BUFFER_SIZE", limit * 2)
+    SfuController(per_connection)
+    assert warnings() == ["WARNING"]
+    caplog.clear()
+    monkeypatch.setattr(udpmux, "RECEIVE_BUFFER_SIZE", limit * 2)  # the shared port's buffer
+    monkeypatch.setattr(ports, "SO_RCVBUFFORCE", None)  # as for a process that may not force it
     SfuController(config())
     assert warnings() == ["WARNING"]
 
 
+@pytest.mark.parametrize(
+    ("sfu_config", "binder"),
+    [(config(), udpmux), (config(port_min=47120, port_max=47129), glue)],
+    ids=["shared port", "port per connection"],
+)
 async def test_the_servers_media_sockets_are_given_large_receive_buffers(
-    sfu: SfuController, monkeypatch: pytest.MonkeyPatch
+    sfu: SfuController, binder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sized: list[int] = []
-    original = glue.size_receive_buffer
+    original = binder.size_receive_buffer
 
-    def spy(sock: socket.socket) -> int:
+    def spy(sock: socket.socket, *args: Any, **kwargs: Any) -> int:
         sized.append(sock.getsockname()[1])
-        return original(sock)
+        return int(original(sock, *args, **kwargs))
 
-    monkeypatch.setattr(glue, "size_receive_buffer", spy)
+    monkeypatch.setattr(binder, "size_receive_buffer", spy)
     peer = Peer(sfu, "buffers", "a")
     await peer.join()
     await peer.publish(video=(160, 120), audio=False)

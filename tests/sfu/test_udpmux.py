@@ -1,0 +1,255 @@
+"""The shared media port (``sfu.udpmux``) and its batched sends (``sfu.fastio.DatagramBatch``):
+one socket for every connection, datagrams told apart by ICE credentials and addresses, a
+fan-out sent with one ``sendmmsg``."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import struct
+
+import pytest
+from aioice import stun
+
+from confserver.config import ConfigError, load_config
+from sfu import glue
+from sfu.controller import SfuController
+from sfu.fastio import DatagramBatch, SrtpSession
+from sfu.udpmux import UdpMux
+from tests.sfu.conftest import config
+from tests.sfu.peers import Peer, wait_until
+from tests.sfu.test_forwarding import video_track_of
+from tests.sfu.test_network import candidate_ports
+from tests.sfu.test_srtp_session import rtp, sessions
+
+
+class Owner:
+    """What ``DatagramBatch`` asks of whoever writes into an SRTP buffer."""
+
+    def __init__(self, srtp: SrtpSession) -> None:
+        self.buffer: memoryview | None = srtp.rtp_buffer
+        self.ready_buffer = srtp.rtp_buffer
+
+
+def receivers(count: int) -> list[socket.socket]:
+    out = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(2)
+        out.append(s)
+    return out
+
+
+def test_a_batch_sends_every_queued_datagram_in_one_flush_and_gives_the_buffers_back() -> None:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    scheduled: list[int] = []
+    failures: list[int] = []
+    batch = DatagramBatch(sender, lambda: scheduled.append(1), failures.append)
+    assert batch.available
+    targets = receivers(3)
+    writers = []
+    for target in targets:
+        tx, rx = sessions()
+        srtp = SrtpSession(tx)
+        owner = Owner(srtp)
+        name = batch.address(socket.AF_INET, *target.getsockname())
+        writers.append((srtp, owner, batch.emitter(srtp, name, owner), SrtpSession(rx)))
+    sent = [rtp(seq) for seq in range(1, 4)]
+    try:
+        for packet, (_srtp, owner, emit, _rx) in zip(sent, writers, strict=True):
+            assert owner.buffer is not None
+            owner.buffer[: len(packet)] = packet
+            assert emit(len(packet))
+            assert owner.buffer is None  # held by the batch until it is sent
+        assert batch.count == 3 and scheduled == [1]  # queued outside a socket callback: flush soon
+        assert select.select(targets, [], [], 0.05)[0] == []  # nothing sent yet
+        batch.flush()
+        assert batch.count == 0 and failures == []
+        for packet, (_srtp, owner, _emit, rx), target in zip(sent, writers, targets, strict=True):
+            assert owner.buffer is owner.ready_buffer
+            assert rx.unprotect(target.recv(2048)) == packet
+    finally:
+        sender.close()
+        for target in targets:
+            target.close()
+
+
+def test_a_destination_the_kernel_refuses_is_counted_and_the_others_still_get_theirs() -> None:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    failures: list[int] = []
+    batch = DatagramBatch(sender, lambda: None, failures.append)
+    (good,) = receivers(1)
+    destinations = [("127.0.0.1", 0), good.getsockname(), ("127.0.0.1", 0)]  # port 0: EINVAL
+    try:
+        for seq, destination in enumerate(destinations):
+            tx, _rx = sessions()
+            srtp = SrtpSession(tx)
+            owner = Owner(srtp)
+            emit = batch.emitter(srtp, batch.address(socket.AF_INET, *destination), owner)
+            packet = rtp(seq)
+            srtp.rtp_buffer[: len(packet)] = packet
+            assert emit(len(packet))
+        batch.flush()
+        assert failures == [2] and batch.failed == 2
+        assert len(good.recv(2048)) > 12
+    finally:
+        sender.close()
+        good.close()
+
+
+def test_addresses_that_are_not_numeric_are_refused() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        batch = DatagramBatch(sock, lambda: None)
+        assert batch.address(socket.AF_INET, "example.gov", 5000) is None
+        assert batch.address(socket.AF_INET, "::1", 5000) is None
+        assert batch.address(socket.AF_INET6, "::1", 5000) is not None
+
+
+# --- the SFU on one port, with real aiortc peers ------------------------------------------------
+
+
+def server_ports(sfu: SfuController, room: str) -> list[int]:
+    return [
+        port
+        for member in sfu._rooms[room].members.values()
+        for side in (member.publisher, member.subscriber)
+        if side is not None
+        for port in glue.local_ports(side.pc)
+    ]
+
+
+def ice_credentials(sdp: str) -> tuple[str, str]:
+    ufrag = next(line[12:] for line in sdp.splitlines() if line.startswith("a=ice-ufrag:"))
+    pwd = next(line[10:] for line in sdp.splitlines() if line.startswith("a=ice-pwd:"))
+    return ufrag, pwd
+
+
+def binding_request(ufrag: str, password: str, remote_ufrag: str) -> bytes:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = f"{ufrag}:{remote_ufrag}"
+    request.attributes["PRIORITY"] = 1
+    request.add_message_integrity(password.encode())
+    request.add_fingerprint()
+    return bytes(request)
+
+
+def unknown_drops(sfu: SfuController) -> float:
+    value = sfu.metrics.registry.get_sample_value(
+        "conf_sfu_dropped_packets_total", {"reason": "unknown_address"}
+    )
+    return value or 0.0
+
+
+async def test_every_connection_shares_one_port_and_fan_outs_leave_in_one_sendmmsg(
+    sfu: SfuController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    flush = DatagramBatch.flush
+
+    def counting_flush(self: DatagramBatch) -> None:
+        if self.count:
+            batches.append(self.count)
+        flush(self)
+
+    monkeypatch.setattr(DatagramBatch, "flush", counting_flush)
+    peers = [Peer(sfu, "one-port", f"p{i}") for i in range(3)]
+    try:
+        for p in peers:
+            await p.join()
+        await peers[0].publish(video=(160, 120), audio=False)
+        track = video_track_of(peers[1], "p0")
+        for p in peers[1:]:
+            await p.subscribe(track)
+        for p in peers[1:]:
+            await wait_until(
+                lambda p=p: (r := p.video_for(track)) is not None and r.frames >= 10, 5, what="video"
+            )
+        used = server_ports(sfu, "one-port")
+        assert len(used) == 4 and len(set(used)) == 1  # 3 subscribe connections and 1 publish connection
+        mux = sfu._ctx.ports  # type: ignore[union-attr]
+        assert isinstance(mux, UdpMux) and mux.port == used[0]
+        answer = peers[0].of_type("publish_answer")[0]["sdp"]
+        assert {port for _host, port in candidate_ports(answer)} == {mux.port}
+        assert len(mux.ufrags()) == 4
+        assert max(batches) == 2  # each video packet to both subscribers at once
+        assert unknown_drops(sfu) == 0
+    finally:
+        for p in peers:
+            await p.close()
+    assert sfu._ctx is not None and isinstance(sfu._ctx.ports, UdpMux) and sfu._ctx.ports.ufrags() == set()
+
+
+async def test_strangers_are_dropped_and_counted_and_only_a_check_with_the_password_takes_an_address(
+    sfu: SfuController,
+) -> None:
+    alice = Peer(sfu, "strangers", "alice")
+    await alice.join()
+    offer = (await alice.expect("subscribe_offer"))["sdp"]
+    ufrag, password = ice_credentials(offer)
+    (port,) = {port for _host, port in candidate_ports(offer)}
+    await wait_until(lambda: alice.subscribe_pc is not None and alice.subscribe_pc.localDescription, 2)
+    theirs, _ = ice_credentials(alice.subscribe_pc.localDescription.sdp)  # type: ignore[union-attr]
+    loop = asyncio.get_running_loop()
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    stranger.setblocking(False)
+    try:
+        junk = struct.pack("!BBHII", 0x80, 96, 1, 1, 0xBAD) + bytes(100)
+        stranger.sendto(junk, ("127.0.0.1", port))
+        await wait_until(lambda: unknown_drops(sfu) == 1, 2, what="junk counted")
+
+        stranger.sendto(binding_request(ufrag, "not-the-password", theirs), ("127.0.0.1", port))
+        reply = stun.parse_message(await asyncio.wait_for(loop.sock_recv(stranger, 2048), 2))
+        assert reply.message_class == stun.Class.ERROR  # 401 from the ICE agent it named
+        stranger.sendto(junk, ("127.0.0.1", port))
+        await wait_until(lambda: unknown_drops(sfu) == 2, 2, what="still a stranger")
+
+        stranger.sendto(binding_request(ufrag, password, theirs), ("127.0.0.1", port))
+        reply = stun.parse_message(await asyncio.wait_for(loop.sock_recv(stranger, 2048), 2))
+        assert reply.message_class == stun.Class.RESPONSE
+        assert reply.attributes["XOR-MAPPED-ADDRESS"] == stranger.getsockname()
+        stranger.sendto(junk, ("127.0.0.1", port))  # now the connection's (SRTP refuses it)
+        await asyncio.sleep(0.2)
+        assert unknown_drops(sfu) == 2
+
+        await alice.publish(video=(160, 120), audio=False)  # the room still works
+        assert alice.of_type("publish_answer")
+    finally:
+        stranger.close()
+        await alice.close()
+
+
+async def test_a_fixed_udp_port_is_used_and_a_taken_one_is_refused_when_the_sfu_starts() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        with pytest.raises(OSError, match=f"UDP port {port}"):
+            SfuController(config(udp_port=port))
+    sfu = SfuController(config(udp_port=port))
+    alice = Peer(sfu, "fixed", "alice")
+    try:
+        await alice.join()
+        offer = (await alice.expect("subscribe_offer"))["sdp"]
+        assert {p for _host, p in candidate_ports(offer)} == {port}
+    finally:
+        await alice.close()
+        await sfu.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CONF_SFU_UDP_PORT": "70000"}, "sfu.udp_port"),
+        (
+            {"CONF_SFU_UDP_PORT": "7882", "CONF_SFU_PORT_MIN": "40000", "CONF_SFU_PORT_MAX": "40999"},
+            "not both",
+        ),
+    ],
+)
+def test_bad_udp_port_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, env)
