@@ -12,11 +12,16 @@ sockets and nothing else. Both change with the machine's speed within seconds on
 virtual machine; measured in alternation, their difference and ratio hold still where the
 load tests' figures drift. Not included: receiving (``recvfrom``, SRTP unprotect), RTCP, the
 event loop, and a receiver being woken (nothing reads the sockets).
+
+A third way, in the same alternation: the same path on one shared, unconnected socket (the
+SFU's single media port, ``sfu.udpmux``): each subscriber's copy queued in a
+``DatagramBatch`` and the packet's whole fan-out sent with one ``sendmmsg``.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import struct
 import time
@@ -28,7 +33,7 @@ from bench import positive
 from bench.floor import close_pairs, drain, open_pairs
 from sfu.core.rtp import RtpView
 from sfu.core.simulcast import LayerLimits
-from sfu.fastio import SrtpSession
+from sfu.fastio import DatagramBatch, SrtpSession
 from sfu.forwarder import VideoForwarder
 from sfu.metrics import Counters
 from sfu.sdp import Codec
@@ -53,6 +58,21 @@ class Writer:
         return self.buffer
 
 
+class BatchWriter:
+    """The same on one shared socket: each copy queued in ``batch``, sent at its flush."""
+
+    def __init__(self, srtp: SrtpSession, batch: DatagramBatch, name: object) -> None:
+        self.buffer: memoryview | None = srtp.rtp_buffer
+        self.ready_buffer = srtp.rtp_buffer
+        self._batch = batch
+        self.emit = batch.emitter(srtp, name, self)
+
+    def prepare(self) -> memoryview | None:
+        if self._batch.count:
+            self._batch.flush()
+        return self.buffer
+
+
 class Upstream:
     def request_keyframe(self, ssrc: int, now: float) -> None:
         pass
@@ -64,30 +84,50 @@ class Upstream:
         pass
 
 
-def measure(subscribers: int, batches: int) -> tuple[float, float]:
-    """Medians over ``batches`` of (path, floor), CPU microseconds per forwarded packet."""
-    pairs = open_pairs(subscribers)
-    try:
-        counters = Counters()
-        track = UpTrack(
-            track_id="t",
-            owner="pub",
-            identity="pub",
-            mid="0",
-            kind="video",
-            source="camera",
-            upstream=Upstream(),
-            counters=counters,
+def fan_out(writers: list[Writer] | list[BatchWriter], counters: Counters, first_ssrc: int) -> UpTrack:
+    """A video track with one steady subscription per writer, sending from ``first_ssrc`` on."""
+    track = UpTrack(
+        track_id="t",
+        owner="pub",
+        identity="pub",
+        mid="0",
+        kind="video",
+        source="camera",
+        upstream=Upstream(),
+        counters=counters,
+    )
+    track.configure((VP8,), {}, 0)
+    wait = Histogram("wait", "keyframe wait", registry=CollectorRegistry())
+    for i, writer in enumerate(writers):
+        slot = Slot("video", counters, 64)
+        params = SlotParams(
+            mid="1", kind="video", ssrc=first_ssrc + i, rtx_ssrc=None, codecs=(VP8,), extensions={}
         )
-        track.configure((VP8,), {}, 0)
-        wait = Histogram("wait", "keyframe wait", registry=CollectorRegistry())
+        slot.set_negotiated(params, writer)  # type: ignore[arg-type]  # duck-typed RtpWriter
+        VideoForwarder(track, f"s{i}", LayerLimits(), 0.0, wait).attach(slot, 0.0)
+    return track
+
+
+def measure(subscribers: int, batches: int) -> dict[str, float]:
+    """Medians over ``batches`` of each way's CPU microseconds per forwarded packet: ``path``,
+    ``shared`` (the path on one socket) and ``floor``."""
+    pairs = open_pairs(subscribers)
+    shared_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        shared_socket.bind(("127.0.0.1", 0))
+        batch = DatagramBatch(shared_socket, lambda: None)
+        if not batch.available:
+            raise SystemExit("no usable sendmmsg here")
+        counters = Counters()
         writers = [Writer(srtp, sender.send) for srtp, sender, _receiver in pairs]
-        for i, writer in enumerate(writers):
-            slot = Slot("video", counters, 64)
-            ssrc = 1000 + i
-            params = SlotParams(mid="1", kind="video", ssrc=ssrc, rtx_ssrc=None, codecs=(VP8,), extensions={})
-            slot.set_negotiated(params, writer)  # type: ignore[arg-type]  # duck-typed RtpWriter
-            VideoForwarder(track, f"s{i}", LayerLimits(), 0.0, wait).attach(slot, 0.0)
+        track = fan_out(writers, counters, 1000)
+        batch_writers = [
+            BatchWriter(
+                SrtpSession(srtp.session), batch, batch.address(socket.AF_INET, *receiver.getsockname())
+            )
+            for srtp, _sender, receiver in pairs
+        ]
+        shared_track = fan_out(batch_writers, counters, 5000)  # the sessions are shared
         sequence = 0
 
         def packets(count: int, payload: bytes = DELTA + PAYLOAD) -> list[RtpView]:
@@ -100,7 +140,9 @@ def measure(subscribers: int, batches: int) -> tuple[float, float]:
             return out
 
         clock = 0.0
-        track.on_rtp(packets(1, KEYFRAME + PAYLOAD)[0], "", False, clock)  # every subscription starts
+        for each in (track, shared_track):
+            each.on_rtp(packets(1, KEYFRAME + PAYLOAD)[0], "", False, clock)  # every subscription starts
+        batch.flush()
 
         def path(views: list[RtpView]) -> float:
             nonlocal clock
@@ -108,6 +150,15 @@ def measure(subscribers: int, batches: int) -> tuple[float, float]:
             for view in views:
                 clock += 0.001
                 track.on_rtp(view, "", False, clock)
+            return time.process_time() - start
+
+        def shared(views: list[RtpView]) -> float:
+            nonlocal clock
+            start = time.process_time()
+            for view in views:
+                clock += 0.001
+                shared_track.on_rtp(view, "", False, clock)
+                batch.flush()  # as the shared socket does after each datagram
             return time.process_time() - start
 
         def floor(views: list[RtpView]) -> float:
@@ -120,19 +171,20 @@ def measure(subscribers: int, batches: int) -> tuple[float, float]:
                     writer.emit(size)
             return time.process_time() - start
 
-        costs: dict[str, list[float]] = {"path": [], "floor": []}
+        costs: dict[str, list[float]] = {"path": [], "shared": [], "floor": []}
         sent = counters.packets_out_video
         for _ in range(batches):
-            for name, run in (("path", path), ("floor", floor)):
+            for name, run in (("path", path), ("shared", shared), ("floor", floor)):
                 views = packets(BATCH)
                 costs[name].append(run(views) / (BATCH * subscribers) * 1e6)
                 for _srtp, _sender, receiver in pairs:
                     drain(receiver)
         forwarded = counters.packets_out_video - sent
-        if forwarded != batches * BATCH * subscribers:
-            raise SystemExit(f"forwarded {forwarded} packets, expected {batches * BATCH * subscribers}")
-        return statistics.median(costs["path"]), statistics.median(costs["floor"])
+        if forwarded != 2 * batches * BATCH * subscribers or batch.failed:
+            raise SystemExit(f"forwarded {forwarded} packets, expected {2 * batches * BATCH * subscribers}")
+        return {name: statistics.median(values) for name, values in costs.items()}
     finally:
+        shared_socket.close()
         close_pairs(pairs)
 
 
@@ -141,10 +193,15 @@ def main() -> None:
     parser.add_argument("--subscribers", type=positive, default=100)
     parser.add_argument("--batches", type=positive, default=80)
     ns = parser.parse_args()
-    path, floor = measure(ns.subscribers, ns.batches)
+    cost = measure(ns.subscribers, ns.batches)
+    path, shared, floor = cost["path"], cost["shared"], cost["floor"]
     print(
         f"per forwarded packet ({ns.subscribers} subscribers): path {path:.2f} µs, floor {floor:.2f} µs, "
         f"path - floor {path - floor:.2f} µs, path / floor {path / floor:.2f}"
+    )
+    print(
+        f"the path on one shared socket (sendmmsg per packet): {shared:.2f} µs, "
+        f"{shared / path:.2f} x the path, {shared / floor:.2f} x the floor"
     )
 
 
