@@ -196,7 +196,6 @@ class DatagramBatch:
     __slots__ = (
         "_fd",
         "_iov",
-        "_keep",
         "_libc",
         "_msgs",
         "_on_failed",
@@ -223,7 +222,6 @@ class DatagramBatch:
         self._msgs = ffi.new("struct mmsghdr[]", capacity)
         self._iov = ffi.new("struct iovec[]", capacity)
         self._words = memoryview(ffi.buffer(self._msgs)).cast("Q")
-        self._keep: list[Any] = []
         for i in range(capacity):
             self._msgs[i].msg_hdr.msg_iov = ffi.addressof(self._iov, i)
             self._msgs[i].msg_hdr.msg_iovlen = 1
@@ -237,8 +235,8 @@ class DatagramBatch:
         return self._libc.sendmmsg is not None
 
     def address(self, family: int, host: str, port: int) -> Any | None:
-        """A ``struct sockaddr`` for (``host``, ``port``) kept for ``emitter``; None when
-        ``host`` is not a plain numeric address of ``family``."""
+        """A ``struct sockaddr`` for (``host``, ``port``), for ``emitter``; None when ``host`` is
+        not a plain numeric address of ``family``."""
         try:
             packed = socket.inet_pton(family, host)
         except (OSError, ValueError):
@@ -247,9 +245,7 @@ class DatagramBatch:
             raw = struct.pack("=H", family) + struct.pack("!H", port) + packed + bytes(8)
         else:
             raw = struct.pack("=H", family) + struct.pack("!HI", port, 0) + packed + struct.pack("=I", 0)
-        name = self._libc.ffi.new(f"char[{len(raw)}]", raw)
-        self._keep.append(name)
-        return name
+        return self._libc.ffi.new(f"char[{len(raw)}]", raw)
 
     def emitter(self, session: SrtpSession, name: Any, owner: Any) -> Callable[[int], bool]:
         """``emit(size)``: protect the ``size`` bytes in ``session.rtp_buffer`` and queue them
@@ -263,7 +259,7 @@ class DatagramBatch:
         words, iov = self._words, memoryview(ffi.buffer(self._iov)).cast("Q")
         pending, capacity, batch = self._pending, len(self._iov), self
 
-        def emit(size: int) -> bool:
+        def emit(size: int, _name: Any = name) -> bool:  # _name: the sockaddr lives as long as emit
             length[0] = size
             if protect(srtp, cdata, length):
                 return False
