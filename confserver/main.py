@@ -96,6 +96,16 @@ def _media_controller(cfg: Config, metrics: Metrics) -> MediaController | None:
     return SfuController(cfg.sfu, metrics.registry)
 
 
+def media_ports(cfg: Config) -> str:
+    """Which UDP ports the firewall must let through for media."""
+    f = cfg.sfu
+    if f.port_min:
+        return f"UDP ports {f.port_min}-{f.port_max}, one per connection"
+    if f.udp_port:
+        return f"UDP port {f.udp_port}, shared by every connection"
+    return "one UDP port, picked at the first join (set sfu.udp_port to choose it)"
+
+
 def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
     lines = [
         f"confserver {__version__} is running ({cfg.mode} mode, {cfg.store.kind} store, "
@@ -110,6 +120,8 @@ def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
         lines.append(f"  CA cert:      {cacert.resolve()}  (trust it in your browser for dev)")
     if cfg.metrics.enabled:
         lines.append(f"  Metrics:      http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
+    if cfg.sfu.enabled:
+        lines.append("  Media:        " + media_ports(cfg))
     cmd = ["confctl", "--url", cfg.public_url]
     if cacert is not None:
         cmd += ["--cacert", str(cacert.resolve())]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from confserver.config import ConfigError, load_config
+from confserver.main import media_ports
 
 
 def test_defaults_serve_dev_https_on_loopback_with_memory_store() -> None:
@@ -107,3 +108,14 @@ def test_every_config_key_is_documented() -> None:
             if f"{section.name}.{f.name}" not in doc:
                 missing.append(f"{section.name}.{f.name}")
     assert missing == []
+
+
+def test_the_banner_names_the_media_ports_to_open() -> None:
+    assert media_ports(load_config(None, {})) == (
+        "one UDP port, picked at the first join (set sfu.udp_port to choose it)"
+    )
+    assert media_ports(load_config(None, {"CONF_SFU_UDP_PORT": "7882"})) == (
+        "UDP port 7882, shared by every connection"
+    )
+    ranged = load_config(None, {"CONF_SFU_PORT_MIN": "40000", "CONF_SFU_PORT_MAX": "40999"})
+    assert media_ports(ranged) == "UDP ports 40000-40999, one per connection"
