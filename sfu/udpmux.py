@@ -201,21 +201,21 @@ class MuxSocket(asyncio.DatagramProtocol):
             batch.flush()
 
     def _stun_entry(self, data: bytes, addr: tuple[Any, ...], known: _Entry | None) -> _Entry | None:
+        if len(data) >= 20 and data[0] == 1 and data[1] in (0x01, 0x11):  # binding success / error
+            return self._requests.pop(data[8:20], known)  # by transaction id, without parsing
         try:
             message = stun.parse_message(data)
         except ValueError:
             return known
-        if message.message_class == stun.Class.REQUEST:
-            username = message.attributes.get("USERNAME")
-            entry = self._by_ufrag.get(username.partition(":")[0]) if isinstance(username, str) else None
-            if entry is None:
-                return known
-            if entry is not known and message.check_message_integrity(entry.password):
-                self._hold(addr, entry)
-            return entry
-        if message.message_class in (stun.Class.RESPONSE, stun.Class.ERROR):
-            return self._requests.pop(message.transaction_id, known)
-        return known
+        if message.message_class != stun.Class.REQUEST:
+            return known
+        username = message.attributes.get("USERNAME")
+        entry = self._by_ufrag.get(username.partition(":")[0]) if isinstance(username, str) else None
+        if entry is None:
+            return known
+        if entry is not known and message.check_message_integrity(entry.password):
+            self._hold(addr, entry)
+        return entry
 
     # --- sending ---------------------------------------------------------------------------------
 

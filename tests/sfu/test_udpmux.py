@@ -16,7 +16,8 @@ from confserver.config import ConfigError, load_config
 from sfu import glue
 from sfu.controller import SfuController
 from sfu.fastio import DatagramBatch, SrtpSession
-from sfu.udpmux import UdpMux
+from sfu.metrics import Counters
+from sfu.udpmux import MuxSocket, UdpMux
 from tests.sfu.conftest import config
 from tests.sfu.peers import Peer, wait_until
 from tests.sfu.test_forwarding import video_track_of
@@ -107,6 +108,76 @@ def test_addresses_that_are_not_numeric_are_refused() -> None:
         assert batch.address(socket.AF_INET, "example.gov", 5000) is None
         assert batch.address(socket.AF_INET, "::1", 5000) is None
         assert batch.address(socket.AF_INET6, "::1", 5000) is not None
+
+
+class Endpoint(asyncio.DatagramProtocol):
+    """An ICE agent's socket protocol as the mux sees it: what it gets, and its transport."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def deliver(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.got.append(data)
+
+
+class Wire:
+    """The shared socket's transport: what went out."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+def binding(kind: stun.Class, username: str | None = None, password: bytes | None = None) -> bytes:
+    message = stun.Message(message_method=stun.Method.BINDING, message_class=kind)
+    if username is not None:
+        message.attributes["USERNAME"] = username
+    if password is not None:
+        message.add_message_integrity(password)
+    return bytes(message)
+
+
+async def test_responses_go_to_the_endpoint_that_sent_the_check_even_from_an_address_another_holds() -> None:
+    counters = Counters()
+    mux_socket = MuxSocket(counters)
+    wire = Wire()
+    mux_socket.transport = wire  # type: ignore[assignment]
+    old, new = Endpoint(), Endpoint()
+    mux_socket.attach(old, "old", "old-password-old-password", old.deliver)
+    mux_socket.attach(new, "new", "new-password-new-password", new.deliver)
+    peer = ("127.0.0.1", 40000)
+    assert old.transport is not None and new.transport is not None
+    first = binding(stun.Class.REQUEST, "peer:old")
+    old.transport.sendto(first, peer)  # the old agent's check: the address is its own
+    check = binding(stun.Class.REQUEST, "peer:new")
+    new.transport.sendto(check, peer)  # an ICE restart's agent checks the same address
+    reply = bytearray(check)
+    reply[0:2] = b"\x01\x01"  # its success response, same transaction id
+    mux_socket.datagram_received(bytes(reply), peer)
+    error = bytearray(binding(stun.Class.REQUEST, "peer:new"))
+    error[0:2] = b"\x01\x11"  # an error response to a check nobody sent
+    mux_socket.datagram_received(bytes(error), peer)
+    stray = bytearray(binding(stun.Class.REQUEST, "peer:old"))
+    stray[0:2] = b"\x01\x01"
+    stranger = ("127.0.0.1", 40001)
+    mux_socket.datagram_received(bytes(stray), stranger)  # nobody's transaction, nobody's address
+    assert counters.dropped.get("unknown_address") == 1
+    answer = bytearray(first)
+    answer[0:2] = b"\x01\x01"
+    mux_socket.datagram_received(bytes(answer), stranger)  # the old agent's check, answered from elsewhere
+    assert new.got == [bytes(reply)]  # routed by the transaction id
+    assert old.got == [bytes(error), bytes(answer)]  # unknown transaction: the address's holder
+    # a check that names the new agent and carries its password moves the address to it
+    mux_socket.datagram_received(binding(stun.Class.REQUEST, "new:peer", b"new-password-new-password"), peer)
+    mux_socket.datagram_received(b"\x80" + bytes(20), peer)  # media from the peer
+    assert new.got[-1] == b"\x80" + bytes(20) and len(old.got) == 2
+    assert [addr for _, addr in wire.sent] == [peer, peer]  # both checks went out
 
 
 # --- the SFU on one port, with real aiortc peers ------------------------------------------------
