@@ -272,7 +272,9 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self.role.decode:
             take_over_media(pc, self.counter.on_rtp, _ignore)
-        self.counter.set_streams(sdpinfo.ssrc_kinds(sdp))
+        self.counter.set_streams(
+            sdpinfo.ssrc_kinds(sdp), sdpinfo.ssrc_extension_ids(sdp, sdpinfo.URI_ABS_SEND_TIME)
+        )
         answer = await pc.createAnswer()
         prepare_gathering(pc, LOOPBACK, PortRange())
         await pc.setLocalDescription(answer)

@@ -17,7 +17,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from confctl.loadtest import sdpinfo
 from confctl.loadtest.clips import LAYERS, ClipSet, dtx
 from confctl.loadtest.plan import Options, Role
-from confctl.loadtest.rawmedia import Pacer, RawStream, one_byte_extensions
+from confctl.loadtest.rawmedia import Pacer, RawStream, one_byte_extensions, stamped_extensions
 from confctl.loadtest.tracks import ClipTrack, SpeechTrack
 from sfu.glue import RtpWriter, take_over_media
 
@@ -97,14 +97,17 @@ class CraftedMedia:
             raise RuntimeError("the publish connection has no transport")
         by_mid = {s.mid: s for s in self._sections}
         clips = self._clips
+        answer = pc.remoteDescription.sdp if pc.remoteDescription is not None else ""
         if self._video is not None:
             mid = str(self._video.mid)
             v = by_mid[mid]
             ids = {v.extensions.get(sdpinfo.URI_MID, 1): mid.encode()}
+            accepted = next((s for s in sdpinfo.sections(answer) if s.mid == mid), None)
+            stamp_id = accepted.extensions.get(sdpinfo.URI_ABS_SEND_TIME, 0) if accepted else 0
             first = random.choice(clips.layers[0].keyframes)
             for rid, clip in zip(self._rids or ("",), clips.layers, strict=True):
-                ext = one_byte_extensions({**ids, self._rid_ext: rid.encode()} if rid else ids)
-                stream = RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first)
+                ext, at = stamped_extensions({**ids, self._rid_ext: rid.encode()} if rid else ids, stamp_id)
+                stream = RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first, at)
                 self.streams.append(stream)
                 self._layers[rid] = stream
         if self._audio is not None:
@@ -113,7 +116,6 @@ class CraftedMedia:
             sound = clips.speech if self._role.speaker else clips.quiet
             if sound is None:
                 raise RuntimeError("no audio clip was prepared")
-            answer = pc.remoteDescription.sdp if pc.remoteDescription is not None else ""
             if not self._role.speaker and sdpinfo.asks_for_dtx(answer, mid):
                 sound = dtx(sound)
             elements = {a.extensions.get(sdpinfo.URI_MID, 1): mid.encode()}

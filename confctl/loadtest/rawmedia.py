@@ -5,7 +5,9 @@ encodes itself (encoding speech cost more CPU than everything else the load gene
 browser sends three VP8 layers on one m-line, each on its own unsignalled SSRC named by the
 rtp-stream-id header extension. ``RawStream`` does the same from a pre-encoded clip: it cuts each
 frame into RTP packets (VP8 payload descriptor with a 15-bit picture id, RFC 7741), adds the
-MID/RID (video) or MID/audio-level (audio) extensions, and numbers packets and timestamps. On a
+MID/RID and abs-send-time (video) or MID/audio-level (audio) extensions, and numbers packets
+and timestamps; abs-send-time is what subscribers measure the delay with
+(``confctl.loadtest.rtpstats``). On a
 keyframe request (PLI) it jumps to the clip's next keyframe, as an encoder would produce one.
 
 Packets leave through ``sfu.glue.RtpWriter`` (SRTP protect and ``sendto`` on the connection's
@@ -17,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import struct
+import time
 from collections.abc import Callable
 
 from confctl.loadtest.clips import Clip
+from confctl.loadtest.rtpstats import abs_send_time
 
 VP8_MAX_PAYLOAD = 1200
 _RTP_HEADER = struct.Struct("!BBHII")
@@ -33,6 +37,15 @@ def one_byte_extensions(elements: dict[int, bytes]) -> bytes:
     body = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in elements.items())
     body += bytes(-len(body) % 4)
     return _EXT_HEADER.pack(0xBEDE, len(body) // 4) + body
+
+
+def stamped_extensions(elements: dict[int, bytes], stamp_id: int) -> tuple[bytes, int]:
+    """``one_byte_extensions`` with an abs-send-time element ``stamp_id`` last (none when 0),
+    and where its 3-byte value lies in the block (0: nowhere)."""
+    if not stamp_id:
+        return one_byte_extensions(elements), 0
+    block = one_byte_extensions({**elements, stamp_id: bytes(3)})
+    return block, _EXT_HEADER.size + sum(1 + len(v) for i, v in elements.items() if i != stamp_id) + 1
 
 
 def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
@@ -63,6 +76,7 @@ class RawStream:
         "_picture_id",
         "_pt",
         "_sequence",
+        "_stamp_at",
         "_timestamp",
         "clip",
         "due",
@@ -74,8 +88,15 @@ class RawStream:
     )
 
     def __init__(
-        self, clip: Clip, payload_type: int, extensions: bytes, send: SendFn, first: int = 0
+        self,
+        clip: Clip,
+        payload_type: int,
+        extensions: bytes,
+        send: SendFn,
+        first: int = 0,
+        stamp_at: int = 0,
     ) -> None:
+        """``stamp_at``: where in ``extensions`` each frame's abs-send-time goes (0: none)."""
         self.clip = clip
         self.ssrc = secrets.randbits(32) or 1
         self.send = send
@@ -85,6 +106,7 @@ class RawStream:
         self.rate = planned_rate(clip)
         self._pt = payload_type
         self._ext = extensions
+        self._stamp_at = stamp_at
         self._index = first
         self._sequence = secrets.randbelow(0x8000)
         self._timestamp = secrets.randbits(32)
@@ -121,15 +143,18 @@ class RawStream:
             payloads = [frame]
         last = len(payloads) - 1
         ts = self._timestamp & 0xFFFFFFFF
+        ext, at = self._ext, self._stamp_at
+        if at:  # the frame's packets leave now, together
+            ext = ext[:at] + abs_send_time(time.monotonic()) + ext[at + 3 :]
         for i, payload in enumerate(payloads):
             header = _RTP_HEADER.pack(
-                0x90 if self._ext else 0x80,
+                0x90 if ext else 0x80,
                 (0x80 if i == last else 0) | self._pt,
                 self._sequence & 0xFFFF,
                 ts,
                 self.ssrc,
             )
-            if self.send(header + self._ext + payload):
+            if self.send(header + ext + payload):
                 self.sent += 1
             self._sequence += 1
         self._timestamp += clip.ticks_per_frame

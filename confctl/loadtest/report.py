@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confctl.loadtest.plan import Options
+from confctl.loadtest.rtpstats import delay_percentiles
 from confctl.loadtest.scrape import ServerSample
 from confctl.loadtest.swarm import Snapshot
 
@@ -137,6 +138,7 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         "forwarded_audio_pps": _rate(got.audio - before.audio, seconds),
         "forwarded_video_pps": _rate(got.video - before.video, seconds),
         "loss_percent": loss,
+        "delay_ms": delay_percentiles(got.delays_since(before)),
         "retransmissions": got.retransmissions - before.retransmissions,
         "decoded_fps": _rate(c1.frames_decoded - c0.frames_decoded, seconds) if options.decoders else None,
         "server": _server(options, w, packets, _rate(c1.sent - c0.sent, seconds)),
@@ -255,6 +257,15 @@ def _asked_less(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return [("  asked for less", "; ".join(parts))] if parts else []
 
 
+def _delay(d: dict[str, float] | None) -> str:
+    if not d:
+        return "n/a (no video with abs-send-time was received)"
+    return (
+        f"p50 {_fmt(d['p50'], ' ms')}, p95 {_fmt(d['p95'], ' ms')}, p99 {_fmt(d['p99'], ' ms')}, "
+        f"max {_fmt(d['max'], ' ms')} (video, sent to counted; {int(d['samples']):,} samples)"
+    )
+
+
 def render(doc: dict[str, Any]) -> str:
     p = doc["participants"]
     s = doc["server"] or {}
@@ -286,6 +297,7 @@ def render(doc: dict[str, Any]) -> str:
             f"(audio {_fmt(doc['forwarded_audio_pps'])}, video {_fmt(doc['forwarded_video_pps'])})",
         ),
         ("Loss", _fmt(doc["loss_percent"], " %")),
+        ("Delay", _delay(doc["delay_ms"])),
     ]
     if doc["decoded_fps"] is not None:
         rows.append(("Decoded", _fmt(doc["decoded_fps"], " frames/s")))

@@ -24,6 +24,7 @@ from confctl.client import AdminClient, ApiError
 from confctl.loadtest import clips as clip_factory
 from confctl.loadtest import plan, report, scrape, workers
 from confctl.loadtest.plan import Options, Role
+from confctl.loadtest.rtpstats import delay_percentiles
 from confctl.loadtest.signaling import ws_url
 from confctl.loadtest.swarm import Member, Snapshot, SwarmPlan
 
@@ -126,6 +127,9 @@ class Run:
             if expected > 0:
                 lost = max(0, expected - (snap.received.received - last.received.received))
                 loss = f" | loss {lost / expected * 100:.2f}%"
+            delay = delay_percentiles(snap.received.delays_since(last.received))
+            if delay is not None:
+                loss += f" | delay p95 {delay['p95']:,.1f} ms"
         failed = f", {snap.failed} failed" if snap.failed else ""
         return (
             f"load-test: {phase} | joined {snap.joined}/{snap.participants},"

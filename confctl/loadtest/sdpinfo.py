@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
 
 @dataclass
@@ -78,6 +79,26 @@ def ssrc_kinds(sdp: str) -> dict[int, str]:
     for ssrc in rtx:
         kinds[ssrc] = "rtx"
     return kinds
+
+
+def ssrc_extension_ids(sdp: str, uri: str) -> dict[int, int]:
+    """SSRC -> the id its m-line gives header extension ``uri``, for the SSRCs an offer
+    announces on m-lines that have it."""
+    ids: dict[int, int] = {}
+    ext_id = 0
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            ext_id = 0
+        elif line.startswith("a=extmap:"):
+            number, _, rest = line[9:].partition(" ")
+            number = number.split("/", 1)[0]
+            if rest.split(" ", 1)[0] == uri and number.isdigit():
+                ext_id = int(number)
+        elif line.startswith("a=ssrc:") and ext_id:
+            text = line[7:].split(" ", 1)[0]
+            if text.isdigit():
+                ids[int(text)] = ext_id
+    return ids
 
 
 def free_extension_id(section: Section) -> int:

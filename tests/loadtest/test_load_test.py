@@ -53,6 +53,9 @@ def test_tiny_load_test_forwards_media_to_every_subscriber(server: Server) -> No
     # the second participant watches the first one's camera (~90 packets/s) and hears it speak (50/s)
     assert doc["forwarded_video_pps"] > 30 and doc["forwarded_audio_pps"] > 20
     assert doc["loss_percent"] is not None and doc["loss_percent"] < 5
+    # the camera's packets carry their send time through the server: ~90/s, one in 16 sampled
+    delay = doc["delay_ms"]
+    assert delay["samples"] >= 10 and 0 <= delay["p50"] <= delay["p95"] <= delay["max"] < 5_000
     assert doc["server"]["cpu_us_per_packet"] > 0
     assert doc["server"]["rss_mb"] > 0
     assert doc["generator"]["cpu_percent"] > 0
@@ -71,6 +74,7 @@ def test_worker_processes_and_a_decoding_subscriber_see_real_media(server: Serve
     assert doc["decoded_fps"] > 10  # one decoder: ~30 video frames/s, 50 audio frames/s
     assert doc["forwarded_video_pps"] > 20 and doc["forwarded_audio_pps"] > 20
     assert doc["generator"]["cpu_percent"] > 0
+    assert doc["delay_ms"]["samples"] >= 1  # taken in a worker process, merged in the parent
 
 
 def test_room_created_for_the_test_is_deleted_afterwards(server: Server) -> None:

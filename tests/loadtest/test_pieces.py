@@ -7,11 +7,11 @@ import dataclasses
 import struct
 import time
 
-from confctl.loadtest import report, sdpinfo
+from confctl.loadtest import report, rtpstats, sdpinfo
 from confctl.loadtest.clips import Clip, dtx
 from confctl.loadtest.plan import Options, roles
 from confctl.loadtest.publishing import keyframe_requests
-from confctl.loadtest.rawmedia import Pacer, RawStream, planned_rate, vp8_payloads
+from confctl.loadtest.rawmedia import Pacer, RawStream, planned_rate, stamped_extensions, vp8_payloads
 from confctl.loadtest.rtpstats import ReceiveCounter
 from confctl.loadtest.scrape import ServerSample, parse
 from confctl.loadtest.swarm import Snapshot
@@ -282,3 +282,108 @@ def test_a_quiet_microphone_asked_for_dtx_sends_a_tenth_of_its_packets() -> None
     assert sdpinfo.asks_for_dtx(answer, "0")
     assert not sdpinfo.asks_for_dtx(answer, "1")
     assert not sdpinfo.asks_for_dtx(answer.replace("usedtx=1", "usedtx=0"), "0")
+
+
+# --- delay: abs-send-time stamped by publishers, read by counting subscribers --------------------
+
+AST = 3  # the abs-send-time extension id in these tests
+
+
+def stamped_video(seq: int, sent_at: float, ext_id: int = AST) -> bytes:
+    ext, at = stamped_extensions({1: b"0", 10: b"q"}, ext_id)
+    ext = ext[:at] + rtpstats.abs_send_time(sent_at) + ext[at + 3 :]
+    return struct.pack("!BBHII", 0x90, VP8, seq, 0, VIDEO) + ext + b"payload"
+
+
+def test_an_extension_is_found_among_others_and_padding_and_not_where_there_is_none() -> None:
+    packet = stamped_video(1, 12.5)
+    assert rtpstats.extension(packet, 1) == b"0" and rtpstats.extension(packet, 10) == b"q"
+    assert rtpstats.extension(packet, AST) == rtpstats.abs_send_time(12.5)
+    assert rtpstats.extension(packet, 7) is None
+    assert rtpstats.extension(rtp(1), AST) is None  # no extension block
+    assert rtpstats.extension(packet[:17], AST) is None  # cut inside the block
+
+
+def test_every_sixteenth_video_packet_is_a_delay_sample_taken_against_the_counters_clock() -> None:
+    now = [1000.0]
+    c = ReceiveCounter(clock=lambda: now[0])
+    c.set_streams({VIDEO: "video", AUDIO: "audio"}, {VIDEO: AST})
+    for seq in range(1, 33):
+        c.on_rtp(stamped_video(seq, now[0] - (0.004 if seq == 16 else 0.250)))
+    c.on_rtp(rtp(1, ssrc=AUDIO))
+    assert c.totals().delays == {rtpstats.delay_bin(4.0): 1, rtpstats.delay_bin(250.0): 1}
+    # the 24-bit value wraps every 64 s: a delay across the wrap is still a delay
+    now[0] = 64.001
+    for seq in range(33, 49):
+        c.on_rtp(stamped_video(seq, 63.999))
+    assert c.totals().delays[rtpstats.delay_bin(2.0)] == 1
+    # a stamp from the future (not this machine's clock), or a stream without the extension,
+    # gives no sample
+    for seq in range(49, 65):
+        c.on_rtp(stamped_video(seq, now[0] + 1.0))
+    c.set_streams({VIDEO: "video"}, {})
+    for seq in range(65, 81):
+        c.on_rtp(stamped_video(seq, now[0] - 0.001))
+    assert sum(c.totals().delays.values()) == 3 and c.totals().video == 80
+
+
+def test_delay_bins_are_within_ten_percent_and_percentiles_are_read_from_them() -> None:
+    for ms in (0.05, 3.33, 9.99, 10.0, 57.9, 99.9, 100.0, 512.3, 1500.0, 31_000.0):
+        edge = rtpstats.delay_bin(ms) / 10
+        assert edge <= ms < edge * 1.1 + 0.1
+    bins = {rtpstats.delay_bin(ms): 1 for ms in range(1, 101)}  # 1..100 ms, one each
+    p = rtpstats.delay_percentiles(bins)
+    assert p == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "samples": 100}
+    assert rtpstats.delay_percentiles({}) is None
+    before = rtpstats.ReceiveTotals(delays={10: 2})
+    after = before + rtpstats.ReceiveTotals(delays={10: 1, 20: 4})
+    assert after.delays == {10: 3, 20: 4} and after.delays_since(before) == {10: 1, 20: 4}
+
+
+def test_a_video_stream_stamps_each_frame_with_its_send_time() -> None:
+    sent: list[bytes] = []
+    clip = Clip("video", (bytes(2500),), (0,), 90000, 3000)
+    ext, at = stamped_extensions({1: b"0"}, AST)
+    stream = RawStream(clip, VP8, ext, lambda data: sent.append(data) or True, stamp_at=at)
+    before = time.monotonic()
+    stream.send_frame()
+    after = time.monotonic()
+    stamps = {rtpstats.extension(p, AST) for p in sent}
+    assert len(sent) == 3 and len(stamps) == 1  # one stamp for the frame
+    (stamp,) = stamps
+    assert stamp is not None
+    units = int.from_bytes(stamp, "big")
+    low, high = (int(t * rtpstats.ABS_SEND_TIME_UNITS) % (1 << 24) for t in (before, after))
+    assert low <= units <= high or high < low  # (unless the 64 s wrap fell in between)
+    assert all(rtpstats.extension(p, 1) == b"0" for p in sent)
+
+
+def test_the_abs_send_time_id_of_each_announced_ssrc_is_read_from_its_m_line() -> None:
+    sdp = "\r\n".join(
+        [
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=ssrc:20 cname:x",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            f"a=extmap:4/sendonly {sdpinfo.URI_ABS_SEND_TIME}",
+            "a=ssrc:10 cname:x",
+            "a=ssrc:11 cname:x",
+        ]
+    )
+    assert sdpinfo.ssrc_extension_ids(sdp, sdpinfo.URI_ABS_SEND_TIME) == {10: 4, 11: 4}
+
+
+def test_the_report_gives_the_delay_of_the_window_only() -> None:
+    w = window(sent=10_000, planned=1_000.0, packets_in=10_000)
+    bins_before = {rtpstats.delay_bin(900.0): 50}  # the joins' slow start, before the window
+    bins_after = {**bins_before, rtpstats.delay_bin(2.0): 90, rtpstats.delay_bin(30.0): 10}
+    start = dataclasses.replace(w.client_start, received=rtpstats.ReceiveTotals(delays=bins_before))
+    end = dataclasses.replace(w.client_end, received=rtpstats.ReceiveTotals(delays=bins_after))
+    doc = report.build(
+        Options(room="r", subscribers=2), dataclasses.replace(w, client_start=start, client_end=end)
+    )
+    assert doc["delay_ms"] == {"p50": 2.0, "p95": 30.0, "p99": 30.0, "max": 30.0, "samples": 100}
+    assert "p50 2.00 ms, p95 30.00 ms, p99 30.00 ms, max 30.00 ms (video, sent to counted; 100 samples)" in (
+        report.render(doc)
+    )
+    assert "Delay" in report.render(report.build(Options(room="r", subscribers=2), w))  # n/a, not missing
