@@ -144,6 +144,9 @@ class SfuConfig:
     """Tell publishers to stop sending the video layers no subscriber wants (``publish_layers``)."""
     dynacast_pause_delay: float = 3.0
     """Seconds a layer must be unwanted before its publisher is told to stop it."""
+    max_receive_delay: float = 0.5
+    """Seconds RTP may wait in the shared media socket before it is dropped unread (an overloaded
+    server loses what it cannot forward in time instead of lagging behind); 0: never dropped."""
 
 
 @dataclass(frozen=True)
@@ -420,6 +423,11 @@ def _check(cfg: Config) -> None:
     need(1 <= f.max_video_subscriptions <= 100, "sfu.max_video_subscriptions", "must be 1-100")
     need(f.pli_interval >= 0.05, "sfu.pli_interval", "must be >= 0.05 s")
     need(0 <= f.dynacast_pause_delay <= 600, "sfu.dynacast_pause_delay", "must be 0 to 600 s")
+    need(
+        f.max_receive_delay == 0 or 0.05 <= f.max_receive_delay <= 60,
+        "sfu.max_receive_delay",
+        "must be 0 (never drop) or 0.05 to 60 s",
+    )
     need(64 <= f.nack_history_packets <= 8192, "sfu.nack_history_packets", "must be 64-8192")
     need(60 <= f.turn_credential_ttl <= 7 * 86400, "sfu.turn_credential_ttl", "must be 60 s to 7 days")
     for i, srv in enumerate(f.ice_servers):

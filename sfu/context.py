@@ -33,7 +33,9 @@ class MediaContext:
         self.filters = filters
         self.gather = GatherPolicy(addresses=tuple(cfg.bind_addresses), public_ip=cfg.public_ip)
         self.ports: MediaPorts = (
-            PortRange(cfg.port_min, cfg.port_max) if cfg.port_min else UdpMux(cfg.udp_port, metrics.counters)
+            PortRange(cfg.port_min, cfg.port_max)
+            if cfg.port_min
+            else UdpMux(cfg.udp_port, metrics.counters, cfg.max_receive_delay)
         )
         self.clock: Callable[[], float] = asyncio.get_running_loop().time
 

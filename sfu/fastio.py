@@ -5,7 +5,9 @@
   session, reused; a packet can be written straight into the buffer (``rtp_buffer``), protected
   in place and sent from it.
 - ``drain`` / ``Drainer``: read what an asyncio datagram socket (``transport._sock``) already
-  holds in the callback of the first datagram, backing off while it holds no second one.
+  holds in the callback of the first datagram, backing off while it holds no second one; on a
+  socket with kernel receive timestamps (``enable_timestamps``), RTP that waited longer than
+  ``max_age`` is dropped unread.
 
 aiortc's and aioice's own internals stay in ``sfu.glue``, which uses these.
 """
@@ -16,6 +18,7 @@ import errno
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -106,21 +109,60 @@ DRAIN_BACKOFF = 8
 ~2.7 µs here, and a lightly loaded socket rarely holds a second datagram."""
 
 
-def drain(protocol: Any, handle: Callable[[bytes, Any], None]) -> int:
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+"""Linux's option for a ``struct timespec`` of each datagram's arrival (CLOCK_REALTIME)."""
+_TIMESPEC = struct.Struct("@qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def enable_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each datagram ``sock`` receives with its arrival time; False
+    where it cannot."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def drain(
+    protocol: Any,
+    handle: Callable[[bytes, Any], None],
+    max_age: float = 0.0,
+    on_stale: Callable[[], None] | None = None,
+) -> int:
     """Hand up to ``DRAIN`` more datagrams already waiting on ``protocol``'s socket to ``handle``;
-    returns how many. Socket errors go to ``protocol.error_received`` as asyncio sends them."""
+    returns how many were read. Socket errors go to ``protocol.error_received`` as asyncio sends
+    them.
+
+    With ``max_age`` (seconds; the socket stamps arrivals), an RTP datagram that arrived longer
+    ago than that is dropped (``on_stale``) instead: the server is that far behind, and media so
+    late is no use to a conversation. The queue is in arrival order, so after the first fresh RTP
+    datagram the rest are read without looking at their stamps; RTCP, STUN and DTLS are never
+    dropped."""
     sock = getattr(protocol.transport, "_sock", None)  # asyncio's selector transport
     if sock is None:
         return 0
     recvfrom = sock.recvfrom
+    check = max_age > 0.0
     for count in range(DRAIN):
         try:
-            data, addr = recvfrom(65536)
+            if check:
+                data, ancillary, _, addr = sock.recvmsg(65536, _STAMP_SPACE)
+            else:
+                data, addr = recvfrom(65536)
         except (BlockingIOError, InterruptedError):
             return count
         except OSError as exc:
             protocol.error_received(exc)
             return count
+        if check and len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224 and ancillary:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
+            if time.time() - seconds - nanoseconds * 1e-9 > max_age:
+                if on_stale is not None:
+                    on_stale()
+                continue
+            check = False  # everything behind it arrived later
         handle(data, addr)
     return DRAIN
 
@@ -128,17 +170,25 @@ def drain(protocol: Any, handle: Callable[[bytes, Any], None]) -> int:
 class Drainer:
     """``drain`` after each datagram, backing off while the socket holds no second one."""
 
-    __slots__ = ("_handle", "_protocol", "_skip")
+    __slots__ = ("_handle", "_max_age", "_on_stale", "_protocol", "_skip")
 
-    def __init__(self, protocol: Any, handle: Callable[[bytes, Any], None]) -> None:
+    def __init__(
+        self,
+        protocol: Any,
+        handle: Callable[[bytes, Any], None],
+        max_age: float = 0.0,
+        on_stale: Callable[[], None] | None = None,
+    ) -> None:
         self._protocol = protocol
         self._handle = handle
+        self._max_age = max_age
+        self._on_stale = on_stale
         self._skip = 0
 
     def __call__(self) -> None:
         if self._skip:
             self._skip -= 1
-        elif not drain(self._protocol, self._handle):
+        elif not drain(self._protocol, self._handle, self._max_age, self._on_stale):
             self._skip = DRAIN_BACKOFF
 
 

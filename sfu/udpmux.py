@@ -17,6 +17,11 @@ datagrams are told apart by the sender's address, learnt from the ICE checks:
 After each datagram the socket's batch is sent, so what one incoming packet fanned out leaves at
 once; datagrams queued outside a socket callback (timers) are sent at the end of the loop
 iteration.
+
+The receive queue is bounded in time, not only in bytes: RTP that waited in it longer than
+``sfu.max_receive_delay`` is dropped unread and counted (``stale``). A server that falls behind
+(a join storm, an overloaded core) then loses what it cannot forward in time, as a full buffer
+would, instead of delaying every meeting on the port by seconds from then on.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 from aioice import stun
 
-from sfu.fastio import DatagramBatch, Drainer, SrtpSession
+from sfu.fastio import DatagramBatch, Drainer, SrtpSession, enable_timestamps
 from sfu.metrics import Counters
 from sfu.ports import PortRange, size_receive_buffer
 
@@ -97,8 +102,9 @@ class MuxTransport(asyncio.DatagramTransport):
 class MuxSocket(asyncio.DatagramProtocol):
     """One shared socket: its endpoints, the addresses they hold, and its send batch."""
 
-    def __init__(self, counters: Counters | None = None) -> None:
+    def __init__(self, counters: Counters | None = None, max_delay: float = 0.0) -> None:
         self.transport: asyncio.DatagramTransport | None = None
+        self.max_delay = max_delay
         self.sock: socket.socket | None = None
         self.batch: DatagramBatch | None = None
         self.family = socket.AF_INET
@@ -165,7 +171,8 @@ class MuxSocket(asyncio.DatagramProtocol):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_SIZE)
         batch = DatagramBatch(sock, self._schedule_flush, self._failed)
         self.batch = batch if batch.available else None
-        self._drainer = Drainer(self, self._one)
+        stamped = self.max_delay > 0 and enable_timestamps(sock)
+        self._drainer = Drainer(self, self._one, self.max_delay if stamped else 0.0, self._stale)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -226,6 +233,10 @@ class MuxSocket(asyncio.DatagramProtocol):
         name = batch.address(self.family, addr[0], addr[1]) if batch is not None else None
         return batch.emitter(session, name, owner) if batch is not None and name is not None else None
 
+    def _stale(self) -> None:
+        if self._counters is not None:
+            self._counters.drop("stale")
+
     def _failed(self, count: int) -> None:
         if self._counters is not None:
             self._counters.drop("not_sent", count)
@@ -244,10 +255,11 @@ class MuxSocket(asyncio.DatagramProtocol):
 class UdpMux:
     """The shared media sockets, one per local address, all on one port where possible."""
 
-    def __init__(self, port: int, counters: Counters | None = None) -> None:
+    def __init__(self, port: int, counters: Counters | None = None, max_delay: float = 0.0) -> None:
         self._port = port
         self._any_port = port == 0
         self._counters = counters
+        self._max_delay = max_delay
         self._sockets: dict[str, asyncio.Future[MuxSocket]] = {}
 
     @property
@@ -270,13 +282,13 @@ class UdpMux:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await loop.create_datagram_endpoint(
-                lambda: MuxSocket(self._counters), local_addr=(address, self._port)
+                lambda: MuxSocket(self._counters, self._max_delay), local_addr=(address, self._port)
             )
         except OSError:
             if not self._any_port or self._port == 0:
                 raise
             _, protocol = await loop.create_datagram_endpoint(  # the port is taken on this address
-                lambda: MuxSocket(self._counters), local_addr=(address, 0)
+                lambda: MuxSocket(self._counters, self._max_delay), local_addr=(address, 0)
             )
         if protocol.transport is not None:
             port = protocol.transport.get_extra_info("sockname")[1]

@@ -8,14 +8,16 @@ import asyncio
 import select
 import socket
 import struct
+import threading
+import time
 
 import pytest
 from aioice import stun
 
 from confserver.config import ConfigError, load_config
-from sfu import glue
+from sfu import fastio, glue
 from sfu.controller import SfuController
-from sfu.fastio import DatagramBatch, SrtpSession
+from sfu.fastio import DatagramBatch, SrtpSession, enable_timestamps
 from sfu.metrics import Counters
 from sfu.udpmux import MuxSocket, UdpMux
 from tests.sfu.conftest import config
@@ -180,6 +182,50 @@ async def test_responses_go_to_the_endpoint_that_sent_the_check_even_from_an_add
     assert [addr for _, addr in wire.sent] == [peer, peer]  # both checks went out
 
 
+class Reader:
+    """What ``drain`` reads through: a protocol whose transport holds a real socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.transport = type("Transport", (), {"_sock": sock})()
+        self.errors: list[OSError] = []
+
+    def error_received(self, exc: OSError) -> None:
+        self.errors.append(exc)
+
+
+def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_else_is() -> None:
+    receiver, sender = receivers(1)[0], socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setblocking(False)
+    assert enable_timestamps(receiver)
+    to = receiver.getsockname()
+    rtcp = bytes([0x81, 201, 0, 1]) + bytes(4)  # a receiver report: never dropped
+    check = binding(stun.Class.REQUEST, "a:b")  # STUN: never dropped
+    try:
+        for seq in range(5):
+            sender.sendto(rtp(seq), to)
+        sender.sendto(rtcp, to)
+        sender.sendto(check, to)
+        time.sleep(0.25)  # the server is busy: all of that waits
+        fresh = [rtp(seq) for seq in range(5, 8)]
+        for packet in fresh:
+            sender.sendto(packet, to)
+        got: list[bytes] = []
+        stale: list[int] = []
+        reader = Reader(receiver)
+        read = fastio.drain(reader, lambda data, _addr: got.append(data), 0.2, lambda: stale.append(1))
+        assert read == 10 and len(stale) == 5 and reader.errors == []
+        assert got == [rtcp, check, *fresh]
+        # without a bound, or on a socket without stamps, everything is handed over
+        for seq in range(3):
+            sender.sendto(rtp(seq), to)
+        time.sleep(0.25)
+        got.clear()
+        assert fastio.drain(reader, lambda data, _addr: got.append(data)) == 3 and len(got) == 3
+    finally:
+        receiver.close()
+        sender.close()
+
+
 # --- the SFU on one port, with real aiortc peers ------------------------------------------------
 
 
@@ -294,6 +340,57 @@ async def test_strangers_are_dropped_and_counted_and_only_a_check_with_the_passw
         await alice.close()
 
 
+def stall(seconds: float) -> None:
+    """Keep the event loop from running, as a saturated server does."""
+    time.sleep(seconds)
+
+
+async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_forwarding() -> None:
+    sfu = SfuController(config(max_receive_delay=0.2))
+    alice, bob = Peer(sfu, "behind", "alice"), Peer(sfu, "behind", "bob")
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for p in (alice, bob):
+            await p.join()
+        await alice.publish(video=(160, 120), audio=False)
+        track = video_track_of(bob, "alice")
+        await bob.subscribe(track)
+        await wait_until(lambda: (r := bob.video_for(track)) is not None and r.frames >= 5, 5, what="video")
+        mux = sfu._ctx.ports  # type: ignore[union-attr]
+        assert isinstance(mux, UdpMux)
+        to = ("127.0.0.1", mux.port)
+
+        def flood() -> None:  # datagrams that arrive while the event loop is stuck
+            for seq in range(40):
+                stranger.sendto(struct.pack("!BBHII", 0x80, 96, seq, 1, 0xBAD) + bytes(100), to)
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        stall(0.5)  # the server's event loop is busy for half a second
+        sender.join()
+        await asyncio.sleep(0.3)
+
+        def dropped(reason: str) -> float:
+            value = sfu.metrics.registry.get_sample_value(
+                "conf_sfu_dropped_packets_total", {"reason": reason}
+            )
+            return value or 0.0
+
+        # the first datagram of a wake-up is read before its stamp is looked at; the rest waited
+        assert dropped("stale") >= 30 and dropped("stale") + dropped("unknown_address") == 40
+        frames = bob.video_for(track).frames  # type: ignore[union-attr]
+        await wait_until(
+            lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
+            5,
+            what="video goes on after the stale datagrams were dropped",
+        )
+    finally:
+        stranger.close()
+        for p in (alice, bob):
+            await p.close()
+        await sfu.close()
+
+
 async def test_a_fixed_udp_port_is_used_and_a_taken_one_is_refused_when_the_sfu_starts() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -319,6 +416,8 @@ async def test_a_fixed_udp_port_is_used_and_a_taken_one_is_refused_when_the_sfu_
             {"CONF_SFU_UDP_PORT": "7882", "CONF_SFU_PORT_MIN": "40000", "CONF_SFU_PORT_MAX": "40999"},
             "not both",
         ),
+        ({"CONF_SFU_MAX_RECEIVE_DELAY": "0.01"}, "sfu.max_receive_delay"),
+        ({"CONF_SFU_MAX_RECEIVE_DELAY": "-1"}, "sfu.max_receive_delay"),
     ],
 )
 def test_bad_udp_port_settings_are_refused(env: dict[str, str], message: str) -> None:
