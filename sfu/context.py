@@ -35,7 +35,7 @@ class MediaContext:
         self.ports: MediaPorts = (
             PortRange(cfg.port_min, cfg.port_max)
             if cfg.port_min
-            else UdpMux(cfg.udp_port, metrics.counters, cfg.max_receive_delay)
+            else UdpMux(cfg.udp_port, metrics.counters, cfg.max_receive_delay, metrics.receive_waits)
         )
         self.clock: Callable[[], float] = asyncio.get_running_loop().time
 

@@ -6,8 +6,8 @@
   in place and sent from it.
 - ``drain`` / ``Drainer``: read what an asyncio datagram socket (``transport._sock``) already
   holds in the callback of the first datagram, backing off while it holds no second one; on a
-  socket with kernel receive timestamps (``enable_timestamps``), RTP that waited longer than
-  ``max_age`` is dropped unread.
+  socket with kernel receive timestamps (``enable_timestamps``), how long RTP waited, and RTP
+  that waited too long dropped unread.
 
 aiortc's and aioice's own internals stay in ``sfu.glue``, which uses these.
 """
@@ -126,25 +126,22 @@ def enable_timestamps(sock: socket.socket) -> bool:
 
 
 def drain(
-    protocol: Any,
-    handle: Callable[[bytes, Any], None],
-    max_age: float = 0.0,
-    on_stale: Callable[[], None] | None = None,
+    protocol: Any, handle: Callable[[bytes, Any], None], waited: Callable[[float], bool] | None = None
 ) -> int:
     """Hand up to ``DRAIN`` more datagrams already waiting on ``protocol``'s socket to ``handle``;
     returns how many were read. Socket errors go to ``protocol.error_received`` as asyncio sends
     them.
 
-    With ``max_age`` (seconds; the socket stamps arrivals), an RTP datagram that arrived longer
-    ago than that is dropped (``on_stale``) instead: the server is that far behind, and media so
-    late is no use to a conversation. The queue is in arrival order, so after the first fresh RTP
-    datagram the rest are read without looking at their stamps; RTCP, STUN and DTLS are never
-    dropped."""
+    With ``waited`` (the socket stamps arrivals: ``enable_timestamps``), the first RTP datagram
+    read is told how long it waited (seconds); when ``waited`` answers True it is dropped, and
+    the next one is asked, until one is kept. The queue is in arrival order, so what follows
+    arrived later and is read without looking at its stamp. RTCP, STUN and DTLS are never asked
+    about."""
     sock = getattr(protocol.transport, "_sock", None)  # asyncio's selector transport
     if sock is None:
         return 0
     recvfrom = sock.recvfrom
-    check = max_age > 0.0
+    check = waited is not None
     for count in range(DRAIN):
         try:
             if check:
@@ -158,9 +155,7 @@ def drain(
             return count
         if check and len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224 and ancillary:
             seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
-            if time.time() - seconds - nanoseconds * 1e-9 > max_age:
-                if on_stale is not None:
-                    on_stale()
+            if waited(time.time() - seconds - nanoseconds * 1e-9):  # type: ignore[misc]
                 continue
             check = False  # everything behind it arrived later
         handle(data, addr)
@@ -170,25 +165,23 @@ def drain(
 class Drainer:
     """``drain`` after each datagram, backing off while the socket holds no second one."""
 
-    __slots__ = ("_handle", "_max_age", "_on_stale", "_protocol", "_skip")
+    __slots__ = ("_handle", "_protocol", "_skip", "_waited")
 
     def __init__(
         self,
         protocol: Any,
         handle: Callable[[bytes, Any], None],
-        max_age: float = 0.0,
-        on_stale: Callable[[], None] | None = None,
+        waited: Callable[[float], bool] | None = None,
     ) -> None:
         self._protocol = protocol
         self._handle = handle
-        self._max_age = max_age
-        self._on_stale = on_stale
+        self._waited = waited
         self._skip = 0
 
     def __call__(self) -> None:
         if self._skip:
             self._skip -= 1
-        elif not drain(self._protocol, self._handle, self._max_age, self._on_stale):
+        elif not drain(self._protocol, self._handle, self._waited):
             self._skip = DRAIN_BACKOFF
 
 

@@ -8,10 +8,11 @@ a scrape is never a flush interval behind.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sfu.ports import UdpQueues, udp_queues
@@ -60,6 +61,47 @@ class Counters:
         else:
             self.packets_out_audio += packets
             self.bytes_out_audio += packets * payload_size
+
+
+RECEIVE_WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of ``conf_sfu_receive_wait_seconds``."""
+
+
+class ReceiveWaits:
+    """How long RTP waited in the shared media socket before the server read it, from the
+    kernel's arrival stamps: plain-int bucket counts since the start (never reset), exposed as a
+    histogram at each scrape."""
+
+    __slots__ = ("counts", "total_seconds")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(RECEIVE_WAIT_BUCKETS) + 1)  # the last: above every bound
+        self.total_seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(RECEIVE_WAIT_BUCKETS, seconds)] += 1
+        self.total_seconds += seconds
+
+
+class _ReceiveWaitCollector(Collector):
+    def __init__(self, waits: ReceiveWaits) -> None:
+        self._waits = waits
+
+    def collect(self) -> Iterable[Metric]:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(str, RECEIVE_WAIT_BUCKETS), "+Inf"), self._waits.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "conf_sfu_receive_wait_seconds",
+            "How long RTP waited in the shared media socket before it was read (sampled when the server "
+            "found datagrams queued: one per wake-up, and each one dropped as stale).",
+            buckets=buckets,
+            sum_value=self._waits.total_seconds,
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
 
 
 class _FlushFirst(Collector):
@@ -120,8 +162,10 @@ class SfuMetrics:
         reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.registry = reg
         self.counters = Counters()
+        self.receive_waits = ReceiveWaits()
         reg.register(_FlushFirst(self.flush))
         reg.register(UdpSocketCollector())
+        reg.register(_ReceiveWaitCollector(self.receive_waits))
         self._packets = Counter(
             "conf_sfu_packets",
             "RTP packets received from publishers (in) and sent to subscribers (out).",

@@ -18,8 +18,9 @@ After each datagram the socket's batch is sent, so what one incoming packet fann
 once; datagrams queued outside a socket callback (timers) are sent at the end of the loop
 iteration.
 
-The receive queue is bounded in time, not only in bytes: RTP that waited in it longer than
-``sfu.max_receive_delay`` is dropped unread and counted (``stale``). A server that falls behind
+The receive queue is bounded in time, not only in bytes: the kernel stamps each datagram's
+arrival, the wait is measured (``conf_sfu_receive_wait_seconds``), and RTP that waited longer
+than ``sfu.max_receive_delay`` is dropped unread and counted (``stale``). A server that falls behind
 (a join storm, an overloaded core) then loses what it cannot forward in time, as a full buffer
 would, instead of delaying every meeting on the port by seconds from then on.
 """
@@ -35,7 +36,7 @@ from typing import Any
 from aioice import stun
 
 from sfu.fastio import DatagramBatch, Drainer, SrtpSession, enable_timestamps
-from sfu.metrics import Counters
+from sfu.metrics import Counters, ReceiveWaits
 from sfu.ports import PortRange, size_receive_buffer
 
 log = logging.getLogger("sfu.udpmux")
@@ -102,9 +103,12 @@ class MuxTransport(asyncio.DatagramTransport):
 class MuxSocket(asyncio.DatagramProtocol):
     """One shared socket: its endpoints, the addresses they hold, and its send batch."""
 
-    def __init__(self, counters: Counters | None = None, max_delay: float = 0.0) -> None:
+    def __init__(
+        self, counters: Counters | None = None, max_delay: float = 0.0, waits: ReceiveWaits | None = None
+    ) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.max_delay = max_delay
+        self._waits = waits
         self.sock: socket.socket | None = None
         self.batch: DatagramBatch | None = None
         self.family = socket.AF_INET
@@ -171,8 +175,7 @@ class MuxSocket(asyncio.DatagramProtocol):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_SIZE)
         batch = DatagramBatch(sock, self._schedule_flush, self._failed)
         self.batch = batch if batch.available else None
-        stamped = self.max_delay > 0 and enable_timestamps(sock)
-        self._drainer = Drainer(self, self._one, self.max_delay if stamped else 0.0, self._stale)
+        self._drainer = Drainer(self, self._one, self._waited if enable_timestamps(sock) else None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -233,9 +236,15 @@ class MuxSocket(asyncio.DatagramProtocol):
         name = batch.address(self.family, addr[0], addr[1]) if batch is not None else None
         return batch.emitter(session, name, owner) if batch is not None and name is not None else None
 
-    def _stale(self) -> None:
-        if self._counters is not None:
-            self._counters.drop("stale")
+    def _waited(self, seconds: float) -> bool:
+        """An RTP datagram waited ``seconds`` in the socket: True to drop it unread."""
+        if self._waits is not None:
+            self._waits.observe(seconds)
+        if 0 < self.max_delay < seconds:
+            if self._counters is not None:
+                self._counters.drop("stale")
+            return True
+        return False
 
     def _failed(self, count: int) -> None:
         if self._counters is not None:
@@ -255,11 +264,18 @@ class MuxSocket(asyncio.DatagramProtocol):
 class UdpMux:
     """The shared media sockets, one per local address, all on one port where possible."""
 
-    def __init__(self, port: int, counters: Counters | None = None, max_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        counters: Counters | None = None,
+        max_delay: float = 0.0,
+        waits: ReceiveWaits | None = None,
+    ) -> None:
         self._port = port
         self._any_port = port == 0
         self._counters = counters
         self._max_delay = max_delay
+        self._waits = waits
         self._sockets: dict[str, asyncio.Future[MuxSocket]] = {}
 
     @property
@@ -282,13 +298,14 @@ class UdpMux:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await loop.create_datagram_endpoint(
-                lambda: MuxSocket(self._counters, self._max_delay), local_addr=(address, self._port)
+                lambda: MuxSocket(self._counters, self._max_delay, self._waits),
+                local_addr=(address, self._port),
             )
         except OSError:
             if not self._any_port or self._port == 0:
                 raise
             _, protocol = await loop.create_datagram_endpoint(  # the port is taken on this address
-                lambda: MuxSocket(self._counters, self._max_delay), local_addr=(address, 0)
+                lambda: MuxSocket(self._counters, self._max_delay, self._waits), local_addr=(address, 0)
             )
         if protocol.transport is not None:
             port = protocol.transport.get_extra_info("sockname")[1]

@@ -202,7 +202,26 @@ def _server(options: Options, w: Window, packets: int, sent_pps: float | None) -
         if s1.udp_drops is not None and s0.udp_drops is not None
         else None,
         "socket_queue_kib": round(s1.udp_queued / 1024, 1) if s1.udp_queued is not None else None,
+        "receive_wait_ms": wait_percentiles(s0.receive_wait, s1.receive_wait),
     }
+
+
+def wait_percentiles(before: dict[float, float], after: dict[float, float]) -> dict[str, float] | None:
+    """p50/p95/p99 of the server's receive waits in the window, each the upper bound (ms) of the
+    histogram bucket it falls in (the last finite bound when above it), and the samples; None
+    without samples."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]  # cumulative, as exposed
+    if not counts or counts[-1] <= 0:
+        return None
+    finite = [b for b in bounds if b != math.inf]
+    out: dict[str, float] = {}
+    for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        rank = max(1.0, math.ceil(round(p * counts[-1], 6)))
+        bound = next(b for b, c in zip(bounds, counts, strict=True) if c >= rank)
+        out[name] = round((bound if bound != math.inf else max(finite, default=0.0)) * 1000, 1)
+    out["samples"] = int(counts[-1])
+    return out
 
 
 def to_json(doc: dict[str, Any]) -> str:
@@ -327,6 +346,15 @@ def render(doc: dict[str, Any]) -> str:
                     "  behind",
                     f"the server read only {received:.1f} % of the packets sent in the window: the rest "
                     "wait in its socket buffers (delay grows) or are dropped there; it is overloaded",
+                )
+            )
+        wait = s.get("receive_wait_ms")
+        if wait:
+            rows.append(
+                (
+                    "  receive wait",
+                    f"p50 <= {_fmt(wait['p50'], ' ms')}, p95 <= {_fmt(wait['p95'], ' ms')}, "
+                    f"p99 <= {_fmt(wait['p99'], ' ms')} in its media socket ({wait['samples']:,} samples)",
                 )
             )
         if s["dropped"]:

@@ -1,7 +1,7 @@
 """The server's Prometheus metrics, read from its metrics listener (text exposition format).
 
 Only what the report needs: the process's CPU seconds and resident memory, and the forwarding
-unit's packet counters, peer connections and drops.
+unit's packet counters, peer connections, drops and receive waits.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class ServerSample:
     dropped: dict[str, float] = field(default_factory=dict)
     udp_queued: float | None = None  # bytes waiting in the media sockets (the kernel's count)
     udp_drops: float | None = None  # datagrams the kernel dropped on them, since the server started
+    receive_wait: dict[float, float] = field(default_factory=dict)  # bucket bound (s) -> cumulative count
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -45,6 +46,7 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
     values: dict[str, float] = {}
     packets_in = packets_out = 0.0
     dropped: dict[str, float] = {}
+    waits: dict[float, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -62,6 +64,11 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
                 packets_out += value
         elif name == "conf_sfu_dropped_packets_total":
             dropped[labels.get("reason", "")] = value
+        elif name == "conf_sfu_receive_wait_seconds_bucket":
+            try:
+                waits[float(labels.get("le", ""))] = value  # "+Inf" too
+            except ValueError:
+                continue
         elif not brace:
             values[name] = value
     return ServerSample(
@@ -74,6 +81,7 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
         dropped=dropped,
         udp_queued=values.get("conf_sfu_udp_receive_queue_bytes"),
         udp_drops=values.get("conf_sfu_udp_receive_drops_total"),
+        receive_wait=waits,
     )
 
 

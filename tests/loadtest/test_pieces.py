@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import struct
 import time
 
@@ -387,3 +388,27 @@ def test_the_report_gives_the_delay_of_the_window_only() -> None:
         report.render(doc)
     )
     assert "Delay" in report.render(report.build(Options(room="r", subscribers=2), w))  # n/a, not missing
+
+
+def test_the_servers_receive_waits_in_the_window_are_read_from_its_histogram() -> None:
+    def exposition(counts: tuple[int, int, int, int]) -> str:
+        lines = [
+            f'conf_sfu_receive_wait_seconds_bucket{{le="{le}"}} {count}.0'
+            for le, count in zip(("0.001", "0.01", "0.5", "+Inf"), counts, strict=True)
+        ]
+        return "\n".join([*lines, "conf_sfu_receive_wait_seconds_count 1.0", "process_cpu_seconds_total 1.0"])
+
+    before = parse(exposition((5, 5, 5, 5)))  # joining: five quick ones
+    after = parse(exposition((5, 85, 104, 105)))  # the window: 80 <= 10 ms, 19 <= 0.5 s, 1 above
+    assert after.receive_wait == {0.001: 5, 0.01: 85, 0.5: 104, math.inf: 105}
+    wait = report.wait_percentiles(before.receive_wait, after.receive_wait)
+    assert wait == {"p50": 10.0, "p95": 500.0, "p99": 500.0, "samples": 100}
+    assert report.wait_percentiles(after.receive_wait, after.receive_wait) is None  # none in the window
+    assert report.wait_percentiles({}, {}) is None
+    late = parse(exposition((0, 0, 0, 10)))  # every one above the last bound
+    assert report.wait_percentiles({}, late.receive_wait) == {
+        "p50": 500.0,
+        "p95": 500.0,
+        "p99": 500.0,
+        "samples": 10,
+    }

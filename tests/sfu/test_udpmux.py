@@ -18,7 +18,7 @@ from confserver.config import ConfigError, load_config
 from sfu import fastio, glue
 from sfu.controller import SfuController
 from sfu.fastio import DatagramBatch, SrtpSession, enable_timestamps
-from sfu.metrics import Counters
+from sfu.metrics import Counters, ReceiveWaits, SfuMetrics
 from sfu.udpmux import MuxSocket, UdpMux
 from tests.sfu.conftest import config
 from tests.sfu.peers import Peer, wait_until
@@ -200,6 +200,8 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
     to = receiver.getsockname()
     rtcp = bytes([0x81, 201, 0, 1]) + bytes(4)  # a receiver report: never dropped
     check = binding(stun.Class.REQUEST, "a:b")  # STUN: never dropped
+    counters, waits = Counters(), ReceiveWaits()
+    mux_socket = MuxSocket(counters, 0.2, waits)
     try:
         for seq in range(5):
             sender.sendto(rtp(seq), to)
@@ -210,20 +212,40 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
         for packet in fresh:
             sender.sendto(packet, to)
         got: list[bytes] = []
-        stale: list[int] = []
         reader = Reader(receiver)
-        read = fastio.drain(reader, lambda data, _addr: got.append(data), 0.2, lambda: stale.append(1))
-        assert read == 10 and len(stale) == 5 and reader.errors == []
+        read = fastio.drain(reader, lambda data, _addr: got.append(data), mux_socket._waited)
+        assert read == 10 and counters.dropped == {"stale": 5} and reader.errors == []
         assert got == [rtcp, check, *fresh]
-        # without a bound, or on a socket without stamps, everything is handed over
+        # each stale one and the first fresh one were timed; what followed it was not
+        assert sum(waits.counts) == 6 and waits.total_seconds > 5 * 0.25
+        # without a bound the wait is still measured, and everything is handed over
         for seq in range(3):
             sender.sendto(rtp(seq), to)
         time.sleep(0.25)
         got.clear()
-        assert fastio.drain(reader, lambda data, _addr: got.append(data)) == 3 and len(got) == 3
+        assert (
+            fastio.drain(
+                reader, lambda data, _addr: got.append(data), MuxSocket(counters, 0.0, waits)._waited
+            )
+            == 3
+        )
+        assert len(got) == 3 and counters.dropped == {"stale": 5} and sum(waits.counts) == 7
     finally:
         receiver.close()
         sender.close()
+
+
+def test_the_receive_wait_is_a_histogram_in_the_metrics() -> None:
+    metrics = SfuMetrics()
+    for seconds in (0.0005, 0.003, 0.003, 0.7, 30.0):
+        metrics.receive_waits.observe(seconds)
+    sample = metrics.registry.get_sample_value
+    name = "conf_sfu_receive_wait_seconds"
+    assert sample(f"{name}_bucket", {"le": "0.001"}) == 1
+    assert sample(f"{name}_bucket", {"le": "0.005"}) == 3
+    assert sample(f"{name}_bucket", {"le": "1.0"}) == 4
+    assert sample(f"{name}_bucket", {"le": "+Inf"}) == sample(f"{name}_count") == 5
+    assert abs(sample(f"{name}_sum") - 30.7065) < 1e-9
 
 
 # --- the SFU on one port, with real aiortc peers ------------------------------------------------
@@ -378,6 +400,11 @@ async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_
 
         # the first datagram of a wake-up is read before its stamp is looked at; the rest waited
         assert dropped("stale") >= 30 and dropped("stale") + dropped("unknown_address") == 40
+        waits = sfu.metrics.registry.get_sample_value
+        long_waits = waits("conf_sfu_receive_wait_seconds_count") - waits(
+            "conf_sfu_receive_wait_seconds_bucket", {"le": "0.25"}
+        )
+        assert long_waits >= dropped("stale")  # each one dropped had waited through the stall
         frames = bob.video_for(track).frames  # type: ignore[union-attr]
         await wait_until(
             lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
