@@ -126,22 +126,23 @@ def enable_timestamps(sock: socket.socket) -> bool:
 
 
 def drain(
-    protocol: Any, handle: Callable[[bytes, Any], None], waited: Callable[[float], bool] | None = None
+    protocol: Any, handle: Callable[[bytes, Any], None], waited: Callable[[float, bool], bool] | None = None
 ) -> int:
     """Hand up to ``DRAIN`` more datagrams already waiting on ``protocol``'s socket to ``handle``;
     returns how many were read. Socket errors go to ``protocol.error_received`` as asyncio sends
     them.
 
     With ``waited`` (the socket stamps arrivals: ``enable_timestamps``), the first RTP datagram
-    read is told how long it waited (seconds); when ``waited`` answers True it is dropped, and
-    the next one is asked, until one is kept. The queue is in arrival order, so what follows
-    arrived later and is read without looking at its stamp. RTCP, STUN and DTLS are never asked
-    about."""
+    read is told how long it waited (seconds, and True: the head of the queue); when ``waited``
+    answers True it is dropped, and the next one is asked (with False), until one is kept. The
+    queue is in arrival order, so what follows arrived later and is read without looking at its
+    stamp. RTCP, STUN and DTLS are never asked about."""
     sock = getattr(protocol.transport, "_sock", None)  # asyncio's selector transport
     if sock is None:
         return 0
     recvfrom = sock.recvfrom
     check = waited is not None
+    head = True
     for count in range(DRAIN):
         try:
             if check:
@@ -155,7 +156,8 @@ def drain(
             return count
         if check and len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224 and ancillary:
             seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
-            if waited(time.time() - seconds - nanoseconds * 1e-9):  # type: ignore[misc]
+            if waited(time.time() - seconds - nanoseconds * 1e-9, head):  # type: ignore[misc]
+                head = False
                 continue
             check = False  # everything behind it arrived later
         handle(data, addr)
@@ -171,7 +173,7 @@ class Drainer:
         self,
         protocol: Any,
         handle: Callable[[bytes, Any], None],
-        waited: Callable[[float], bool] | None = None,
+        waited: Callable[[float, bool], bool] | None = None,
     ) -> None:
         self._protocol = protocol
         self._handle = handle

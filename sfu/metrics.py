@@ -95,7 +95,7 @@ class _ReceiveWaitCollector(Collector):
         yield HistogramMetricFamily(
             "conf_sfu_receive_wait_seconds",
             "How long RTP waited in the shared media socket before it was read (sampled when the server "
-            "found datagrams queued: one per wake-up, and each one dropped as stale).",
+            "found datagrams queued: the oldest, once per wake-up).",
             buckets=buckets,
             sum_value=self._waits.total_seconds,
         )

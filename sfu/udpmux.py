@@ -236,9 +236,10 @@ class MuxSocket(asyncio.DatagramProtocol):
         name = batch.address(self.family, addr[0], addr[1]) if batch is not None else None
         return batch.emitter(session, name, owner) if batch is not None and name is not None else None
 
-    def _waited(self, seconds: float) -> bool:
-        """An RTP datagram waited ``seconds`` in the socket: True to drop it unread."""
-        if self._waits is not None:
+    def _waited(self, seconds: float, head: bool) -> bool:
+        """An RTP datagram waited ``seconds`` in the socket (``head``: the oldest of a wake-up's
+        reading on, which is what the histogram samples): True to drop it unread."""
+        if head and self._waits is not None:
             self._waits.observe(seconds)
         if 0 < self.max_delay < seconds:
             if self._counters is not None:

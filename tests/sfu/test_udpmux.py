@@ -216,8 +216,8 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
         read = fastio.drain(reader, lambda data, _addr: got.append(data), mux_socket._waited)
         assert read == 10 and counters.dropped == {"stale": 5} and reader.errors == []
         assert got == [rtcp, check, *fresh]
-        # each stale one and the first fresh one were timed; what followed it was not
-        assert sum(waits.counts) == 6 and waits.total_seconds > 5 * 0.25
+        # the oldest was timed (the head of the queue), and what followed it not
+        assert sum(waits.counts) == 1 and waits.total_seconds > 0.25
         # without a bound the wait is still measured, and everything is handed over
         for seq in range(3):
             sender.sendto(rtp(seq), to)
@@ -229,7 +229,7 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
             )
             == 3
         )
-        assert len(got) == 3 and counters.dropped == {"stale": 5} and sum(waits.counts) == 7
+        assert len(got) == 3 and counters.dropped == {"stale": 5} and sum(waits.counts) == 2
     finally:
         receiver.close()
         sender.close()
@@ -404,7 +404,7 @@ async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_
         long_waits = waits("conf_sfu_receive_wait_seconds_count") - waits(
             "conf_sfu_receive_wait_seconds_bucket", {"le": "0.25"}
         )
-        assert long_waits >= dropped("stale")  # each one dropped had waited through the stall
+        assert long_waits >= 1  # the oldest waited through the stall
         frames = bob.video_for(track).frames  # type: ignore[union-attr]
         await wait_until(
             lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
