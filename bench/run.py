@@ -93,9 +93,11 @@ def scenario_args(ns: argparse.Namespace) -> list[str]:
 
 
 def dig(doc: Any, path: tuple[str, ...]) -> float | None:
-    for key in path:
+    for i, key in enumerate(path):
         if not isinstance(doc, dict):
             return None
+        if key not in doc and i > 0 and path[i - 1] == "dropped":
+            return 0.0  # the report lists only the reasons that occurred
         doc = doc.get(key)
     return float(doc) if isinstance(doc, int | float) else None
 

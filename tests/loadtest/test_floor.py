@@ -10,6 +10,7 @@ import pytest
 from bench import positive
 from bench.floor import FloorSampler, floor_us
 from bench.path import measure
+from bench.run import dig
 from bench.sendpaths import measure as measure_sends
 from bench.sendpaths import measure_per_socket
 
@@ -53,3 +54,11 @@ def test_the_benchmarks_refuse_counts_below_one_with_a_clear_message() -> None:
     for text, message in (("0", "must be at least 1: 0"), ("x", "not a whole number: 'x'")):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             positive(text)
+
+
+def test_a_drop_reason_that_did_not_occur_reads_as_zero_and_a_missing_server_as_unknown() -> None:
+    path = ("server", "dropped", "stale")
+    assert dig({"server": {"dropped": {"stale": 3}}}, path) == 3.0
+    assert dig({"server": {"dropped": {"silent": 9}}}, path) == 0.0  # listed only when it occurred
+    assert dig({"server": None}, path) is None  # --no-metrics: not known
+    assert dig({"server": {}}, ("server", "cpu_percent")) is None
