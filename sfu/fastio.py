@@ -109,15 +109,20 @@ DRAIN_BACKOFF = 8
 ~2.7 µs here, and a lightly loaded socket rarely holds a second datagram."""
 
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-"""Linux's option for a ``struct timespec`` of each datagram's arrival (CLOCK_REALTIME)."""
-_TIMESPEC = struct.Struct("@qq")
+SO_TIMESTAMPNS: int | None = getattr(
+    socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None
+)
+"""Linux's option for a ``struct timespec`` of each datagram's arrival (CLOCK_REALTIME); None
+elsewhere (no stamps, no bound on the receive queue's delay)."""
+_TIMESPEC = struct.Struct("@ll")  # time_t, long
 _STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 def enable_timestamps(sock: socket.socket) -> bool:
     """Ask the kernel to stamp each datagram ``sock`` receives with its arrival time; False
     where it cannot."""
+    if SO_TIMESTAMPNS is None or not hasattr(sock, "recvmsg"):
+        return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     except OSError:
@@ -154,7 +159,14 @@ def drain(
         except OSError as exc:
             protocol.error_received(exc)
             return count
-        if check and len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224 and ancillary:
+        if (
+            check
+            and len(data) > 12
+            and 127 < data[0] < 192
+            and not 191 < data[1] < 224
+            and ancillary
+            and len(ancillary[0][2]) >= _TIMESPEC.size
+        ):
             seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
             if waited(time.time() - seconds - nanoseconds * 1e-9, head):  # type: ignore[misc]
                 head = False
