@@ -39,6 +39,12 @@ class MediaContext:
         )
         self.clock: Callable[[], float] = asyncio.get_running_loop().time
 
+    def shedding(self) -> bool:
+        """The shared media port dropped stale RTP within the last second (``UdpMux.shedding``):
+        the server is behind, and asks publishers for no retransmissions."""
+        ports = self.ports
+        return isinstance(ports, UdpMux) and ports.shedding()
+
     @property
     def counters(self) -> Counters:
         return self.metrics.counters

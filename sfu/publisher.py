@@ -242,7 +242,7 @@ class Publisher:
 
     def send_nack(self, ssrc: int, lost: list[int]) -> None:
         writer = self._writer
-        if writer is not None and lost:
+        if writer is not None and lost and not self._ctx.shedding():  # behind: no resends asked for
             writer.send_rtcp(bytes(Nack(self._rtcp_ssrc, ssrc, tuple(lost[:128]))))
 
     def _send_pli(self, ssrc: int) -> None:

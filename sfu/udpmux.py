@@ -22,14 +22,17 @@ The receive queue is bounded in time, not only in bytes: the kernel stamps each 
 arrival, the wait is measured (``conf_sfu_receive_wait_seconds``), and RTP that waited longer
 than ``sfu.max_receive_delay`` is dropped unread and counted (``stale``). A server that falls behind
 (a join storm, an overloaded core) then loses what it cannot forward in time, as a full buffer
-would, instead of delaying every meeting on the port by seconds from then on.
+would, instead of delaying every meeting on the port by seconds from then on; and for a second
+after a stale drop it asks publishers for no retransmissions (``shedding``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +54,10 @@ held before (4 MiB each, ``sfu.ports.RECEIVE_BUFFER_SIZE``) while the server is 
 SEND_BUFFER_SIZE = 4 << 20
 """Bytes of send buffer asked for: a keyframe fanned out to 100 subscribers is a few MiB waiting
 for a network card (on loopback it leaves at once)."""
+SHEDDING_HOLD = 1.0
+"""Seconds after a stale drop during which the server asks publishers for no retransmissions
+(``UdpMux.shedding``): the gaps are its own doing, and resent packets would only add to the load
+it could not carry (the NACK generator gives a gap up after 1 s)."""
 PENDING_REQUESTS = 4096
 """STUN requests remembered for routing their responses (checks to unreachable candidates are
 never answered: the oldest are forgotten first)."""
@@ -108,6 +115,7 @@ class MuxSocket(asyncio.DatagramProtocol):
     ) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.max_delay = max_delay
+        self.stale_at = -math.inf  # time.monotonic() of the last stale drop
         self._waits = waits
         self.sock: socket.socket | None = None
         self.batch: DatagramBatch | None = None
@@ -242,6 +250,7 @@ class MuxSocket(asyncio.DatagramProtocol):
         if head and self._waits is not None:
             self._waits.observe(seconds)
         if 0 < self.max_delay < seconds:
+            self.stale_at = time.monotonic()
             if self._counters is not None:
                 self._counters.drop("stale")
             return True
@@ -313,6 +322,13 @@ class UdpMux:
             self._port = self._port or port  # the other addresses too
             log.info("media on UDP port %d of %s (shared by every connection)", port, address)
         return protocol
+
+    def shedding(self) -> bool:
+        """True within ``SHEDDING_HOLD`` of a stale drop on any of the sockets."""
+        since = time.monotonic() - SHEDDING_HOLD
+        return any(
+            f.done() and not f.exception() and f.result().stale_at > since for f in self._sockets.values()
+        )
 
     def ufrags(self) -> set[str]:
         """The ICE username fragments of the endpoints on the bound sockets."""

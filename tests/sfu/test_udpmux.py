@@ -5,6 +5,7 @@ fan-out sent with one ``sendmmsg``."""
 from __future__ import annotations
 
 import asyncio
+import random
 import select
 import socket
 import struct
@@ -15,7 +16,8 @@ import pytest
 from aioice import stun
 
 from confserver.config import ConfigError, load_config
-from sfu import fastio, glue
+from sfu import fastio, glue, udpmux
+from sfu.context import PacketFilters
 from sfu.controller import SfuController
 from sfu.fastio import DatagramBatch, SrtpSession, enable_timestamps
 from sfu.metrics import Counters, ReceiveWaits, SfuMetrics
@@ -413,6 +415,52 @@ async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_
         )
     finally:
         stranger.close()
+        for p in (alice, bob):
+            await p.close()
+        await sfu.close()
+
+
+def is_nack(data: bytes) -> bool:
+    """A generic NACK (RTPFB, FMT 1) at the start of an RTCP packet."""
+    return len(data) >= 12 and data[1] == 205 and data[0] & 0x1F == 1
+
+
+async def test_while_it_drops_stale_media_the_server_asks_publishers_for_no_retransmissions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(7)
+    filters = PacketFilters(incoming=lambda data: rng.random() < 0.1)  # gaps the SFU must NACK
+    sfu = SfuController(config(max_receive_delay=0.2), None, packet_filters=filters)
+    nacks: list[float] = []
+    send_rtcp = glue.RtpWriter.send_rtcp
+
+    def recording(self: glue.RtpWriter, data: bytes) -> bool:
+        if is_nack(data):
+            nacks.append(time.monotonic())
+        return send_rtcp(self, data)
+
+    monkeypatch.setattr(glue.RtpWriter, "send_rtcp", recording)
+    alice, bob = Peer(sfu, "shedding", "alice"), Peer(sfu, "shedding", "bob")
+    try:
+        for p in (alice, bob):
+            await p.join()
+        await alice.publish(video=(320, 240), audio=False)
+        track = video_track_of(bob, "alice")
+        await bob.subscribe(track)
+        await wait_until(lambda: len(nacks) >= 3, 5, what="NACKs for the gaps")
+        mux = sfu._ctx.ports  # type: ignore[union-attr]
+        assert isinstance(mux, UdpMux) and not mux.shedding()
+        (shared,) = [f.result() for f in mux._sockets.values()]
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:  # the server keeps finding stale media
+            assert shared._waited(1.0, True)
+            await asyncio.sleep(0.05)
+        assert mux.shedding() and sfu._ctx.shedding()  # type: ignore[union-attr]
+        assert [t for t in nacks if t > start] == []
+        stopped = time.monotonic()
+        await wait_until(lambda: any(t > stopped for t in nacks), 5, what="NACKs again once caught up")
+        assert min(t for t in nacks if t > stopped) - stopped >= udpmux.SHEDDING_HOLD * 0.9
+    finally:
         for p in (alice, bob):
             await p.close()
         await sfu.close()
