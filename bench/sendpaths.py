@@ -28,18 +28,9 @@ from cffi import FFI
 
 from bench import positive
 from bench.floor import PACKET_SIZE, Pair, close_pairs, drain, open_pairs, test_packets
+from sfu.fastio import MMSG_CDEF
 
 PER_BATCH = 10  # datagrams to every destination per timed batch
-
-_CDEF = """
-struct iovec { void *iov_base; size_t iov_len; };
-struct msghdr {
-    void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
-    void *msg_control; size_t msg_controllen; int msg_flags;
-};
-struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
-int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
-"""
 
 
 def sockaddr_in(host: str, port: int) -> bytes:
@@ -57,7 +48,7 @@ class Batch:
         self, sock: socket.socket, count: int, addresses: list[tuple[str, int]] | None = None
     ) -> None:
         self._ffi = ffi = FFI()
-        ffi.cdef(_CDEF)
+        ffi.cdef(MMSG_CDEF)
         self._libc = ffi.dlopen(None)
         self._buffers = ffi.new("char[]", self.SIZE * count)
         self.view = memoryview(ffi.buffer(self._buffers))  # message i at i * SIZE

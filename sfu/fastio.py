@@ -201,7 +201,7 @@ class Drainer:
 
 # --- one sendmmsg(2) for many datagrams on one socket ---------------------------------------------
 
-_MMSG_CDEF = """
+MMSG_CDEF = """
 struct iovec { void *iov_base; size_t iov_len; };
 struct msghdr {
     void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
@@ -210,6 +210,7 @@ struct msghdr {
 struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
 int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
 """
+"""libc's ``sendmmsg`` and its structures, for cffi's ABI mode (Linux)."""
 BATCH = 128
 """Datagrams one ``sendmmsg`` call sends at most: a packet's fan-out to a full meeting fits."""
 _WORDS = 8  # a struct mmsghdr in 64-bit words (Linux, LP64)
@@ -224,7 +225,7 @@ class _Libc:
 
     def __init__(self) -> None:
         self.ffi = ffi = FFI()
-        ffi.cdef(_MMSG_CDEF)
+        ffi.cdef(MMSG_CDEF)
         try:
             self.sendmmsg: Any = ffi.dlopen(None).sendmmsg
         except (OSError, AttributeError):
