@@ -120,7 +120,8 @@ _STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 def enable_timestamps(sock: socket.socket) -> bool:
     """Ask the kernel to stamp each datagram ``sock`` receives with its arrival time; False
-    where it cannot."""
+    where it cannot. (Linux turns arrival stamping on for the machine shortly after the first
+    socket asks; a datagram that arrived before is stamped when read, and looks fresh.)"""
     if SO_TIMESTAMPNS is None or not hasattr(sock, "recvmsg"):
         return False
     try:

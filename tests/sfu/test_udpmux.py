@@ -195,11 +195,27 @@ class Reader:
         self.errors.append(exc)
 
 
+def wait_for_arrival_stamps(sender: socket.socket, receiver: socket.socket) -> None:
+    """Linux switches arrival stamping on for the machine shortly after the first socket asks
+    (until then a datagram is stamped when it is read, and looks fresh): wait until a probe
+    that waited 50 ms says so."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        sender.sendto(b"probe", receiver.getsockname())
+        time.sleep(0.05)
+        _, ancillary, _, _ = receiver.recvmsg(2048, 64)
+        seconds, nanoseconds = struct.unpack("@ll", ancillary[0][2][:16])
+        if time.time() - seconds - nanoseconds * 1e-9 >= 0.04:
+            return
+    raise AssertionError("the kernel does not stamp arrivals")
+
+
 def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_else_is() -> None:
     receiver, sender = receivers(1)[0], socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.setblocking(False)
     assert enable_timestamps(receiver)
     to = receiver.getsockname()
+    wait_for_arrival_stamps(sender, receiver)
     rtcp = bytes([0x81, 201, 0, 1]) + bytes(4)  # a receiver report: never dropped
     check = binding(stun.Class.REQUEST, "a:b")  # STUN: never dropped
     counters, waits = Counters(), ReceiveWaits()
