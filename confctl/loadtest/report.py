@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confctl.loadtest.plan import Options
-from confctl.loadtest.rtpstats import delay_percentiles
+from confctl.loadtest.rtpstats import delay_percentiles, quantiles
 from confctl.loadtest.scrape import ServerSample
 from confctl.loadtest.swarm import Snapshot
 
@@ -211,16 +211,16 @@ def wait_percentiles(before: dict[float, float], after: dict[float, float]) -> d
     histogram bucket it falls in (the last finite bound when above it), and the samples; None
     without samples."""
     bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]  # cumulative, as exposed
-    if not counts or counts[-1] <= 0:
-        return None
-    finite = [b for b in bounds if b != math.inf]
-    out: dict[str, float] = {}
-    for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-        rank = max(1.0, math.ceil(round(p * counts[-1], 6)))
-        bound = next(b for b, c in zip(bounds, counts, strict=True) if c >= rank)
-        out[name] = round((bound if bound != math.inf else max(finite, default=0.0)) * 1000, 1)
-    out["samples"] = int(counts[-1])
+    cumulative = [after[b] - before.get(b, 0.0) for b in bounds]  # as exposed
+    finite = max((b for b in bounds if b != math.inf), default=0.0)
+    bins = [
+        ((b if b != math.inf else finite) * 1000, c - (cumulative[i - 1] if i else 0.0))
+        for i, (b, c) in enumerate(zip(bounds, cumulative, strict=True))
+    ]
+    out = quantiles(bins)
+    if out is not None:
+        out = {k: round(v, 1) for k, v in out.items()}
+        out["samples"] = int(out["samples"])
     return out
 
 

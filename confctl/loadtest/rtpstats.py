@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 _HEADER = struct.Struct("!2xH4xI")  # sequence, ssrc
@@ -79,23 +79,32 @@ def delay_bin(ms: float) -> int:
     return int(ms / 100) * 1000
 
 
+def quantiles(bins: Iterable[tuple[float, float]]) -> dict[str, float] | None:
+    """p50, p95 and p99 (nearest rank) of histogram ``bins``, (value, samples) pairs in
+    ascending value, each the value of the bin it falls in; and the samples. None without
+    samples."""
+    pairs = [(value, count) for value, count in bins if count > 0]
+    total = sum(count for _, count in pairs)
+    if total <= 0:
+        return None
+    out: dict[str, float] = {}
+    for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        rank, seen = max(1, math.ceil(round(p * total, 6))), 0.0
+        for value, count in pairs:
+            seen += count
+            if seen >= rank:
+                out[name] = value
+                break
+    out["samples"] = total
+    return out
+
+
 def delay_percentiles(bins: Mapping[int, int]) -> dict[str, float] | None:
     """p50, p95, p99 and max (nearest rank, bins' lower edges) in ms, and the samples; None
     without samples."""
-    total = sum(bins.values())
-    if total <= 0:
-        return None
-    edges = sorted(k for k, v in bins.items() if v > 0)
-    out: dict[str, float] = {}
-    for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-        rank, seen = max(1, math.ceil(round(p * total, 6))), 0
-        for edge in edges:
-            seen += bins[edge]
-            if seen >= rank:
-                out[name] = edge / 10
-                break
-    out["max"] = edges[-1] / 10
-    out["samples"] = total
+    out = quantiles((edge / 10, bins[edge]) for edge in sorted(bins))
+    if out is not None:
+        out["max"] = max(edge for edge, count in bins.items() if count > 0) / 10
     return out
 
 

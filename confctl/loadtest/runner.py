@@ -118,7 +118,7 @@ class Run:
         last = self._last
         self._last = snap
         sent = got = 0.0
-        loss = ""
+        loss = late = ""
         if last is not None and snap.at > last.at:
             dt = snap.at - last.at
             sent = (snap.sent - last.sent) / dt
@@ -129,12 +129,12 @@ class Run:
                 loss = f" | loss {lost / expected * 100:.2f}%"
             delay = delay_percentiles(snap.received.delays_since(last.received))
             if delay is not None:
-                loss += f" | delay p95 {delay['p95']:,.1f} ms"
+                late = f" | delay p95 {delay['p95']:,.1f} ms"
         failed = f", {snap.failed} failed" if snap.failed else ""
         return (
             f"load-test: {phase} | joined {snap.joined}/{snap.participants},"
             f" connected {snap.connected}{failed}"
-            f" | sent {sent:,.0f}/s | received {got:,.0f}/s{loss}"
+            f" | sent {sent:,.0f}/s | received {got:,.0f}/s{loss}{late}"
         )
 
     async def _tick(self, phase: Callable[[float], str], seconds: float) -> Snapshot:
