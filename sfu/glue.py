@@ -27,12 +27,7 @@ import aioice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
-from aiortc import (
-    RTCDtlsTransport,
-    RTCIceTransport,
-    RTCPeerConnection,
-    RTCRtpCodecParameters,
-)
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCPeerConnection, RTCRtpCodecParameters
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
@@ -101,6 +96,8 @@ def take_over_media(
         sender = transceiver.sender
         if receiver.__dict__.get("receive") is not _receive_without_decoding:
             receiver.receive = _receive_without_decoding  # type: ignore[method-assign]
+            # never fed here; 1,000 objects per video receiver, which every full GC would walk
+            receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
         if sender.__dict__.get("send") is not _send_without_encoding:
             sender.send = _send_without_encoding  # type: ignore[method-assign]
     for dtls in _transports(pc):
