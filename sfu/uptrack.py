@@ -85,7 +85,10 @@ class Layer:
         self.octets = 0
         self.bitrate = 0
         self.last_packet_at: float | None = None
-        self.history: PacketHistory[RtpView] = PacketHistory(history_size)
+        # the packets as received, not their views: a tuple of bytes and numbers is not tracked by
+        # the garbage collector, so seconds of kept packets are not promoted to its oldest
+        # generation, which would trigger a full collection (a pause) every few tens of seconds
+        self.history: PacketHistory[bytes] = PacketHistory(history_size)
         self.unwrap = SeqUnwrapper()
 
     def info(self) -> LayerInfo:
@@ -219,7 +222,8 @@ class UpTrack:
             return None
         history = layer.history
         ext = history.extend(sequence)
-        return history.recent(ext, now) if ext is not None else None
+        data = history.recent(ext, now) if ext is not None else None
+        return RtpView(data) if data is not None else None
 
     def ssrc_of(self, rid: str | None) -> int | None:
         layer = self.layers.get(rid if rid is not None else "")
@@ -282,7 +286,7 @@ class UpTrack:
         if stats is None or nacks is None:
             return
         seq = view.sequence
-        layer.history.put(layer.unwrap.unwrap(seq), view, now)
+        layer.history.put(layer.unwrap.unwrap(seq), view.data, now)
         size = view.payload_end - view.header_length
         self._received(layer, stats, nacks, view.ssrc, seq, view.timestamp, size, now, rtx)
         if self.kind == "video":
