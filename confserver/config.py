@@ -43,6 +43,10 @@ class ServerConfig:
     max_body_bytes: int = 65536
     trust_proxy_tls: bool = False
     """Allow ``tls.mode = "off"`` on a non-loopback host because a TLS proxy in front terminates TLS."""
+    gc_threshold: int = 10_000
+    """Objects allocated (net of those freed) between two passes of Python's garbage collector over
+    its youngest generation (Python's own default: 700). Higher: fewer full collections, each of
+    which stops the whole server for as long as it takes to walk every object."""
 
 
 @dataclass(frozen=True)
@@ -390,6 +394,7 @@ def _check(cfg: Config) -> None:
         "store.redis_url",
         "bad URL scheme",
     )
+    need(100 <= cfg.server.gc_threshold <= 1_000_000, "server.gc_threshold", "must be 100-1000000")
     s = cfg.signaling
     need(1024 <= s.max_message_bytes <= 1024 * 1024, "signaling.max_message_bytes", "must be 1 KiB-1 MiB")
     need(8 <= s.outbound_queue <= 65536, "signaling.outbound_queue", "must be 8-65536")

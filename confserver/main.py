@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import shlex
@@ -135,6 +136,8 @@ async def serve(cfg: Config) -> int:
     setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret])
     store = await open_store(cfg.store.kind, redis_url=cfg.store.redis_url, prefix=cfg.store.prefix)
     metrics = Metrics.create()
+    gc.set_threshold(cfg.server.gc_threshold, *gc.get_threshold()[1:])
+    metrics.gc_pauses.install()
     media = _media_controller(cfg, metrics)
     app = create_app(cfg, store=store, credentials=creds, metrics=metrics, media=media)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -160,6 +163,7 @@ async def serve(cfg: Config) -> int:
             await metrics_runner.cleanup()
         await runner.cleanup()
         await store.close()
+        metrics.gc_pauses.remove()
     return 0
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -16,6 +19,39 @@ from prometheus_client import (
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+GC_PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class GcPauses:
+    """How long each pass of Python's garbage collector stopped the server (media waits in the
+    sockets meanwhile): the histogram ``conf_gc_pause_seconds{generation}``, generation 2 being a
+    full collection. Observes only between ``install`` and ``remove`` (``gc.callbacks``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        histogram = Histogram(
+            "conf_gc_pause_seconds",
+            "Pauses of Python's garbage collector, by generation (2: a full collection).",
+            ["generation"],
+            buckets=GC_PAUSE_BUCKETS,
+            registry=registry,
+        )
+        self._by_generation = tuple(histogram.labels(str(g)) for g in range(3))
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
 
 
 @dataclass(frozen=True)
@@ -31,6 +67,7 @@ class Metrics:
     ws_messages: Counter
     ws_errors: Counter
     ws_disconnects: Counter
+    gc_pauses: GcPauses
 
     @classmethod
     def create(cls, *, process: bool = True) -> Metrics:
@@ -73,6 +110,7 @@ class Metrics:
             ws_disconnects=Counter(
                 "conf_ws_disconnects", "Signaling connections closed, by reason.", ["reason"], registry=reg
             ),
+            gc_pauses=GcPauses(reg),
         )
 
     def render(self) -> bytes:

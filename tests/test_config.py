@@ -51,6 +51,8 @@ def test_asymmetric_keys_from_toml(tmp_path: Path) -> None:
         ("[nope]\n", {}, "nope"),
         ('[server]\nport = "x"\n', {}, "server.port"),
         ("[server]\nport = 70000\n", {}, "server.port"),
+        ("[server]\ngc_threshold = 0\n", {}, "server.gc_threshold"),
+        ("", {"CONF_SERVER_GC_THRESHOLD": "5000000"}, "server.gc_threshold"),
         ('[store]\nkind = "postgres"\n', {}, "store.kind"),
         ("[rooms]\ndefault_max_participants = 101\n", {}, "rooms.default_max_participants"),
         ('[[auth.keys]]\nkid = "k"\nalg = "RS256"\npublic_key_file = "f"\n', {}, "auth.keys[0].alg"),

@@ -169,6 +169,7 @@ async def test_new_user_runs_server_and_manages_it_with_confctl(server: Server) 
         assert 'conf_joins_total{result="room_full"} 1.0' in metrics
         assert "conf_participants 1.0" in metrics
         assert "process_cpu_seconds_total" in metrics
+        assert 'conf_gc_pause_seconds_count{generation="2"}' in metrics  # full collections, from the start
         promtool = shutil.which("promtool")
         if promtool is None:
             skip_or_fail("promtool is not installed (apt-get install prometheus)")

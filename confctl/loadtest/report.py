@@ -203,6 +203,28 @@ def _server(options: Options, w: Window, packets: int, sent_pps: float | None) -
         else None,
         "socket_queue_kib": round(s1.udp_queued / 1024, 1) if s1.udp_queued is not None else None,
         "receive_wait_ms": wait_percentiles(s0.receive_wait, s1.receive_wait),
+        "gc_pauses": gc_pauses(s0, s1),
+        "gc_pauses_since_start": gc_pauses(base, s1) if base is not None else None,
+    }
+
+
+def gc_pauses(before: ServerSample, after: ServerSample) -> dict[str, float] | None:
+    """The server's garbage-collector pauses between two samples: how many (``full``: of the whole
+    heap), their total and the longest (the upper bound of its histogram bucket) in ms; None
+    when the server exposes no such histogram."""
+    if not after.gc_pauses:
+        return None
+    bounds = sorted(after.gc_pauses)
+    counts = [after.gc_pauses[b] - before.gc_pauses.get(b, 0.0) for b in bounds]  # cumulative
+    total = counts[-1]
+    longest = next((b for b, c in zip(bounds, counts, strict=True) if c == total), 0.0) if total else 0.0
+    if longest == math.inf:  # longer than the last finite bound: say that bound
+        longest = max((b for b in bounds if b != math.inf), default=0.0)
+    return {
+        "count": int(total),
+        "full": int(after.gc_full - before.gc_full),
+        "total_ms": round((after.gc_seconds - before.gc_seconds) * 1000, 1),
+        "longest_ms": round(longest * 1000, 1),
     }
 
 
@@ -357,6 +379,16 @@ def render(doc: dict[str, Any]) -> str:
                     f"p99 <= {_fmt(wait['p99'], ' ms')} in its media socket ({wait['samples']:,} samples)",
                 )
             )
+        for key, when in (("gc_pauses", "in the window"), ("gc_pauses_since_start", "since the joins began")):
+            gc = s.get(key)
+            if gc:
+                rows.append(
+                    (
+                        "  GC pauses",
+                        f"{gc['count']:,} ({gc['full']:,} full), {_fmt(gc['total_ms'], ' ms')} in all, "
+                        f"the longest <= {_fmt(gc['longest_ms'], ' ms')} {when}",
+                    )
+                )
         if s["dropped"]:
             rows.append(("  not forwarded", ", ".join(f"{k} {v:,}" for k, v in sorted(s["dropped"].items()))))
     else:

@@ -31,6 +31,9 @@ class ServerSample:
     udp_queued: float | None = None  # bytes waiting in the media sockets (the kernel's count)
     udp_drops: float | None = None  # datagrams the kernel dropped on them, since the server started
     receive_wait: dict[float, float] = field(default_factory=dict)  # bucket bound (s) -> cumulative count
+    gc_pauses: dict[float, float] = field(default_factory=dict)  # the same, every generation together
+    gc_seconds: float = 0.0  # the collector's pauses, all generations
+    gc_full: float = 0.0  # full collections (generation 2)
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -47,6 +50,8 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
     packets_in = packets_out = 0.0
     dropped: dict[str, float] = {}
     waits: dict[float, float] = {}
+    gc_pauses: dict[float, float] = {}
+    gc_seconds = gc_full = 0.0
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -64,11 +69,19 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
                 packets_out += value
         elif name == "conf_sfu_dropped_packets_total":
             dropped[labels.get("reason", "")] = value
-        elif name == "conf_sfu_receive_wait_seconds_bucket":
+        elif name in ("conf_sfu_receive_wait_seconds_bucket", "conf_gc_pause_seconds_bucket"):
             try:
-                waits[float(labels.get("le", ""))] = value  # "+Inf" too
+                bound = float(labels.get("le", ""))  # "+Inf" too
             except ValueError:
                 continue
+            if name == "conf_sfu_receive_wait_seconds_bucket":
+                waits[bound] = value
+            else:
+                gc_pauses[bound] = gc_pauses.get(bound, 0.0) + value
+        elif name == "conf_gc_pause_seconds_sum":
+            gc_seconds += value
+        elif name == "conf_gc_pause_seconds_count":
+            gc_full += value if labels.get("generation") == "2" else 0.0
         elif not brace:
             values[name] = value
     return ServerSample(
@@ -82,6 +95,9 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
         udp_queued=values.get("conf_sfu_udp_receive_queue_bytes"),
         udp_drops=values.get("conf_sfu_udp_receive_drops_total"),
         receive_wait=waits,
+        gc_pauses=gc_pauses,
+        gc_seconds=gc_seconds,
+        gc_full=gc_full,
     )
 
 

@@ -58,6 +58,8 @@ def test_tiny_load_test_forwards_media_to_every_subscriber(server: Server) -> No
     assert delay["samples"] >= 10 and 0 <= delay["p50"] <= delay["p95"] <= delay["max"] < 5_000
     assert doc["server"]["cpu_us_per_packet"] > 0
     assert doc["server"]["rss_mb"] > 0
+    pauses = doc["server"]["gc_pauses_since_start"]  # the server's garbage collector, from before the joins
+    assert pauses is not None and 0 <= pauses["full"] <= pauses["count"]  # exposed and read
     assert doc["generator"]["cpu_percent"] > 0
     assert "load-test: measuring" in done.stderr  # the progress line
 

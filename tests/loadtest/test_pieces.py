@@ -8,6 +8,8 @@ import math
 import struct
 import time
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from confctl.loadtest import report, rtpstats, sdpinfo
 from confctl.loadtest.clips import Clip, dtx
 from confctl.loadtest.plan import Options, roles
@@ -16,6 +18,7 @@ from confctl.loadtest.rawmedia import Pacer, RawStream, planned_rate, stamped_ex
 from confctl.loadtest.rtpstats import ReceiveCounter
 from confctl.loadtest.scrape import ServerSample, parse
 from confctl.loadtest.swarm import Snapshot
+from confserver.metrics import GcPauses
 from sfu.core.keyframe import vp8_is_keyframe
 from sfu.core.rtcp import Pli, ReceiverReport
 from sfu.core.rtp import RtpView
@@ -412,3 +415,27 @@ def test_the_servers_receive_waits_in_the_window_are_read_from_its_histogram() -
         "p99": 500.0,
         "samples": 10,
     }
+
+
+def test_the_servers_gc_pauses_are_read_from_its_histogram() -> None:
+    registry = CollectorRegistry()
+    observe = GcPauses(registry)  # the server's own histogram, fed as gc.callbacks would
+
+    def sample() -> ServerSample:
+        return parse(generate_latest(registry).decode())
+
+    before = sample()
+    for _ in range(3):
+        observe("start", {"generation": 0})
+        observe("stop", {"generation": 0})
+    observe("start", {"generation": 2})
+    time.sleep(0.03)
+    observe("stop", {"generation": 2})
+    after = sample()
+    pauses = report.gc_pauses(before, after)
+    assert pauses is not None
+    assert pauses["count"] == 4 and pauses["full"] == 1
+    assert 30.0 <= pauses["total_ms"] < 1000.0
+    assert pauses["longest_ms"] == 50.0  # the bucket (25, 50] ms
+    assert report.gc_pauses(after, after) == {"count": 0, "full": 0, "total_ms": 0.0, "longest_ms": 0.0}
+    assert report.gc_pauses(before, parse("process_cpu_seconds_total 1.0")) is None  # not exposed
