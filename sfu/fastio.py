@@ -250,6 +250,8 @@ class DatagramBatch:
     the queued datagram, so the owner's ``buffer`` is set to None on queueing (the owner must
     ``flush`` before writing there again) and given back by ``flush``. A datagram the kernel
     refuses is counted in ``failed``, never retried (a full buffer drops, as a direct send does).
+    The queue holds addresses, not references: an ``emit`` (which keeps its destination's
+    ``struct sockaddr``) must live until the ``flush`` after it queued (a writer holds its own).
     With no usable ``sendmmsg`` (``available`` False) ``emitter`` is not to be called."""
 
     __slots__ = (

@@ -89,12 +89,14 @@ def test_a_destination_the_kernel_refuses_is_counted_and_the_others_still_get_th
     batch = DatagramBatch(sender, lambda: None, failures.append)
     (good,) = receivers(1)
     destinations = [("127.0.0.1", 0), good.getsockname(), ("127.0.0.1", 0)]  # port 0: EINVAL
+    emitters = []  # a queued datagram's address lives in its emitter: kept until the flush, as a writer does
     try:
         for seq, destination in enumerate(destinations):
             tx, _rx = sessions()
             srtp = SrtpSession(tx)
             owner = Owner(srtp)
             emit = batch.emitter(srtp, batch.address(socket.AF_INET, *destination), owner)
+            emitters.append(emit)
             packet = rtp(seq)
             srtp.rtp_buffer[: len(packet)] = packet
             assert emit(len(packet))
