@@ -60,6 +60,7 @@ FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("server wait p50 ms", ("server", "receive_wait_ms", "p50")),
     ("server wait p95 ms", ("server", "receive_wait_ms", "p95")),
     ("server stale drops", ("server", "dropped", "stale")),
+    ("server shed layers (mean)", ("server", "shed_layers", "mean")),
     ("server full GCs in window", ("server", "gc_pauses", "full")),
     ("server GC longest ms in window", ("server", "gc_pauses", "longest_ms")),
     ("server full GCs since start", ("server", "gc_pauses_since_start", "full")),

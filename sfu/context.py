@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
 from confserver.config import SfuConfig
+from sfu.core.loadshed import LoadShedding, SheddingConfig
 from sfu.glue import PacketFilter
 from sfu.metrics import Counters, SfuMetrics
 from sfu.ports import GatherPolicy, PortRange
@@ -24,8 +25,11 @@ class PacketFilters:
     outgoing: PacketFilter | None = None  # RTP to subscribers (first transmissions and retransmissions)
 
 
+SHEDDING = SheddingConfig()
+
+
 class MediaContext:
-    __slots__ = ("cfg", "clock", "filters", "gather", "metrics", "ports")
+    __slots__ = ("cfg", "clock", "filters", "gather", "load_shedding", "metrics", "ports")
 
     def __init__(self, cfg: SfuConfig, metrics: SfuMetrics, filters: PacketFilters) -> None:
         self.cfg = cfg
@@ -38,6 +42,14 @@ class MediaContext:
             else UdpMux(cfg.udp_port, metrics.counters, cfg.max_receive_delay, metrics.receive_waits)
         )
         self.clock: Callable[[], float] = asyncio.get_running_loop().time
+        # stale media, the signal, is only seen on the shared port
+        shedding = cfg.load_shedding and isinstance(self.ports, UdpMux)
+        self.load_shedding = LoadShedding(SHEDDING) if shedding else None
+
+    @property
+    def shed_layers(self) -> int:
+        """Layers below the top every subscriber's video is held to now (load shedding)."""
+        return self.load_shedding.level if self.load_shedding is not None else 0
 
     def shedding(self) -> bool:
         """The shared media port dropped stale RTP within the last second (``UdpMux.shedding``):

@@ -313,19 +313,39 @@ class SfuController:
         if member.subscriber is not None:
             await member.subscriber.close()
 
+    def _shed(self, layers: int, now: float) -> None:
+        """Hold every subscriber's video ``layers`` below the top (load shedding changed level)."""
+        self.metrics.shed_layers.set(layers)
+        if layers:
+            log.warning("media went stale in the server: all video held %d layer(s) below the top", layers)
+        else:
+            log.warning("no stale media for a while: video as subscribers asked again")
+        for room in list(self._rooms.values()):
+            for member in list(room.members.values()):
+                if member.subscriber is not None:
+                    for fwd in list(member.subscriber.video_subscriptions.values()):
+                        fwd.shed(layers, now)
+
     async def _run_timers(self) -> None:
         ctx = self._ctx
         if ctx is None:
             return
-        last_flush = ctx.clock()
+        last_flush = last = ctx.clock()
         while True:
             await asyncio.sleep(TICK)
             now = ctx.clock()
+            elapsed, last = now - last, now
             for room in list(self._rooms.values()):
                 try:
                     room.tick(now)
                 except Exception:
                     log.exception("timer failed in room %s", room.name)
+            shedding = ctx.load_shedding
+            if shedding is not None:
+                if shedding.level:
+                    self.metrics.shed_layer_seconds.inc(shedding.level * elapsed)
+                if shedding.update(now, ctx.shedding()):
+                    self._shed(shedding.level, now)
             if now - last_flush >= FLUSH_INTERVAL:
                 last_flush = now
                 self.metrics.flush()

@@ -15,6 +15,7 @@ alone: the track forwards those packets into the slot without asking the forward
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client import Histogram
@@ -45,6 +46,7 @@ _NOT_LISTENING = Listening((), None, None)
 class VideoForwarder:
     __slots__ = (
         "_index",
+        "_shed",
         "_ssrc",
         "_wait_metric",
         "limits",
@@ -56,15 +58,22 @@ class VideoForwarder:
     )
 
     def __init__(
-        self, track: UpTrack, subscriber: str, limits: LayerLimits, now: float, wait_metric: Histogram
+        self,
+        track: UpTrack,
+        subscriber: str,
+        limits: LayerLimits,
+        now: float,
+        wait_metric: Histogram,
+        shed: int = 0,
     ) -> None:
         self.track = track
         self.subscriber = subscriber
         self.slot: Slot | None = None
-        self.limits = limits
+        self.limits = limits  # as the subscriber asked
+        self._shed = shed  # layers below the top the server holds it to (load shedding)
         self.selector = LayerSelector(liveness=track.liveness)
         self.selector.set_layers(track.layer_infos(), now)
-        self.selector.set_limits(limits, now)
+        self.selector.set_limits(replace(limits, shed=shed), now)
         self.waiting_since: float | None = now
         self._ssrc: int | None = None
         self._wait_metric = wait_metric
@@ -119,11 +128,18 @@ class VideoForwarder:
     def set_limits(self, limits: LayerLimits, now: float) -> None:
         was_paused = self.limits.paused
         self.limits = limits
-        self.selector.set_limits(limits, now)
+        self.selector.set_limits(replace(limits, shed=self._shed), now)
         self._reindex()
         if was_paused and not limits.paused:
             self.restart(now)
             self.track.request_keyframe(self.selector.target, now)
+
+    def shed(self, layers: int, now: float) -> None:
+        """Hold this subscription ``layers`` below the track's top layer (0: as asked)."""
+        if layers != self._shed:
+            self._shed = layers
+            self.selector.set_limits(replace(self.limits, shed=layers), now)
+            self._reindex()
 
     def on_packet(self, view: RtpView, rid: str, is_key: bool, now: float) -> None:
         """A packet of a layer this forwarder decides on (the steady layer goes straight into

@@ -201,6 +201,17 @@ class SfuMetrics:
             "Video layers publishers were told to stop sending because no subscriber wants them (dynacast).",
             registry=reg,
         )
+        self.shed_layers = Gauge(
+            "conf_sfu_shed_layers",
+            "Simulcast layers below the top every subscriber's video is held to because media went "
+            "stale in the server (load shedding; 0: none).",
+            registry=reg,
+        )
+        self.shed_layer_seconds = Counter(
+            "conf_sfu_shed_layer_seconds",
+            "Seconds of load shedding times the layers shed: its rate is the mean level.",
+            registry=reg,
+        )
         for kind in KINDS:
             for direction in ("in", "out"):
                 self._packets.labels(direction, kind)

@@ -187,7 +187,8 @@ class Subscriber:
         if fwd is not None:
             fwd.set_limits(limits, now)
             return False
-        fwd = VideoForwarder(track, self.sid, limits, now, self._ctx.metrics.keyframe_wait)
+        ctx = self._ctx
+        fwd = VideoForwarder(track, self.sid, limits, now, ctx.metrics.keyframe_wait, ctx.shed_layers)
         self.forwarders[track.id] = fwd
         self._waiting.append(fwd)
         placed = self._place_waiting(now)

@@ -203,6 +203,12 @@ def _server(options: Options, w: Window, packets: int, sent_pps: float | None) -
         else None,
         "socket_queue_kib": round(s1.udp_queued / 1024, 1) if s1.udp_queued is not None else None,
         "receive_wait_ms": wait_percentiles(s0.receive_wait, s1.receive_wait),
+        "shed_layers": {
+            "mean": round((s1.shed_layer_seconds - s0.shed_layer_seconds) / seconds, 2),
+            "end": int(s1.shed_layers),
+        }
+        if s1.shed_layers is not None and seconds > 0
+        else None,
         "gc_pauses": gc_pauses(s0, s1),
         "gc_pauses_since_start": gc_pauses(base, s1) if base is not None else None,
     }
@@ -377,6 +383,15 @@ def render(doc: dict[str, Any]) -> str:
                     "  receive wait",
                     f"p50 <= {_fmt(wait['p50'], ' ms')}, p95 <= {_fmt(wait['p95'], ' ms')}, "
                     f"p99 <= {_fmt(wait['p99'], ' ms')} in its media socket ({wait['samples']:,} samples)",
+                )
+            )
+        shed = s.get("shed_layers")
+        if shed and (shed["mean"] or shed["end"]):
+            rows.append(
+                (
+                    "  load shedding",
+                    f"video held {shed['mean']:.2f} simulcast layers below the top on average in the "
+                    f"window, {shed['end']} at its end: the server could not keep up",
                 )
             )
         for key, when in (("gc_pauses", "in the window"), ("gc_pauses_since_start", "since the joins began")):

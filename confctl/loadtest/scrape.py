@@ -34,6 +34,8 @@ class ServerSample:
     gc_pauses: dict[float, float] = field(default_factory=dict)  # the same, every generation together
     gc_seconds: float = 0.0  # the collector's pauses, all generations
     gc_full: float = 0.0  # full collections (generation 2)
+    shed_layers: float | None = None  # load shedding: layers below the top video is held to now
+    shed_layer_seconds: float = 0.0  # ... integrated over time
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -98,6 +100,8 @@ def parse(text: str, at: float = 0.0) -> ServerSample:
         gc_pauses=gc_pauses,
         gc_seconds=gc_seconds,
         gc_full=gc_full,
+        shed_layers=values.get("conf_sfu_shed_layers"),
+        shed_layer_seconds=values.get("conf_sfu_shed_layer_seconds_total", 0.0),
     )
 
 

@@ -4,7 +4,8 @@ The policy, in order:
 
 1. Nothing is forwarded while the subscriber has paused the track.
 2. Size: the smallest layer that covers the subscriber's tile (width and height), or the largest
-   layer if none does; never above an explicit ``max_layer``.
+   layer if none does; never above an explicit ``max_layer``, nor above ``shed`` layers below the
+   top while the server sheds load.
 3. Bandwidth: never above the highest layer whose bitrate fits the subscriber's estimated
    available bitrate (REMB / loss based); when nothing fits, the lowest layer. Going down is
    immediate; going back up needs the estimate to exceed the higher layer's bitrate by
@@ -48,12 +49,14 @@ class LayerInfo:
 
 @dataclass(frozen=True, slots=True)
 class LayerLimits:
-    """What the subscriber asked for."""
+    """What the subscriber asked for, and ``shed``: how many layers below the track's top the
+    server holds every subscriber to while it cannot keep up (``sfu.core.loadshed``)."""
 
     max_width: int | None = None
     max_height: int | None = None
     max_layer: str | None = None
     paused: bool = False
+    shed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +283,9 @@ class LayerSelector:
             self._wanted = None
             return None
         top = len(layers) - 1
-        ceiling = top
+        ceiling = max(0, top - limits.shed)
         if limits.max_layer is not None and limits.max_layer in self._index:
-            ceiling = self._index[limits.max_layer]
+            ceiling = min(ceiling, self._index[limits.max_layer])
         if limits.max_width is not None or limits.max_height is not None:
             want_w = limits.max_width or 0
             want_h = limits.max_height or 0

@@ -60,6 +60,7 @@ def test_tiny_load_test_forwards_media_to_every_subscriber(server: Server) -> No
     assert doc["server"]["rss_mb"] > 0
     pauses = doc["server"]["gc_pauses_since_start"]  # the server's garbage collector, from before the joins
     assert pauses is not None and 0 <= pauses["full"] <= pauses["count"]  # exposed and read
+    assert doc["server"]["shed_layers"] is not None  # exposed and read (0 unless overloaded)
     assert doc["generator"]["cpu_percent"] > 0
     assert "load-test: measuring" in done.stderr  # the progress line
 

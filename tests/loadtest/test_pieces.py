@@ -439,3 +439,9 @@ def test_the_servers_gc_pauses_are_read_from_its_histogram() -> None:
     assert pauses["longest_ms"] == 50.0  # the bucket (25, 50] ms
     assert report.gc_pauses(after, after) == {"count": 0, "full": 0, "total_ms": 0.0, "longest_ms": 0.0}
     assert report.gc_pauses(before, parse("process_cpu_seconds_total 1.0")) is None  # not exposed
+
+
+def test_the_servers_load_shedding_is_read_from_its_metrics() -> None:
+    sample = parse("conf_sfu_shed_layers 2.0\nconf_sfu_shed_layer_seconds_total 7.5\n")
+    assert sample.shed_layers == 2.0 and sample.shed_layer_seconds == 7.5
+    assert parse("process_cpu_seconds_total 1.0").shed_layers is None  # port-range mode, or older

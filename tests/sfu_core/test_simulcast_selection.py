@@ -74,6 +74,25 @@ def test_explicit_max_layer_caps_the_choice() -> None:
     assert started(LayerLimits(max_width=1280, max_height=720, max_layer="h")).current == "h"
 
 
+def test_shedding_holds_every_subscriber_below_the_top_and_never_below_the_lowest() -> None:
+    assert started(LayerLimits(max_width=1280, max_height=720, shed=1)).current == "h"
+    assert started(LayerLimits(max_width=1280, max_height=720, shed=2)).current == "q"
+    assert started(LayerLimits(max_width=1280, max_height=720, shed=5)).current == "q"
+    assert started(LayerLimits(max_width=320, max_height=180, shed=1)).current == "q"  # already lower
+    assert started(LayerLimits(max_width=1280, max_height=720, max_layer="q", shed=1)).current == "q"
+
+
+def test_shedding_switches_down_on_a_keyframe_and_back_up_when_it_ends() -> None:
+    sel = started(LARGE)
+    sel.set_limits(LayerLimits(max_width=1280, max_height=720, shed=1), 0.1)
+    assert sel.target == "h" and forwarded(tick(sel, 0.12)) == "f"  # until h's keyframe
+    assert forwarded(tick(sel, 0.15, keyframes="h")) == "h"
+    sel.set_limits(LARGE, 0.2)
+    assert sel.target == "f"
+    assert forwarded(tick(sel, 0.25, keyframes="f")) == "hf"  # h until f's keyframe, then f
+    assert sel.current == "f" and forwarded(tick(sel, 0.3)) == "f"
+
+
 def test_nothing_is_forwarded_before_the_first_keyframe_and_one_is_requested() -> None:
     sel = selector(SMALL)
     decisions = tick(sel, 0.0)
