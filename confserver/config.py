@@ -152,8 +152,9 @@ class SfuConfig:
     """Seconds RTP may wait in the shared media socket before it is dropped unread (an overloaded
     server loses what it cannot forward in time instead of lagging behind); 0: never dropped."""
     load_shedding: bool = True
-    """When media goes stale in the shared socket, hold every subscriber's video one simulcast
-    layer lower (then two), and give the layers back one at a time after 30 s without."""
+    """When media keeps going stale in the shared socket (2 s without a break), hold every
+    subscriber's video one simulcast layer lower (then two), and give the layers back one at a
+    time after 30 s without."""
 
 
 @dataclass(frozen=True)
