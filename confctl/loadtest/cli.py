@@ -222,7 +222,9 @@ def command(args: argparse.Namespace) -> int:
     flags = {"url": args.url, "api_key": args.api_key, "api_secret": args.api_secret, "cacert": args.cacert}
     client = AdminClient(resolve_settings(flags, os.environ))
     from confctl.loadtest import report, runner
+    from confctl.loadtest.swarm import collect_rarely
 
+    collect_rarely()  # this process runs participants when --processes is 1
     progress = runner.Progress(sys.stderr, enabled=not args.quiet)
     try:
         doc = asyncio.run(runner.run(options, client, progress))

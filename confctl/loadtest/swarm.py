@@ -103,6 +103,14 @@ class Snapshot:
 GC_THRESHOLD = 10_000
 
 
+def collect_rarely() -> None:
+    """For a process that runs participants: the collector's young-generation threshold the
+    server uses (server.gc_threshold). With Python's default, hundreds of joining connections
+    set off a full collection every few seconds, each stopping this process's senders for
+    ~0.5 s, which then send what fell due in a burst."""
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 class Swarm:
     def __init__(self, plan: SwarmPlan) -> None:
         self._plan = plan
@@ -113,10 +121,6 @@ class Swarm:
 
     async def prepare(self) -> None:
         plan = self._plan
-        # as the server does (server.gc_threshold): with Python's default, hundreds of joining
-        # connections set off a full collection every few seconds, each stopping this process's
-        # senders for ~0.5 s, which then send what fell due in a burst
-        gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         # WebSockets hold their connection: no pool limit
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         env = Environment(

@@ -15,7 +15,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Protocol
 
-from confctl.loadtest.swarm import Snapshot, Swarm, SwarmPlan
+from confctl.loadtest.swarm import Snapshot, Swarm, SwarmPlan, collect_rarely
 
 START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
@@ -113,6 +113,7 @@ class ProcessSwarm:
 def worker_main(plan: SwarmPlan, conn: Connection) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    collect_rarely()
     asyncio.run(_serve(plan, conn))
 
 
