@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sfu.core.actions import Drop
 from sfu.core.downtrack import DownTrack, DownTrackParams
+from sfu.core.munger import StepChain
 from sfu.core.rtp import ExtensionRemapper, RtpView
 from sfu.glue import RtpWriter
 from sfu.metrics import Counters
@@ -157,11 +158,25 @@ class Slot:
         return True
 
 
-def forward_to(slots: Iterable[Slot], view: RtpView, now: float, *, switched: bool = False) -> int:
+def forward_to(
+    slots: Iterable[Slot],
+    view: RtpView,
+    now: float,
+    *,
+    switched: bool = False,
+    chain: StepChain | None = None,
+) -> int:
     """Forward ``view`` into each of ``slots`` (a track's fan-out, in one frame: this runs once
-    per packet and subscriber): how many it was sent to. Drops are counted on the slots'
-    counters; the packets sent are for the caller to count."""
+    per packet and subscriber): how many it was sent to. ``chain``: the stream's ``StepChain``,
+    when every slot takes each of its packets (a steady fan-out), so the down-tracks that follow
+    it only take its step. Drops are counted on the slots' counters; the packets sent are for
+    the caller to count."""
     pt = view.payload_type
+    if chain is not None and not switched:
+        octets = view.payload_end - view.header_length
+        prev, step = chain.advance(view.ssrc, view.sequence, view.timestamp, now, octets)
+    else:
+        step = None
     sent = 0
     for slot in slots:
         if pt != slot._pub_pt and not slot._prepare(pt):
@@ -177,7 +192,10 @@ def forward_to(slots: Iterable[Slot], view: RtpView, now: float, *, switched: bo
             if buffer is None:
                 slot.counters.drop("not_sent")  # not connected (yet)
                 continue
-        written = downtrack.write(view, now, buffer, switched=switched)
+        if step is None:
+            written = downtrack.write(view, now, buffer, switched=switched)
+        else:
+            written = downtrack.write_next(view, prev, step, buffer)
         if isinstance(written, Drop):
             slot.counters.drop(written.reason.value)
         elif writer.emit(written):

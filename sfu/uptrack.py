@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from sfu.core.audio import AudioConfig
 from sfu.core.history import DEFAULT_SIZE, PacketHistory
 from sfu.core.keyframe import KeyframeDetector, always_keyframe, keyframe_detector
+from sfu.core.munger import StepChain
 from sfu.core.nackgen import NackGenerator
 from sfu.core.receivestats import ReceiveStats
 from sfu.core.rtcp import SenderReport
@@ -59,6 +60,7 @@ class Layer:
 
     __slots__ = (
         "bitrate",
+        "chain",
         "height",
         "history",
         "last_packet_at",
@@ -85,6 +87,7 @@ class Layer:
         self.octets = 0
         self.bitrate = 0
         self.last_packet_at: float | None = None
+        self.chain = StepChain()  # the in-order step of its packets, for the steady fan-out
         # the packets as received, not their views: a tuple of bytes and numbers is not tracked by
         # the garbage collector, so seconds of kept packets are not promoted to its oldest
         # generation, which would trigger a full collection (a pause) every few tens of seconds
@@ -295,14 +298,14 @@ class UpTrack:
             if self.muted:
                 self.counters.drop("muted")
                 return
-            self._video(view, rid, size, now)
+            self._video(view, rid, size, now, layer.chain)
         else:
             self.counters.packets_in_audio += 1
             self.counters.bytes_in_audio += size
             if self.muted:
                 self.counters.drop("muted")
                 return
-            self._audio(view, now)
+            self._audio(view, now, layer.chain)
 
     def _received(
         self,
@@ -360,11 +363,12 @@ class UpTrack:
         layer.unwrap = SeqUnwrapper()
         layer.stats = ReceiveStats(ssrc, clock)
         layer.nacks = NackGenerator()
+        layer.chain = StepChain()
         layer.last_sr = None
         for fwd in self.forwarders:
             fwd.stream_changed()
 
-    def _video(self, view: RtpView, rid: str, size: int, now: float) -> None:
+    def _video(self, view: RtpView, rid: str, size: int, now: float, chain: StepChain) -> None:
         if self.liveness.seen(rid, now):
             for fwd in self.forwarders:
                 fwd.update(now)
@@ -384,13 +388,13 @@ class UpTrack:
         if is_key:
             self.upstream.keyframe_arrived(view.ssrc)
         if direct:
-            sent = forward_to(direct, view, now)
+            sent = forward_to(direct, view, now, chain=chain)
             if sent:
                 self.counters.count_out(True, sent, size)
         for fwd in listeners:
             fwd.on_packet(view, rid, is_key, now)
 
-    def _audio(self, view: RtpView, now: float) -> None:
+    def _audio(self, view: RtpView, now: float, chain: StepChain) -> None:
         if self._audio_level_id:
             raw = view.extensions.get(self._audio_level_id)
             level = raw[0] & 0x7F if raw else SILENCE
@@ -400,7 +404,7 @@ class UpTrack:
         if policy is not None and not policy(self, level, now):
             self.counters.drop("silent")
             return
-        sent = forward_to(self.audio_slots, view, now)
+        sent = forward_to(self.audio_slots, view, now, chain=chain)
         if sent:
             self.counters.count_out(False, sent, view.payload_end - view.header_length)
 

@@ -12,6 +12,10 @@ numbers this subscriber saw (over RTX when negotiated); a packet the SFU does no
 upstream, or too old) is asked for from the publisher. Sender reports of the publisher are
 translated so the subscriber keeps lip sync. Which packets reach ``forward`` at all is decided
 by the layer selector / audio policy. ``now`` is float seconds.
+
+In a fan-out, ``write_next`` writes a packet for a down-track that follows the stream's
+``StepChain`` (see ``sfu.core.munger``): its numbers are the chain's minus its own offsets, and
+nothing of its own changes but the step it follows.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 
 from sfu.core.actions import Drop, DropReason, SendNack, SendRtp, drop
 from sfu.core.history import DEFAULT_SIZE, ResendThrottle
-from sfu.core.munger import RtpMunger
+from sfu.core.munger import RtpMunger, Step
 from sfu.core.rtcp import SenderReport
 from sfu.core.rtp import (
     FIXED_HEADER_SIZE,
@@ -61,13 +65,15 @@ class DownTrack(RtpMunger):
 
     __slots__ = (
         "_extensions",
+        "_obase",
+        "_octets",
+        "_packets",
         "_params",
+        "_pbase",
         "_pt",
         "_rtx_seq",
         "_ssrc",
         "_throttle",
-        "octets_sent",
-        "packets_sent",
     )
 
     def __init__(self, params: DownTrackParams, extensions: ExtensionRemapper | None = None) -> None:
@@ -80,8 +86,20 @@ class DownTrack(RtpMunger):
         self._extensions = extensions if extensions is not None else ExtensionRemapper({})
         self._throttle = ResendThrottle(params.history_size)
         self._rtx_seq = (params.rtx_first_sequence - 1) & SEQ_MASK
-        self.packets_sent = 0
-        self.octets_sent = 0
+        self._packets = 0
+        self._octets = 0  # payload octets, for sender reports
+        self._pbase = 0  # while following: the counts are these plus the step's
+        self._obase = 0
+
+    @property
+    def packets_sent(self) -> int:
+        step = self._step
+        return self._packets if step is None else self._pbase + step[5]
+
+    @property
+    def octets_sent(self) -> int:
+        step = self._step
+        return self._octets if step is None else self._obase + step[6]
 
     @property
     def params(self) -> DownTrackParams:
@@ -106,6 +124,8 @@ class DownTrack(RtpMunger):
         """``forward`` written into ``buffer`` (the SFU's SRTP buffer for this subscriber, so the
         packet is protected where it lies): its size, or why not. A packet too long for
         ``buffer`` is dropped; its number stays a gap, as a lost packet's would."""
+        if self._step is not None:
+            self._sync()
         extensions = self._extensions
         if extensions.tail_view is view:  # every subscriber of this id map after the first
             first, tail = extensions.last_tail
@@ -141,12 +161,56 @@ class DownTrack(RtpMunger):
             if isinstance(result, Drop):
                 return result
             out_seq, out_ts = result.sequence, result.timestamp
-        self.packets_sent += 1
-        self.octets_sent += view.payload_end - view.header_length
+        self._packets += 1
+        self._octets += view.payload_end - view.header_length
         marker_and_pt = (view.data[1] & 0x80) | self._pt
         pack_fixed_header_into(buffer, 0, first, marker_and_pt, out_seq, out_ts, self._ssrc)
         buffer[FIXED_HEADER_SIZE:size] = tail
         return size
+
+    def write_next(self, view: RtpView, prev: Step, step: Step, buffer: memoryview) -> int | Drop:
+        """``write`` for a packet of a stream whose ``StepChain`` went from ``prev`` to ``step``
+        with it. A down-track that followed ``prev`` only takes the step; any other writes the
+        packet its own way and then follows ``step`` if its state is that step's."""
+        if self._step is not prev:
+            size = self.write(view, step[4], buffer)
+            if not isinstance(size, Drop):
+                self.follow(step)
+            return size
+        extensions = self._extensions
+        if extensions.tail_view is view:
+            first, tail = extensions.last_tail
+        else:
+            first, tail = extensions.tail(view)
+        size = FIXED_HEADER_SIZE + len(tail)
+        if size > len(buffer):
+            return _TOO_LONG  # still at ``prev``: the packet is a gap
+        self._step = step
+        pack_fixed_header_into(
+            buffer,
+            0,
+            first,
+            (view.data[1] & 0x80) | self._pt,
+            (step[1] - self._seq_offset) & SEQ_MASK,
+            (step[3] - self._ts_offset) & TS_MASK,
+            self._ssrc,
+        )
+        buffer[FIXED_HEADER_SIZE:size] = tail
+        return size
+
+    def follow(self, step: Step) -> bool:
+        if not super().follow(step):
+            return False
+        self._pbase = self._packets - step[5]
+        self._obase = self._octets - step[6]
+        return True
+
+    def _sync(self) -> None:
+        step = self._step
+        if step is not None:
+            self._packets = self._pbase + step[5]
+            self._octets = self._obase + step[6]
+            super()._sync()
 
     def _packet(self, view: RtpView, sequence: int, timestamp: int) -> bytes:
         """``view`` with this subscriber's header: 16/32-bit ``sequence``/``timestamp``."""
@@ -168,6 +232,7 @@ class DownTrack(RtpMunger):
         """Answer a subscriber's NACK of outgoing 16-bit sequence numbers ``lost``: the source
         packets ``source`` still has are sent again (throttled per packet), the others are asked
         for upstream."""
+        self._sync()
         highest = self._highest_out
         if highest is None:
             return []

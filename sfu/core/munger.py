@@ -18,6 +18,13 @@ maps each forwarded packet to the outgoing numbering:
 Everything inside is extended (unwrapped); 16/32-bit values only come out in ``Munged``. ``now``
 is float seconds. The caller guarantees that a packet from a new source is a valid switch point
 (the first packet of a keyframe): the layer selector only passes such packets.
+
+**Following a chain.** Every steady subscriber of a stream repeats the same in-order step (the
+incoming numbers' unwrapping) with its own offsets. A ``StepChain`` takes that step once per
+packet and gives it as a ``Step``; a munger whose state is that of the chain's previous step
+``follow``s the new one instead of updating its own fields, so a fan-out writes each copy with
+two subtractions (``DownTrack.write_next``). Its own fields are brought up to date from the step
+it last followed before anything else reads or changes them (``_sync``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,45 @@ _new_munged = tuple.__new__  # builds a Munged without the named tuple's Python-
 # (run, source, first incoming ext seq, first outgoing ext seq, seq offset = in - out, ts offset)
 _Segment = tuple[int, int, int, int, int, int]
 
+Step = tuple[int, int, int, int, float, int, int]
+"""One in-order packet of a stream, as a ``StepChain`` saw it: (source, extended incoming sequence
+number, highest extended incoming timestamp, the packet's extended timestamp, arrival time,
+packets and payload octets of the chain so far)."""
+
+NO_STEP: Step = (-1, 0, 0, 0, 0.0, 0, 0)
+"""The step before a chain's first: nobody follows it."""
+
+
+class StepChain:
+    """The in-order step of one stream's packets, taken once for all its followers."""
+
+    __slots__ = ("step",)
+
+    def __init__(self) -> None:
+        self.step: Step = NO_STEP
+
+    def advance(
+        self, source: int, sequence: int, timestamp: int, now: float, octets: int
+    ) -> tuple[Step, Step]:
+        """(the step before this packet, this packet's step). A packet that is not the next in
+        order (the first of a source, a late one, a duplicate) starts the chain again from
+        itself, after ``NO_STEP``: nobody follows it straight on, every munger takes it its own
+        way and follows the new chain if that leaves it in the new chain's state."""
+        prev = self.step
+        highest_in = prev[1]
+        d = (sequence - highest_in) & SEQ_MASK
+        if source != prev[0] or not 0 < d < 0x8000:
+            step = self.step = (source, sequence, timestamp, timestamp, now, 1, octets)
+            return NO_STEP, step
+        in_ts = used = prev[2]
+        dt = (timestamp - in_ts) & TS_MASK
+        if dt < 0x80000000:
+            in_ts = used = in_ts + dt
+        else:
+            used += dt - TS_MOD
+        step = self.step = (source, highest_in + d, in_ts, used, now, prev[5] + 1, prev[6] + octets)
+        return prev, step
+
 
 class Munged(NamedTuple):
     """Where a forwarded packet goes in the outgoing stream."""
@@ -49,6 +95,8 @@ class RtpMunger:
 
     __slots__ = (
         "_clock_rate",
+        "_dseq",
+        "_dts",
         "_first_seq",
         "_first_ts",
         "_highest_in",
@@ -63,6 +111,7 @@ class RtpMunger:
         "_segments",
         "_seq_offset",
         "_source",
+        "_step",
         "_ts_offset",
     )
 
@@ -95,6 +144,9 @@ class RtpMunger:
         self._highest_out_ts = 0
         self._last_time = 0.0
         self._segments: list[_Segment] = []
+        self._step: Step | None = None  # followed: the fields above are as of this step
+        self._dseq = 0  # the step's incoming numbers minus this munger's (multiples of 2^16, 2^32)
+        self._dts = 0
 
     @property
     def source(self) -> int | None:
@@ -104,15 +156,55 @@ class RtpMunger:
     @property
     def highest_sequence(self) -> int | None:
         """Extended outgoing sequence number of the newest forwarded packet."""
+        self._sync()
         return self._highest_out
 
     @property
     def highest_timestamp(self) -> int:
         """Extended outgoing timestamp of the newest forwarded packet."""
+        self._sync()
         return self._highest_out_ts
+
+    @property
+    def following(self) -> bool:
+        """Whether this munger follows a ``StepChain`` (its next packet may be a fast step)."""
+        return self._step is not None
+
+    def follow(self, step: Step) -> bool:
+        """Follow a chain from ``step`` on, if this munger's state is that step's (it has just
+        forwarded the step's packet in order, or switched to it): True if it does."""
+        if self._step is not None:
+            self._sync()
+        source, in_ext, in_ts, used, now = step[0], step[1], step[2], step[3], step[4]
+        if source != self._source or self._resync or now != self._last_time or self._highest_out is None:
+            return False
+        dseq, dts = in_ext - self._highest_in, in_ts - self._in_ts
+        if (
+            dseq & SEQ_MASK
+            or dts & TS_MASK
+            or self._highest_out != self._highest_in - self._seq_offset
+            or self._highest_out_ts != used - dts - self._ts_offset
+        ):
+            return False
+        self._step, self._dseq, self._dts = step, dseq, dts
+        return True
+
+    def _sync(self) -> None:
+        """Stop following: this munger's own fields as of the step it followed last."""
+        step = self._step
+        if step is None:
+            return
+        self._step = None
+        self._highest_in = highest_in = step[1] - self._dseq
+        self._in_ts = step[2] - self._dts
+        self._highest_out = highest_in - self._seq_offset
+        self._highest_out_ts = step[3] - self._dts - self._ts_offset
+        self._last_time = step[4]
 
     def process(self, source: int, sequence: int, timestamp: int, now: float) -> Munged | Drop:
         """Outgoing numbering for a packet to forward, or a ``Drop`` (duplicate / before switch)."""
+        if self._step is not None:
+            self._sync()
         if source != self._source or self._resync:
             return self._start_run(source, sequence, timestamp, now)
         # Unwrapping inlined: each value is placed closest to the highest one of the run. The
@@ -152,6 +244,7 @@ class RtpMunger:
         Only an in-order packet can be skipped; a late one already has a number reserved and its
         gap stays (the receiver may NACK it).
         """
+        self._sync()
         if source != self._source or self._resync:
             return
         d = (sequence - self._highest_in) & SEQ_MASK
@@ -171,6 +264,7 @@ class RtpMunger:
     def resync(self) -> None:
         """Treat the next packet as a switch point even if its source is unchanged (for example
         when forwarding resumes after a pause: its timestamps restart from the arrival time)."""
+        self._sync()
         self._resync = True
 
     def incoming_for(self, sequence: int) -> tuple[int, int] | None:
@@ -183,6 +277,7 @@ class RtpMunger:
         """(source, incoming 16-bit sequence number, timestamp offset) behind outgoing
         ``sequence``: the packet went out with timestamp ``(incoming - offset) & 0xFFFFFFFF``.
         None if it was never sent or is too old to tell."""
+        self._sync()
         if self._highest_out is None:
             return None
         out_ext = unwrap_near(sequence, self._highest_out, SEQ_BITS)
@@ -196,6 +291,7 @@ class RtpMunger:
     def translate_timestamp(self, source: int, timestamp: int) -> int | None:
         """Outgoing 32-bit timestamp for a timestamp of ``source`` (e.g. from its sender report),
         or None when that source is not the one being forwarded."""
+        self._sync()
         if source != self._source or self._resync:
             return None
         return (unwrap_near(timestamp, self._in_ts, TS_BITS) - self._ts_offset) & TS_MASK
