@@ -112,6 +112,25 @@ def test_a_forwarder_decides_until_its_keyframe_then_its_slot_takes_packets_dire
     assert s.counters.bytes_out_video == sum(p.payload_end - p.header_length for p in s.writer.sent)
 
 
+def test_a_direct_slot_follows_its_layers_step_chain_and_leaves_it_for_a_skip() -> None:
+    """In the steady state the down-track only takes the layer's in-order step (its numbers are
+    the chain's minus its offsets); a skipped packet makes it number its own way for a packet."""
+    s = Setup()
+    s.send(FIRST, keyframe=True)
+    s.send(FIRST)
+    downtrack = s.slot.downtrack
+    assert downtrack is not None and s.direct and downtrack.following
+    s.send(FIRST, padding_only=True)
+    assert not downtrack.following
+    s.send(FIRST)
+    assert downtrack.following
+    for _ in range(3):
+        s.send(FIRST)
+    sequences = [p.sequence for p in s.writer.sent]
+    assert sequences == list(range(sequences[0], sequences[0] + 6))
+    assert downtrack.packets_sent == 6
+
+
 def test_kept_packets_are_no_work_for_the_garbage_collector_and_still_answer_nacks() -> None:
     """The up-track keeps each layer's last packets for retransmission. Kept as received (bytes,
     in tuples of bytes and numbers), they are nothing the garbage collector tracks; kept as parsed
