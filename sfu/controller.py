@@ -344,7 +344,7 @@ class SfuController:
             if shedding is not None:
                 if shedding.level:
                     self.metrics.shed_layer_seconds.inc(shedding.level * elapsed)
-                if shedding.update(now, ctx.shedding()):
+                if shedding.update(now, ctx.shedding(), time.process_time()):
                     self._shed(shedding.level, now)
             if now - last_flush >= FLUSH_INTERVAL:
                 last_flush = now

@@ -1,5 +1,6 @@
 """The load-shedding policy: a layer down once media has gone stale for a while without a break,
-another only after the first had time to act, one back after each long quiet spell."""
+another only after the first had time to act, one back after each long quiet spell, or after a
+short one in which the process had headroom."""
 
 from __future__ import annotations
 
@@ -9,16 +10,35 @@ CONFIG = SheddingConfig(max_level=2, sustain=2.0, raise_after=4.0, lower_after=3
 
 
 def feed(
-    shedding: LoadShedding, start: float, end: float, overloaded: bool, step: float = 0.05
+    shedding: LoadShedding,
+    start: float,
+    end: float,
+    overloaded: bool,
+    step: float = 0.05,
+    cpu: Cpu | None = None,
 ) -> list[float]:
     """Ticks from ``start`` to ``end``: the times the level changed."""
     changes = []
     t = start
     while t < end:
-        if shedding.update(t, overloaded):
+        if shedding.update(t, overloaded, None if cpu is None else cpu.at(t)):
             changes.append(round(t, 2))
         t = round(t + step, 4)
     return changes
+
+
+class Cpu:
+    """The process's CPU seconds, used at ``share`` of a core (changeable) from time 0."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._last = (0.0, 0.0)
+
+    def at(self, t: float) -> float:
+        then, used = self._last
+        used += (t - then) * self.share
+        self._last = (t, used)
+        return used
 
 
 def test_no_stale_media_no_shedding() -> None:
@@ -65,3 +85,57 @@ def test_stale_media_during_recovery_restarts_the_wait_and_sheds_again() -> None
     (back,) = feed(shedding, 51.0, 53.0, overloaded=False)
     assert 52.0 <= back <= 52.15
     assert shedding.level == 1
+
+
+def test_a_server_with_headroom_gets_its_layers_back_after_a_short_quiet_spell() -> None:
+    shedding = LoadShedding(CONFIG)
+    cpu = Cpu(share=1.0)
+    feed(shedding, 0.0, 7.0, overloaded=True, cpu=cpu)  # level 2 at 6.0, last stale at 6.95
+    cpu.share = 0.5
+    # the CPU measured over the quiet spell includes the busy second before it: a little later
+    first, second = feed(shedding, 7.0, 40.0, overloaded=False, cpu=cpu)
+    assert 16.9 <= first <= 18.1 and 26.9 <= second <= 28.1
+    assert shedding.level == 0
+
+
+def test_a_busy_server_waits_for_the_long_quiet_spell() -> None:
+    shedding = LoadShedding(CONFIG)
+    cpu = Cpu(share=1.0)
+    feed(shedding, 0.0, 7.0, overloaded=True, cpu=cpu)
+    cpu.share = 0.9  # no stale media, but under 20 % of a core to spare
+    (first,) = feed(shedding, 7.0, 40.0, overloaded=False, cpu=cpu)
+    assert 36.9 <= first <= 37.05 and shedding.level == 1
+
+
+def test_an_early_recovery_that_does_not_hold_makes_the_next_one_wait_longer() -> None:
+    shedding = LoadShedding(CONFIG)
+    cpu = Cpu(share=0.5)
+    feed(shedding, 0.0, 3.0, overloaded=True, cpu=cpu)  # level 1 at 2.0, last stale at 2.95
+    (back,) = feed(shedding, 3.0, 14.0, overloaded=False, cpu=cpu)
+    assert 12.9 <= back <= 13.05 and shedding.level == 0
+    (again,) = feed(shedding, 14.0, 18.0, overloaded=True, cpu=cpu)  # sheds again at once
+    assert 16.9 <= again <= 17.05 and shedding.level == 1  # raise_after from the recovery
+    assert feed(shedding, 18.0, 37.5, overloaded=False, cpu=cpu) == []  # not after 10 s: 20
+    (later,) = feed(shedding, 37.5, 40.0, overloaded=False, cpu=cpu)
+    assert 37.9 <= later <= 38.05 and shedding.level == 0
+
+
+def test_an_early_recovery_that_holds_keeps_the_short_wait() -> None:
+    shedding = LoadShedding(CONFIG)
+    cpu = Cpu(share=0.5)
+    feed(shedding, 0.0, 3.0, overloaded=True, cpu=cpu)
+    (back,) = feed(shedding, 3.0, 50.0, overloaded=False, cpu=cpu)  # back at ~13, held 30 s
+    assert 12.9 <= back <= 13.05
+    (again,) = feed(shedding, 50.0, 52.5, overloaded=True, cpu=cpu)
+    assert 51.9 <= again <= 52.05
+    (quick,) = feed(shedding, 52.5, 70.0, overloaded=False, cpu=cpu)
+    assert 62.4 <= quick <= 62.55  # 10 s again
+
+
+def test_no_early_recovery_without_the_cpu_measured_over_the_whole_spell() -> None:
+    shedding = LoadShedding(CONFIG)
+    feed(shedding, 0.0, 3.0, overloaded=True)  # level 1 at 2.0; no CPU figures yet
+    assert feed(shedding, 3.0, 9.0, overloaded=False) == []
+    cpu = Cpu(share=0.0)  # the process's CPU is known from 9 s on
+    (back,) = feed(shedding, 9.0, 40.0, overloaded=False, cpu=cpu)
+    assert 18.9 <= back <= 19.1  # 10 s after the first figure, not 10 s after the stale media
