@@ -5,6 +5,7 @@ aioice 0.13, checked at start): aiortc's public API hands out decoded frames, an
   _handle_rtp_data`` / ``_handle_rtcp_data``); receivers and senders are neutered (no decoder
   thread, encoder task or aiortc RTCP loop). On the sockets this module binds, SRTP/SRTCP is
   unprotected in the socket callback itself (no aioice queue, no ``_recv_next`` task switch).
+  ``add_sending_transceiver``: a video receiver without its bitrate estimator (never fed).
 - ``RtpWriter``: SRTP protect and ``send`` synchronously on the nominated ICE pair's socket
   (``RTCDtlsTransport._send_rtp`` without a coroutine per packet or asyncio's datagram buffer).
 - ``tap_rtp_datagrams``: the load generator counts SRTP at the socket, unauthenticated (not the SFU).
@@ -27,7 +28,7 @@ import aioice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCDtlsTransport, RTCIceTransport, RTCPeerConnection, RTCRtpCodecParameters
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCPeerConnection, RTCRtpCodecParameters, rtcrtpreceiver
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
@@ -109,6 +110,18 @@ def take_over_media(
         setattr(dtls.transport._connection, _FAST_RECEIVE, fast)
 
 
+def add_sending_transceiver(pc: RTCPeerConnection, kind: str) -> None:
+    """``pc.addTransceiver(kind, direction="sendonly")`` without the receive-side bitrate estimator
+    aiortc builds for a video receiver, which the SFU never feeds (see ``take_over_media``): 1,000
+    objects and ~1 ms each, ~1,000 of them while a meeting of 100 joins. Not built, not freed."""
+    estimator = vars(rtcrtpreceiver)["RemoteBitrateEstimator"]
+    vars(rtcrtpreceiver)["RemoteBitrateEstimator"] = type(None)  # builds None
+    try:  # synchronous: nothing else runs before it is restored
+        pc.addTransceiver(kind, direction="sendonly")
+    finally:
+        vars(rtcrtpreceiver)["RemoteBitrateEstimator"] = estimator
+
+
 def _rtp_hook(sink: PacketSink, drop: PacketFilter | None) -> Callable[..., Any]:
     async def handle_rtp_data(data: bytes, arrival_time_ms: int = 0) -> None:
         if drop is not None and drop(data):
@@ -132,10 +145,9 @@ def _rtcp_hook(sink: PacketSink) -> Callable[..., Any]:
 
 
 class _SrtpReceiver:
-    """Unprotects one DTLS transport's SRTP/SRTCP datagrams and hands them to the callbacks, in
-    the socket callback: what aiortc's receive task does, minus aioice's queue and a task switch
-    per datagram. Before the DTLS handshake has set up SRTP, or after the transport closed, it
-    declines and the datagram takes aiortc's path (which drops it likewise)."""
+    """Unprotects one DTLS transport's SRTP/SRTCP datagrams for the callbacks, in the socket
+    callback (aiortc's receive task minus aioice's queue and a task switch per datagram). Without
+    SRTP keys (before the handshake, after closing) it declines: aiortc's path drops it alike."""
 
     __slots__ = ("_drop", "_dtls", "_on_rtcp", "_on_rtp", "_skip", "_srtp")
 
@@ -176,8 +188,7 @@ class _SrtpReceiver:
 
 
 class _MediaProtocol(StunProtocol):
-    """aioice's socket protocol, with the SRTP fast path of its connection (if one is set), and
-    reading what else the socket holds in the same callback."""
+    """aioice's socket protocol, with its connection's SRTP fast path, draining the socket."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -195,17 +206,12 @@ class _MediaProtocol(StunProtocol):
         super().datagram_received(data, addr)
 
 
-# --- receive: SRTP datagrams at the socket, for counting only -------------------------------------
-
-
 def tap_rtp_datagrams(pc: RTCPeerConnection, on_datagram: PacketSink) -> None:
-    """Hand ``pc``'s incoming SRTP datagrams, still encrypted, to ``on_datagram`` straight from
-    the socket callback: no STUN parse, aioice queue, DTLS task or SRTP unprotect (the fixed RTP
-    header is in the clear). SRTP is told apart as in RFC 7983/5761 (first byte 128..191, payload
-    type outside RTCP's 64..95); STUN, DTLS and SRTCP keep their path, so the connection stays up
-    and RTCP still reaches ``take_over_media``'s sink. No authentication, no replay check: for
-    the load generator's counting subscribers on a trusted loopback only, never the server. For
-    sockets bound by ``prepare_gathering``; call once connected. Idempotent."""
+    """Hand ``pc``'s incoming SRTP datagrams, still encrypted (the fixed RTP header is in the
+    clear), to ``on_datagram`` straight from the socket callback; STUN, DTLS and SRTCP (RFC
+    7983/5761) keep their path. No authentication, no replay check: for the load generator's
+    counting subscribers on a trusted loopback only, never the server. For sockets bound by
+    ``prepare_gathering``; call once connected. Idempotent."""
     for dtls in _transports(pc):
         connection = dtls.transport._connection
         fast = connection.__dict__.get(_FAST_RECEIVE)
@@ -263,9 +269,8 @@ def accept_forward_only_codecs(pc: RTCPeerConnection, offer: SessionInfo) -> Non
 
 
 def separate_streams(pc: RTCPeerConnection) -> None:
-    """Give every m-line of ``pc`` its own media stream id (``a=msid``). aiortc puts all of a
-    connection's tracks in one stream, and a browser then synchronises unrelated slots (another
-    publisher's audio with this video) against each other's sender reports."""
+    """Give every m-line of ``pc`` its own media stream id (``a=msid``): in aiortc's one stream a
+    browser would synchronise unrelated slots against each other's sender reports."""
     for transceiver in pc.getTransceivers():
         sender = transceiver.sender
         if not sender._stream_id.startswith("sfu-"):
@@ -283,17 +288,15 @@ def decoding_disabled(pc: RTCPeerConnection) -> bool:
 class RtpWriter:
     """Sends RTP/RTCP on one DTLS transport: SRTP protect, then send on the nominated pair's
     socket, directly: a datagram the socket cannot take now is dropped, never queued (NACK/PLI
-    repair a congested path; the SFU does not buffer without bound). ``send_rtp``/``send_rtcp``
-    return False when nothing was sent (not connected, refused by libsrtp or a full socket).
+    repair a congested path). ``send_rtp``/``send_rtcp`` return False when nothing was sent.
 
-    The forwarding path writes its packet straight into the SRTP session's buffer (``buffer``, or
-    ``prepare()`` when it is None) and calls ``emit(size)``, which protects it in place and sends
-    it; on a shared socket (``sfu.udpmux``) it queues it for one ``sendmmsg``, and ``buffer`` is
-    None until then. The send path (socket, address, SRTP session) is resolved once and dropped
-    when the DTLS state changes or an ICE restart replaces the ICE agent, so no packet checks
-    aiortc's objects. ``connect=True`` ``connect()``s a socket of its own to the remote address:
-    ``send`` on a cached route (~20 % cheaper than ``sendto``); it then receives only from there,
-    right for a subscribe connection (a peer that moves restarts ICE, with new sockets)."""
+    The forwarding path writes its packet into the SRTP session's buffer (``buffer``, or
+    ``prepare()`` when None) and calls ``emit(size)``: protected in place and sent, or on a shared
+    socket (``sfu.udpmux``) queued for one ``sendmmsg`` (``buffer`` None until then). The send
+    path is resolved once and dropped when the DTLS state changes or an ICE restart replaces the
+    ICE agent. ``connect=True`` ``connect()``s a socket of its own to the remote address (``send``
+    on a cached route, ~20 % cheaper; right for a subscribe connection, whose peer restarts ICE
+    when it moves)."""
 
     __slots__ = (
         "__weakref__",

@@ -25,7 +25,14 @@ from sfu.core.actions import SendNack, SendRtp
 from sfu.core.rtcp import Fir, Nack, Pli, Remb, RtcpParseError, parse_rtcp
 from sfu.core.simulcast import LayerLimits
 from sfu.forwarder import VideoForwarder
-from sfu.glue import RtpWriter, local_ports, prepare_gathering, separate_streams, take_over_media
+from sfu.glue import (
+    RtpWriter,
+    add_sending_transceiver,
+    local_ports,
+    prepare_gathering,
+    separate_streams,
+    take_over_media,
+)
 from sfu.sdp import SdpError, SessionInfo, add_forward_only_codecs, parse_sdp
 from sfu.slot import Slot, SlotParams
 from sfu.uptrack import UpTrack
@@ -67,7 +74,7 @@ class Subscriber:
         self.closed = False
 
     def _add_slot(self, kind: str, history: int) -> Slot:
-        self.pc.addTransceiver(kind, direction="sendonly")
+        add_sending_transceiver(self.pc, kind)
         slot = Slot(kind, self._counters, history)
         (self.audio if kind == "audio" else self.video).append(slot)
         return slot

@@ -14,6 +14,7 @@ import aiortc.codecs
 import aiortc.rtcrtpreceiver
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.exceptions import InternalError
 from aiortc.rate import RateBucket, RemoteBitrateEstimator
 
 from sfu import glue
@@ -51,6 +52,31 @@ async def test_taken_over_receivers_free_their_bitrate_estimators() -> None:
         glue.take_over_media(pc, lambda data: None, lambda data: None)
         assert bitrate_estimators(pc) == 0
         assert rate_buckets() <= before - 3 * 1000
+    finally:
+        await pc.close()
+
+
+async def test_subscribe_slots_are_added_without_building_bitrate_estimators() -> None:
+    """A subscribe connection adds a video transceiver per video slot, ~1,000 of them while a
+    meeting of 100 joins; aiortc would build a 1,000-object estimator for each receiver (~1 ms),
+    which the SFU never feeds. They are not built at all, and aiortc's own stays as it was."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        before = rate_buckets()
+        for kind in ("video", "video", "audio"):
+            glue.add_sending_transceiver(pc, kind)
+        assert [(t.kind, t.direction) for t in pc.getTransceivers()] == [
+            ("video", "sendonly"),
+            ("video", "sendonly"),
+            ("audio", "sendonly"),
+        ]
+        assert bitrate_estimators(pc) == 0 and rate_buckets() == before
+        assert vars(aiortc.rtcrtpreceiver)["RemoteBitrateEstimator"] is RemoteBitrateEstimator
+        with pytest.raises(InternalError):  # aiortc refuses the kind; its module is restored
+            glue.add_sending_transceiver(pc, "subtitles")
+        assert vars(aiortc.rtcrtpreceiver)["RemoteBitrateEstimator"] is RemoteBitrateEstimator
+        pc.addTransceiver("video", direction="sendonly")  # aiortc's own way: with its estimator
+        assert bitrate_estimators(pc) == 1
     finally:
         await pc.close()
 
