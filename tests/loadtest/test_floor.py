@@ -1,4 +1,4 @@
-"""The benchmarks' in-process measurements (bench/floor.py, path.py, sendpaths.py) run and give plausible figures."""
+"""The benchmarks' in-process measurements (bench/floor.py, path.py, sendpaths.py, slots.py) run and give plausible figures."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bench.path import measure
 from bench.run import dig
 from bench.sendpaths import measure as measure_sends
 from bench.sendpaths import measure_per_socket
+from bench.slots import measure as measure_slots
 
 
 def test_floor_is_a_positive_per_packet_cost() -> None:
@@ -23,6 +24,11 @@ def test_floor_is_a_positive_per_packet_cost() -> None:
 def test_path_benchmark_forwards_every_packet_and_reports_each_ways_cost() -> None:
     cost = measure(subscribers=3, batches=3)  # exits if a packet was not forwarded or sent
     assert set(cost) == {"path", "shared", "floor"} and min(cost.values()) > 0
+
+
+async def test_adding_a_video_slot_is_timed_both_ways() -> None:
+    cost = await measure_slots(connections=2, slots=3, rounds=1)
+    assert set(cost) == {"aiortc", "sfu"} and min(cost.values()) > 0
 
 
 def test_the_floor_is_sampled_while_something_else_runs_and_read_for_a_window() -> None:
