@@ -13,7 +13,7 @@ from confserver.config import SfuConfig
 from sfu.core.loadshed import LoadShedding, SheddingConfig
 from sfu.glue import PacketFilter
 from sfu.metrics import Counters, SfuMetrics
-from sfu.ports import GatherPolicy, PortRange
+from sfu.ports import GatherPolicy, PortRange, StaleGuard
 from sfu.udpmux import MediaPorts, UdpMux
 
 
@@ -36,15 +36,14 @@ class MediaContext:
         self.metrics = metrics
         self.filters = filters
         self.gather = GatherPolicy(addresses=tuple(cfg.bind_addresses), public_ip=cfg.public_ip)
+        guard = StaleGuard(metrics.counters, cfg.max_receive_delay, metrics.receive_waits)
         self.ports: MediaPorts = (
-            PortRange(cfg.port_min, cfg.port_max)
+            PortRange(cfg.port_min, cfg.port_max, guard)
             if cfg.port_min
-            else UdpMux(cfg.udp_port, metrics.counters, cfg.max_receive_delay, metrics.receive_waits)
+            else UdpMux(cfg.udp_port, metrics.counters, guard)
         )
         self.clock: Callable[[], float] = asyncio.get_running_loop().time
-        # stale media, the signal, is only seen on the shared port
-        shedding = cfg.load_shedding and isinstance(self.ports, UdpMux)
-        self.load_shedding = LoadShedding(SHEDDING) if shedding else None
+        self.load_shedding = LoadShedding(SHEDDING) if cfg.load_shedding else None
 
     @property
     def shed_layers(self) -> int:
@@ -52,10 +51,9 @@ class MediaContext:
         return self.load_shedding.level if self.load_shedding is not None else 0
 
     def shedding(self) -> bool:
-        """The shared media port dropped stale RTP within the last second (``UdpMux.shedding``):
+        """A media socket dropped stale RTP within the last second (``StaleGuard.shedding``):
         the server is behind, and asks publishers for no retransmissions."""
-        ports = self.ports
-        return isinstance(ports, UdpMux) and ports.shedding()
+        return self.ports.shedding()
 
     @property
     def counters(self) -> Counters:

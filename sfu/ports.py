@@ -1,6 +1,7 @@
 """Where media sockets bind: the addresses (``GatherPolicy``) and the UDP ports (a configured
 range, tried round-robin); how large their receive buffers are (``size_receive_buffer``); and
-what waits or was dropped in them (``udp_queues``, from Linux's ``/proc``).
+what waits or was dropped in them (``udp_queues``, from Linux's ``/proc``); how long media may
+wait in them before it is dropped unread (``StaleGuard``, for sockets with arrival stamps).
 
 Each peer connection binds one socket per local address. With a range configured
 (``sfu.port_min``-``sfu.port_max``) the binder asks ``PortRange.candidates()`` for the order in
@@ -10,14 +11,20 @@ which to try ports: it starts after the last port handed out, so a port that was
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aioice.ice import get_host_addresses
+
+if TYPE_CHECKING:
+    from sfu.metrics import Counters, ReceiveWaits
 
 RECEIVE_BUFFER_SIZE = 4 << 20
 """Bytes of receive buffer asked for each media socket. A publisher's socket must hold the packets
@@ -33,21 +40,64 @@ SO_RCVBUFFORCE: int | None = getattr(
 does not name it."""
 
 
+SHEDDING_HOLD = 1.0
+"""Seconds after a stale drop during which the server asks publishers for no retransmissions
+(``StaleGuard.shedding``): the gaps are its own doing, and resent packets would only add to the
+load it could not carry (the NACK generator gives a gap up after 1 s)."""
+
+
+class StaleGuard:
+    """The media sockets' receive queue, bounded in time: called with how long an RTP datagram
+    waited in its socket (from the kernel's arrival stamp; ``head``: the oldest of a wake-up's
+    reading on, which the histogram samples), True to drop it unread as stale (counted) when it
+    waited longer than ``max_delay`` (0: no bound). One guard serves all of a server's sockets."""
+
+    __slots__ = ("_counters", "_waits", "max_delay", "stale_at")
+
+    def __init__(
+        self, counters: Counters | None = None, max_delay: float = 0.0, waits: ReceiveWaits | None = None
+    ) -> None:
+        self._counters = counters
+        self._waits = waits
+        self.max_delay = max_delay
+        self.stale_at = -math.inf  # time.monotonic() of the last stale drop
+
+    def __call__(self, seconds: float, head: bool) -> bool:
+        if head and self._waits is not None:
+            self._waits.observe(seconds)
+        if 0 < self.max_delay < seconds:
+            self.stale_at = time.monotonic()
+            if self._counters is not None:
+                self._counters.drop("stale")
+            return True
+        return False
+
+    def shedding(self) -> bool:
+        """True within ``SHEDDING_HOLD`` of a stale drop."""
+        return time.monotonic() - self.stale_at < SHEDDING_HOLD
+
+
 class PortRangeExhausted(OSError):
     """No port of the range could be bound."""
 
 
 class PortRange:
-    """Ports ``low``..``high`` inclusive; ``low == high == 0`` means any port the OS picks."""
+    """Ports ``low``..``high`` inclusive; ``low == high == 0`` means any port the OS picks.
+    ``guard``: the bound on how long media waits in the sockets bound here (the server's)."""
 
-    __slots__ = ("_high", "_low", "_next")
+    __slots__ = ("_high", "_low", "_next", "guard")
 
-    def __init__(self, low: int = 0, high: int = 0) -> None:
+    def __init__(self, low: int = 0, high: int = 0, guard: StaleGuard | None = None) -> None:
         if (low, high) != (0, 0) and not 1 <= low <= high <= 65535:
             raise ValueError(f"invalid UDP port range {low}-{high}")
         self._low = low
         self._high = high
         self._next = low
+        self.guard = guard
+
+    def shedding(self) -> bool:
+        """Media went stale in one of the sockets within ``SHEDDING_HOLD``."""
+        return self.guard is not None and self.guard.shedding()
 
     @property
     def any_port(self) -> bool:

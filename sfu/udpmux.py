@@ -18,29 +18,28 @@ After each datagram the socket's batch is sent, so what one incoming packet fann
 once; datagrams queued outside a socket callback (timers) are sent at the end of the loop
 iteration.
 
-The receive queue is bounded in time, not only in bytes: the kernel stamps each datagram's
-arrival, the wait is measured (``conf_sfu_receive_wait_seconds``), and RTP that waited longer
-than ``sfu.max_receive_delay`` is dropped unread and counted (``stale``). A server that falls behind
-(a join storm, an overloaded core) then loses what it cannot forward in time, as a full buffer
-would, instead of delaying every meeting on the port by seconds from then on; and for a second
-after a stale drop it asks publishers for no retransmissions (``shedding``).
+The receive queue is bounded in time, not only in bytes (``sfu.ports.StaleGuard``, as on the
+sockets of a port range): the kernel stamps each datagram's arrival, the wait is measured
+(``conf_sfu_receive_wait_seconds``), and RTP that waited longer than ``sfu.max_receive_delay`` is
+dropped unread and counted (``stale``). A server that falls behind (a join storm, an overloaded
+core) then loses what it cannot forward in time, as a full buffer would, instead of delaying
+every meeting by seconds from then on; and for a second after a stale drop it asks publishers
+for no retransmissions (``shedding``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aioice import stun
 
 from sfu.fastio import DatagramBatch, Drainer, SrtpSession, enable_timestamps
-from sfu.metrics import Counters, ReceiveWaits
-from sfu.ports import PortRange, size_receive_buffer
+from sfu.metrics import Counters
+from sfu.ports import PortRange, StaleGuard, size_receive_buffer
 
 log = logging.getLogger("sfu.udpmux")
 
@@ -54,10 +53,6 @@ held before (4 MiB each, ``sfu.ports.RECEIVE_BUFFER_SIZE``) while the server is 
 SEND_BUFFER_SIZE = 4 << 20
 """Bytes of send buffer asked for: a keyframe fanned out to 100 subscribers is a few MiB waiting
 for a network card (on loopback it leaves at once)."""
-SHEDDING_HOLD = 1.0
-"""Seconds after a stale drop during which the server asks publishers for no retransmissions
-(``UdpMux.shedding``): the gaps are its own doing, and resent packets would only add to the load
-it could not carry (the NACK generator gives a gap up after 1 s)."""
 PENDING_REQUESTS = 4096
 """STUN requests remembered for routing their responses (checks to unreachable candidates are
 never answered: the oldest are forgotten first)."""
@@ -110,13 +105,9 @@ class MuxTransport(asyncio.DatagramTransport):
 class MuxSocket(asyncio.DatagramProtocol):
     """One shared socket: its endpoints, the addresses they hold, and its send batch."""
 
-    def __init__(
-        self, counters: Counters | None = None, max_delay: float = 0.0, waits: ReceiveWaits | None = None
-    ) -> None:
+    def __init__(self, counters: Counters | None = None, guard: StaleGuard | None = None) -> None:
         self.transport: asyncio.DatagramTransport | None = None
-        self.max_delay = max_delay
-        self.stale_at = -math.inf  # time.monotonic() of the last stale drop
-        self._waits = waits
+        self.guard = guard if guard is not None else StaleGuard(counters)
         self.sock: socket.socket | None = None
         self.batch: DatagramBatch | None = None
         self.family = socket.AF_INET
@@ -183,7 +174,7 @@ class MuxSocket(asyncio.DatagramProtocol):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_SIZE)
         batch = DatagramBatch(sock, self._schedule_flush, self._failed)
         self.batch = batch if batch.available else None
-        self._drainer = Drainer(self, self._one, self._waited if enable_timestamps(sock) else None)
+        self._drainer = Drainer(self, self._one, self.guard if enable_timestamps(sock) else None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -244,18 +235,6 @@ class MuxSocket(asyncio.DatagramProtocol):
         name = batch.address(self.family, addr[0], addr[1]) if batch is not None else None
         return batch.emitter(session, name, owner) if batch is not None and name is not None else None
 
-    def _waited(self, seconds: float, head: bool) -> bool:
-        """An RTP datagram waited ``seconds`` in the socket (``head``: the oldest of a wake-up's
-        reading on, which is what the histogram samples): True to drop it unread."""
-        if head and self._waits is not None:
-            self._waits.observe(seconds)
-        if 0 < self.max_delay < seconds:
-            self.stale_at = time.monotonic()
-            if self._counters is not None:
-                self._counters.drop("stale")
-            return True
-        return False
-
     def _failed(self, count: int) -> None:
         if self._counters is not None:
             self._counters.drop("not_sent", count)
@@ -274,18 +253,11 @@ class MuxSocket(asyncio.DatagramProtocol):
 class UdpMux:
     """The shared media sockets, one per local address, all on one port where possible."""
 
-    def __init__(
-        self,
-        port: int,
-        counters: Counters | None = None,
-        max_delay: float = 0.0,
-        waits: ReceiveWaits | None = None,
-    ) -> None:
+    def __init__(self, port: int, counters: Counters | None = None, guard: StaleGuard | None = None) -> None:
         self._port = port
         self._any_port = port == 0
         self._counters = counters
-        self._max_delay = max_delay
-        self._waits = waits
+        self.guard = guard if guard is not None else StaleGuard(counters)
         self._sockets: dict[str, asyncio.Future[MuxSocket]] = {}
 
     @property
@@ -308,14 +280,14 @@ class UdpMux:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await loop.create_datagram_endpoint(
-                lambda: MuxSocket(self._counters, self._max_delay, self._waits),
+                lambda: MuxSocket(self._counters, self.guard),
                 local_addr=(address, self._port),
             )
         except OSError:
             if not self._any_port or self._port == 0:
                 raise
             _, protocol = await loop.create_datagram_endpoint(  # the port is taken on this address
-                lambda: MuxSocket(self._counters, self._max_delay, self._waits), local_addr=(address, 0)
+                lambda: MuxSocket(self._counters, self.guard), local_addr=(address, 0)
             )
         if protocol.transport is not None:
             port = protocol.transport.get_extra_info("sockname")[1]
@@ -325,10 +297,7 @@ class UdpMux:
 
     def shedding(self) -> bool:
         """True within ``SHEDDING_HOLD`` of a stale drop on any of the sockets."""
-        since = time.monotonic() - SHEDDING_HOLD
-        return any(
-            f.done() and not f.exception() and f.result().stale_at > since for f in self._sockets.values()
-        )
+        return self.guard.shedding()
 
     def ufrags(self) -> set[str]:
         """The ICE username fragments of the endpoints on the bound sockets."""

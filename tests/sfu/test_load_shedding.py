@@ -41,7 +41,7 @@ async def test_stale_media_holds_all_video_lower_and_a_quiet_spell_gives_it_back
         (shared,) = [f.result() for f in mux._sockets.values()]
         start = time.monotonic()
         while time.monotonic() - start < seconds:
-            assert shared._waited(1.0, True)
+            assert shared.guard(1.0, True)
             await asyncio.sleep(0.05)
 
     try:

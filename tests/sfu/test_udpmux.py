@@ -16,11 +16,12 @@ import pytest
 from aioice import stun
 
 from confserver.config import ConfigError, load_config
-from sfu import fastio, glue, udpmux
+from sfu import fastio, glue, ports
 from sfu.context import PacketFilters
 from sfu.controller import SfuController
 from sfu.fastio import DatagramBatch, SrtpSession, enable_timestamps
 from sfu.metrics import Counters, ReceiveWaits, SfuMetrics
+from sfu.ports import StaleGuard
 from sfu.udpmux import MuxSocket, UdpMux
 from tests.sfu.conftest import config
 from tests.sfu.peers import Peer, wait_until
@@ -221,7 +222,7 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
     rtcp = bytes([0x81, 201, 0, 1]) + bytes(4)  # a receiver report: never dropped
     check = binding(stun.Class.REQUEST, "a:b")  # STUN: never dropped
     counters, waits = Counters(), ReceiveWaits()
-    mux_socket = MuxSocket(counters, 0.2, waits)
+    guard = StaleGuard(counters, 0.2, waits)
     try:
         for seq in range(5):
             sender.sendto(rtp(seq), to)
@@ -233,7 +234,7 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
             sender.sendto(packet, to)
         got: list[bytes] = []
         reader = Reader(receiver)
-        read = fastio.drain(reader, lambda data, _addr: got.append(data), mux_socket._waited)
+        read = fastio.drain(reader, lambda data, _addr: got.append(data), guard)
         assert read == 10 and counters.dropped == {"stale": 5} and reader.errors == []
         assert got == [rtcp, check, *fresh]
         # the oldest was timed (the head of the queue), and what followed it not
@@ -243,12 +244,8 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
             sender.sendto(rtp(seq), to)
         time.sleep(0.25)
         got.clear()
-        assert (
-            fastio.drain(
-                reader, lambda data, _addr: got.append(data), MuxSocket(counters, 0.0, waits)._waited
-            )
-            == 3
-        )
+        unbounded = StaleGuard(counters, 0.0, waits)
+        assert fastio.drain(reader, lambda data, _addr: got.append(data), unbounded) == 3
         assert len(got) == 3 and counters.dropped == {"stale": 5} and sum(waits.counts) == 2
     finally:
         receiver.close()
@@ -438,6 +435,58 @@ async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_
         await sfu.close()
 
 
+async def test_in_a_port_range_too_what_waited_too_long_is_dropped_and_the_server_sheds() -> None:
+    """A socket per connection (``sfu.port_min``/``port_max``) has the same bound: RTP that
+    waited through a stalled event loop is dropped as stale, and that is the load-shedding and
+    NACK-hold signal, as on the shared port."""
+    sfu = SfuController(config(max_receive_delay=0.2, port_min=47160, port_max=47179))
+    alice, bob = Peer(sfu, "range-behind", "alice"), Peer(sfu, "range-behind", "bob")
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for p in (alice, bob):
+            await p.join()
+        await alice.publish(video=(160, 120), audio=False)
+        track = video_track_of(bob, "alice")
+        await bob.subscribe(track)
+        await wait_until(lambda: (r := bob.video_for(track)) is not None and r.frames >= 5, 5, what="video")
+        ctx = sfu._ctx
+        assert ctx is not None and not ctx.shedding() and ctx.load_shedding is not None
+
+        def dropped(reason: str) -> float:
+            value = sfu.metrics.registry.get_sample_value(
+                "conf_sfu_dropped_packets_total", {"reason": reason}
+            )
+            return value or 0.0
+
+        def flood() -> None:  # RTP to every port of the range while the event loop is stuck
+            for seq in range(40):
+                for port in range(47160, 47180):
+                    stranger.sendto(
+                        struct.pack("!BBHII", 0x80, 96, seq, 1, 0xBAD) + bytes(100), ("127.0.0.1", port)
+                    )
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        stall(0.5)  # the server's event loop is busy for half a second
+        sender.join()
+        await asyncio.sleep(0.3)
+        # each of the sockets bound in the range reads its first datagrams of a wake-up unstamped
+        assert dropped("stale") >= 30 and ctx.shedding()
+        waits = sfu.metrics.registry.get_sample_value
+        assert waits("conf_sfu_receive_wait_seconds_count") > 0  # measured on these sockets too
+        frames = bob.video_for(track).frames  # type: ignore[union-attr]
+        await wait_until(
+            lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
+            5,
+            what="video goes on after the stale datagrams were dropped",
+        )
+    finally:
+        stranger.close()
+        for p in (alice, bob):
+            await p.close()
+        await sfu.close()
+
+
 def is_nack(data: bytes) -> bool:
     """A generic NACK (RTPFB, FMT 1) at the start of an RTCP packet."""
     return len(data) >= 12 and data[1] == 205 and data[0] & 0x1F == 1
@@ -471,13 +520,13 @@ async def test_while_it_drops_stale_media_the_server_asks_publishers_for_no_retr
         (shared,) = [f.result() for f in mux._sockets.values()]
         start = time.monotonic()
         while time.monotonic() - start < 1.5:  # the server keeps finding stale media
-            assert shared._waited(1.0, True)
+            assert shared.guard(1.0, True)
             await asyncio.sleep(0.05)
         assert mux.shedding() and sfu._ctx.shedding()  # type: ignore[union-attr]
         assert [t for t in nacks if t > start] == []
         stopped = time.monotonic()
         await wait_until(lambda: any(t > stopped for t in nacks), 5, what="NACKs again once caught up")
-        assert min(t for t in nacks if t > stopped) - stopped >= udpmux.SHEDDING_HOLD * 0.9
+        assert min(t for t in nacks if t > stopped) - stopped >= ports.SHEDDING_HOLD * 0.9
     finally:
         for p in (alice, bob):
             await p.close()
