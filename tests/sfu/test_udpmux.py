@@ -384,52 +384,66 @@ def stall(seconds: float) -> None:
     time.sleep(seconds)
 
 
-async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_forwarding() -> None:
-    sfu = SfuController(config(max_receive_delay=0.2))
-    alice, bob = Peer(sfu, "behind", "alice"), Peer(sfu, "behind", "bob")
-    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        for p in (alice, bob):
-            await p.join()
-        await alice.publish(video=(160, 120), audio=False)
-        track = video_track_of(bob, "alice")
-        await bob.subscribe(track)
-        await wait_until(lambda: (r := bob.video_for(track)) is not None and r.frames >= 5, 5, what="video")
-        mux = sfu._ctx.ports  # type: ignore[union-attr]
-        assert isinstance(mux, UdpMux)
-        to = ("127.0.0.1", mux.port)
+async def two_with_video(sfu: SfuController, room: str) -> tuple[Peer, Peer, str]:
+    """Alice publishes video in ``room`` and Bob receives it."""
+    alice, bob = Peer(sfu, room, "alice"), Peer(sfu, room, "bob")
+    for p in (alice, bob):
+        await p.join()
+    await alice.publish(video=(160, 120), audio=False)
+    track = video_track_of(bob, "alice")
+    await bob.subscribe(track)
+    await wait_until(lambda: (r := bob.video_for(track)) is not None and r.frames >= 5, 5, what="video")
+    return alice, bob, track
 
-        def flood() -> None:  # datagrams that arrive while the event loop is stuck
-            for seq in range(40):
-                stranger.sendto(struct.pack("!BBHII", 0x80, 96, seq, 1, 0xBAD) + bytes(100), to)
+
+async def flood_while_stalled(to: list[tuple[str, int]], count: int = 40) -> None:
+    """``count`` RTP datagrams to each of ``to`` from a stranger, arriving while the server's
+    event loop is stuck for half a second; then the loop runs again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+
+        def flood() -> None:
+            for seq in range(count):
+                for address in to:
+                    stranger.sendto(struct.pack("!BBHII", 0x80, 96, seq, 1, 0xBAD) + bytes(100), address)
 
         sender = threading.Thread(target=flood)
         sender.start()
-        stall(0.5)  # the server's event loop is busy for half a second
+        stall(0.5)
         sender.join()
-        await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)
 
-        def dropped(reason: str) -> float:
-            value = sfu.metrics.registry.get_sample_value(
-                "conf_sfu_dropped_packets_total", {"reason": reason}
-            )
-            return value or 0.0
 
+def dropped(sfu: SfuController, reason: str) -> float:
+    value = sfu.metrics.registry.get_sample_value("conf_sfu_dropped_packets_total", {"reason": reason})
+    return value or 0.0
+
+
+async def video_goes_on(bob: Peer, track: str) -> None:
+    frames = bob.video_for(track).frames  # type: ignore[union-attr]
+    await wait_until(
+        lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
+        5,
+        what="video goes on after the stale datagrams were dropped",
+    )
+
+
+async def test_a_server_that_fell_behind_drops_what_waited_too_long_and_goes_on_forwarding() -> None:
+    sfu = SfuController(config(max_receive_delay=0.2))
+    alice, bob, track = await two_with_video(sfu, "behind")
+    try:
+        mux = sfu._ctx.ports  # type: ignore[union-attr]
+        assert isinstance(mux, UdpMux)
+        await flood_while_stalled([("127.0.0.1", mux.port)])
         # the first datagram of a wake-up is read before its stamp is looked at; the rest waited
-        assert dropped("stale") >= 30 and dropped("stale") + dropped("unknown_address") == 40
+        stale = dropped(sfu, "stale")
+        assert stale >= 30 and stale + dropped(sfu, "unknown_address") == 40
         waits = sfu.metrics.registry.get_sample_value
         long_waits = waits("conf_sfu_receive_wait_seconds_count") - waits(
             "conf_sfu_receive_wait_seconds_bucket", {"le": "0.25"}
         )
         assert long_waits >= 1  # the oldest waited through the stall
-        frames = bob.video_for(track).frames  # type: ignore[union-attr]
-        await wait_until(
-            lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
-            5,
-            what="video goes on after the stale datagrams were dropped",
-        )
+        await video_goes_on(bob, track)
     finally:
-        stranger.close()
         for p in (alice, bob):
             await p.close()
         await sfu.close()
@@ -440,48 +454,17 @@ async def test_in_a_port_range_too_what_waited_too_long_is_dropped_and_the_serve
     waited through a stalled event loop is dropped as stale, and that is the load-shedding and
     NACK-hold signal, as on the shared port."""
     sfu = SfuController(config(max_receive_delay=0.2, port_min=47160, port_max=47179))
-    alice, bob = Peer(sfu, "range-behind", "alice"), Peer(sfu, "range-behind", "bob")
-    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    alice, bob, track = await two_with_video(sfu, "range-behind")
     try:
-        for p in (alice, bob):
-            await p.join()
-        await alice.publish(video=(160, 120), audio=False)
-        track = video_track_of(bob, "alice")
-        await bob.subscribe(track)
-        await wait_until(lambda: (r := bob.video_for(track)) is not None and r.frames >= 5, 5, what="video")
         ctx = sfu._ctx
         assert ctx is not None and not ctx.shedding() and ctx.load_shedding is not None
-
-        def dropped(reason: str) -> float:
-            value = sfu.metrics.registry.get_sample_value(
-                "conf_sfu_dropped_packets_total", {"reason": reason}
-            )
-            return value or 0.0
-
-        def flood() -> None:  # RTP to every port of the range while the event loop is stuck
-            for seq in range(40):
-                for port in range(47160, 47180):
-                    stranger.sendto(
-                        struct.pack("!BBHII", 0x80, 96, seq, 1, 0xBAD) + bytes(100), ("127.0.0.1", port)
-                    )
-
-        sender = threading.Thread(target=flood)
-        sender.start()
-        stall(0.5)  # the server's event loop is busy for half a second
-        sender.join()
-        await asyncio.sleep(0.3)
+        await flood_while_stalled([("127.0.0.1", port) for port in range(47160, 47180)])
         # each of the sockets bound in the range reads its first datagrams of a wake-up unstamped
-        assert dropped("stale") >= 30 and ctx.shedding()
+        assert dropped(sfu, "stale") >= 30 and ctx.shedding()
         waits = sfu.metrics.registry.get_sample_value
         assert waits("conf_sfu_receive_wait_seconds_count") > 0  # measured on these sockets too
-        frames = bob.video_for(track).frames  # type: ignore[union-attr]
-        await wait_until(
-            lambda: bob.video_for(track).frames >= frames + 5,  # type: ignore[union-attr]
-            5,
-            what="video goes on after the stale datagrams were dropped",
-        )
+        await video_goes_on(bob, track)
     finally:
-        stranger.close()
         for p in (alice, bob):
             await p.close()
         await sfu.close()
