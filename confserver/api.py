@@ -1,9 +1,9 @@
 """The admin REST API, ``/api/v1``: rooms, participants, tokens. JSON in and out; every error is
-``{"error": CODE, "message": TEXT}`` with a fitting HTTP status (docs/API.md)."""
+``{"error": CODE, "message": TEXT}`` with a fitting HTTP status (docs/API.md). The OpenAPI document
+(openapi.py) describes exactly what these handlers accept."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -13,8 +13,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from . import text
 from .errors import ServiceError
-from .openapi import handle_openapi
+from .openapi import openapi_document
 from .rooms import (
     RoomService,
     check_empty_timeout,
@@ -25,7 +26,15 @@ from .rooms import (
 )
 from .signaling.websocket import SIGNALING
 from .store import Room, RoomUpdate, Store
-from .tokens import ROLE_PERMISSIONS, SigningKey, TokenError, TokenVerifier, mint_join_token
+from .tokens import (
+    ADMIN_MAX_TTL,
+    ROLE_PERMISSIONS,
+    SigningKey,
+    TokenError,
+    TokenVerifier,
+    mint_join_token,
+    validate_jti,
+)
 
 log = logging.getLogger("confserver.api")
 
@@ -48,6 +57,9 @@ class ApiContext:
 
 API = web.AppKey("api", ApiContext)
 ADMIN = web.RequestKey("admin", str)
+"""The subject of the admin token that authorised the request."""
+ADMIN_JTI = web.RequestKey("admin_jti", str)
+"""Its token id: logged with every change, so a leaked token can be found and revoked."""
 
 
 def error_response(code: str, message: str, status: int) -> web.Response:
@@ -62,14 +74,21 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
         return error_response("unauthorized", "an admin bearer token is required", 401)
+    now = time.time()
+    rejections = request.app[SIGNALING].metrics.token_rejections
     try:
-        subject = ctx.verifier.verify_admin(header[7:].strip(), now=time.time())
+        claims = ctx.verifier.verify_admin(header[7:].strip(), now=now)
     except TokenError as e:
-        request.app[SIGNALING].metrics.token_rejections.labels(e.reason).inc()
+        rejections.labels(e.reason).inc()
         if e.reason == "not_admin":
             return error_response("forbidden", "this token has no admin grant", 403)
         return error_response("unauthorized", f"bearer token refused: {e.reason}", 401)
-    request[ADMIN] = subject
+    if await ctx.store.revocations.is_revoked(claims.jti, now):
+        rejections.labels("revoked").inc()
+        log.warning("revoked admin token used", extra={"admin": claims.subject, "admin_jti": claims.jti})
+        return error_response("token_revoked", "this admin token has been revoked", 401)
+    request[ADMIN] = claims.subject
+    request[ADMIN_JTI] = claims.jti
     return await handler(request)
 
 
@@ -83,20 +102,35 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if len(raw) > ctx.max_body_bytes:
         raise ServiceError("body_too_large", f"bodies are at most {ctx.max_body_bytes} bytes", 413)
     try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, RecursionError):
+        data = text.loads(raw or b"{}")
+    except text.UnsafeJson as e:
+        # Nesting spoils the body as a whole; a lone surrogate, NaN or a huge number is a bad value.
+        raise ServiceError("invalid_json" if e.syntax else "invalid_field", e.message) from None
+    except ValueError:
         raise ServiceError("invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ServiceError("invalid_json", "the body must be a JSON object")
     return data
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type: ``20.0`` is the integer 20, as JSON Schema's ``integer`` says."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _only(data: dict[str, Any], allowed: set[str]) -> None:
+    """The body holds only ``allowed`` fields, and none is ``null``: no field of this API is
+    nullable, and a field left out (not one sent as ``null``) means "default" or "unchanged"."""
     extra = sorted(set(data) - allowed)
     if extra:
         raise ServiceError(
             "invalid_field", f"unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}"
         )
+    nulls = sorted(key for key, value in data.items() if value is None)
+    if nulls:
+        raise ServiceError("invalid_field", f"{nulls[0]} must not be null; leave it out instead")
 
 
 async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
@@ -130,13 +164,16 @@ async def create_room(request: web.Request) -> web.Response:
         raise ServiceError("invalid_room_name", "name is required")
     room = await ctx.rooms.create_room(
         check_room_name(data["name"]),
-        max_participants=check_max_participants(data["max_participants"])
+        max_participants=check_max_participants(_integral(data["max_participants"]))
         if "max_participants" in data
         else None,
-        empty_timeout=check_empty_timeout(data.get("empty_timeout", 0)),
+        empty_timeout=check_empty_timeout(_integral(data.get("empty_timeout", 0))),
         metadata=check_metadata(data.get("metadata", {})),
     )
-    log.info("admin created room", extra={"room": room.name, "admin": request[ADMIN]})
+    log.info(
+        "admin created room",
+        extra={"room": room.name, "admin": request[ADMIN], "admin_jti": request[ADMIN_JTI]},
+    )
     return web.json_response(await _room_json(ctx, room), status=201)
 
 
@@ -151,19 +188,22 @@ async def update_room(request: web.Request) -> web.Response:
     name = check_room_name(request.match_info["name"])
     data = await _body(request)
     _only(data, {"max_participants", "empty_timeout", "metadata", "locked"})
-    locked = data.get("locked")
-    if locked is not None and not isinstance(locked, bool):
+    if "locked" in data and not isinstance(data["locked"], bool):
         raise ServiceError("invalid_field", "locked must be true or false")
     changes = RoomUpdate(
-        max_participants=check_max_participants(data["max_participants"])
+        max_participants=check_max_participants(_integral(data["max_participants"]))
         if "max_participants" in data
         else None,
-        empty_timeout=check_empty_timeout(data["empty_timeout"]) if "empty_timeout" in data else None,
+        empty_timeout=check_empty_timeout(_integral(data["empty_timeout"]))
+        if "empty_timeout" in data
+        else None,
         metadata=check_metadata(data["metadata"]) if "metadata" in data else None,
-        locked=locked,
+        locked=data.get("locked"),
     )
     room = await ctx.rooms.update_room(name, changes)
-    log.info("admin updated room", extra={"room": name, "admin": request[ADMIN]})
+    log.info(
+        "admin updated room", extra={"room": name, "admin": request[ADMIN], "admin_jti": request[ADMIN_JTI]}
+    )
     return web.json_response(await _room_json(ctx, room))
 
 
@@ -171,7 +211,9 @@ async def delete_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = request.match_info["name"]
     await ctx.rooms.delete_room(name, reason="deleted")
-    log.info("admin deleted room", extra={"room": name, "admin": request[ADMIN]})
+    log.info(
+        "admin deleted room", extra={"room": name, "admin": request[ADMIN], "admin_jti": request[ADMIN_JTI]}
+    )
     return web.Response(status=204)
 
 
@@ -222,11 +264,11 @@ async def create_token(request: web.Request) -> web.Response:
     data = await _body(request)
     _only(data, {"room", "identity", "name", "role", "ttl", "permissions"})
     room = check_room_name(data.get("room"))
-    ttl = data.get("ttl", ctx.token_default_ttl)
+    ttl = _integral(data.get("ttl", ctx.token_default_ttl))
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= ctx.token_max_ttl:
         raise ServiceError("invalid_field", f"ttl must be an integer from 1 to {ctx.token_max_ttl} seconds")
     role = data.get("role", "participant")
-    if role not in ROLE_PERMISSIONS:
+    if not isinstance(role, str) or role not in ROLE_PERMISSIONS:
         raise ServiceError("invalid_field", f"role must be one of {', '.join(sorted(ROLE_PERMISSIONS))}")
     perms = data.get("permissions")
     if perms is not None and (not isinstance(perms, list) or not all(isinstance(p, str) for p in perms)):
@@ -244,7 +286,10 @@ async def create_token(request: web.Request) -> web.Response:
         )
     except (ValueError, TypeError) as e:
         raise ServiceError("invalid_field", str(e)) from None
-    log.info("admin created token", extra={"room": room, "identity": claims.identity, "jti": claims.jti})
+    log.info(
+        "admin created token",
+        extra={"room": room, "identity": claims.identity, "jti": claims.jti, "admin_jti": request[ADMIN_JTI]},
+    )
     return web.json_response(
         {
             "token": token,
@@ -258,17 +303,41 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    jti = request.match_info["jti"]
-    if not 1 <= len(jti) <= 128:
-        raise ServiceError("invalid_field", "jti must be 1-128 characters")
+    try:
+        jti = validate_jti(request.match_info["jti"])
+    except ValueError as e:
+        raise ServiceError("invalid_field", str(e)) from None
     now = time.time()
-    # The token's own expiry is not known from its id alone: remember it for the longest lifetime
-    # a token may have, so it can never be used again.
-    until = int(now) + ctx.token_max_ttl + ctx.leeway
+    # The token's own expiry (or even its kind: join or admin) is not known from its id alone:
+    # remember it for the longest lifetime either kind may have, so it can never be used again.
+    until = int(now) + max(ctx.token_max_ttl, ADMIN_MAX_TTL) + ctx.leeway
     await ctx.store.revocations.revoke(jti, expires_at=until, now=now)
     dropped = request.app[SIGNALING].rooms.disconnect_token(jti)
-    log.info("admin revoked token", extra={"jti": jti, "sessions_closed": dropped})
+    log.info(
+        "admin revoked token",
+        extra={
+            "jti": jti,
+            "sessions_closed": dropped,
+            "admin": request[ADMIN],
+            "admin_jti": request[ADMIN_JTI],
+        },
+    )
     return web.json_response({"jti": jti, "revoked_until": until, "sessions_closed": dropped})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(token_max_ttl=request.app[API].token_max_ttl))
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    """Any method a resource does not serve: ``405`` with the ``Allow`` header RFC 9110 requires."""
+    resource = request.match_info.route.resource
+    allowed = sorted({route.method for route in resource or () if route.method != "*"})
+    resp = error_response(
+        "method_not_allowed", f"{request.method} is not allowed here; allowed: {', '.join(allowed)}", 405
+    )
+    resp.headers["Allow"] = ", ".join(allowed)
+    return resp
 
 
 def add_routes(app: web.Application) -> None:
@@ -284,4 +353,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/rooms/{name}/participants/{identity}/mute", mute_participant)
     r.add_post(PREFIX + "/tokens", create_token)
     r.add_post(PREFIX + "/tokens/{jti}/revoke", revoke_token)
-    r.add_get(PREFIX + "/openapi.json", handle_openapi)
+    r.add_get(PREFIX + "/openapi.json", get_openapi)
+    for resource in r.resources():
+        if isinstance(resource, web.Resource) and resource.canonical.startswith(PREFIX + "/"):
+            resource.add_route("*", method_not_allowed)

@@ -5,6 +5,13 @@
 reuse them and reissue only the server certificate when it is missing, unreadable, not signed by the
 CA, expiring within 30 days, or lacking a requested name. Private keys are written atomically with
 mode 0600 whatever the umask, and a key found group- or world-readable is tightened to 0600.
+
+A browser that trusts ``ca.pem`` trusts whatever its key signs, so the CA is made harmless outside
+development: it lives one year (the server certificate 90 days) and carries critical name
+constraints permitting only the names it issues for (the configured hostnames and ``localhost``,
+with their subdomains) and addresses (127.0.0.0/8, ::1 and the configured ones). A CA that expires
+within 30 days, lacks the constraints or does not permit a requested name is replaced (and must be
+trusted again), together with the server certificate.
 It does blocking file I/O: call it at start-up, not from inside a running event loop's hot path.
 For development only; trust ``ca.pem`` in a browser to use it.
 """
@@ -35,14 +42,21 @@ CA_KEY_FILE: Final = "ca-key.pem"
 SERVER_CERT_FILE: Final = "server.pem"
 SERVER_KEY_FILE: Final = "server-key.pem"
 
-CA_LIFETIME: Final = timedelta(days=3650)
-SERVER_LIFETIME: Final = timedelta(days=825)
+CA_LIFETIME: Final = timedelta(days=365)
+SERVER_LIFETIME: Final = timedelta(days=90)
 RENEW_BEFORE: Final = timedelta(days=30)
 _BACKDATE: Final = timedelta(hours=1)
 _LOCK_FILE: Final = ".lock"
 _DNS_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALWAYS_PERMITTED_NAMES: Final = ("localhost",)
+ALWAYS_PERMITTED_NETWORKS: Final[tuple[IPNetwork, ...]] = (
+    ipaddress.IPv4Network("127.0.0.0/8"),
+    ipaddress.IPv6Network("::1/128"),
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,46 @@ def _covers(cert: x509.Certificate, names: Sequence[str], addresses: Sequence[IP
     return set(names) <= have_names and set(addresses) <= have_addresses
 
 
+def _permitted(
+    names: Sequence[str], addresses: Sequence[IPAddress]
+) -> tuple[tuple[str, ...], tuple[IPNetwork, ...]]:
+    """The DNS names and networks the CA may issue for: the requested ones and the loopback ones."""
+    dns = tuple(dict.fromkeys((*ALWAYS_PERMITTED_NAMES, *names)))
+    networks = list(ALWAYS_PERMITTED_NETWORKS)
+    for address in addresses:
+        if not any(address in network for network in networks):
+            networks.append(ipaddress.ip_network(address))
+    return dns, tuple(networks)
+
+
+def _name_constraints(ca: x509.Certificate) -> x509.NameConstraints | None:
+    try:
+        ext = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return None
+    return ext.value if ext.critical else None
+
+
+def _dns_within(name: str, constraint: str) -> bool:
+    constraint = constraint.lower()
+    return name == constraint or name.endswith("." + constraint)
+
+
+def _constrained_to(ca: x509.Certificate, names: Sequence[str], addresses: Sequence[IPAddress]) -> bool:
+    """Whether ``ca`` carries critical name constraints that permit every requested name."""
+    constraints = _name_constraints(ca)
+    if constraints is None or not constraints.permitted_subtrees:
+        return False
+    allowed_dns = [g.value for g in constraints.permitted_subtrees if isinstance(g, x509.DNSName)]
+    allowed_ips = [g.value for g in constraints.permitted_subtrees if isinstance(g, x509.IPAddress)]
+    return all(any(_dns_within(n, c) for c in allowed_dns) for n in names) and all(
+        any(
+            isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network) and a in net for net in allowed_ips
+        )
+        for a in addresses
+    )
+
+
 def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(ca)
@@ -157,8 +211,13 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _issue_ca(now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _issue_ca(
+    names: Sequence[str], addresses: Sequence[IPAddress], now: datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _new_key()
+    dns, networks = _permitted(names, addresses)
+    permitted: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
+    permitted += [x509.IPAddress(network) for network in networks]
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "confserver development"),
@@ -188,6 +247,9 @@ def _issue_ca(now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateK
                 decipher_only=False,
             ),
             critical=True,
+        )
+        .add_extension(
+            x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None), critical=True
         )
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
@@ -283,9 +345,14 @@ def ensure_dev_certs(
     ca_key_path = directory / CA_KEY_FILE
     with _locked(directory):
         ca = _load_pair(paths.ca_cert, ca_key_path)
-        renew_ca = ca is None or not _is_ca(ca[0]) or not _fresh(ca[0], moment)
+        renew_ca = (
+            ca is None
+            or not _is_ca(ca[0])
+            or not _fresh(ca[0], moment)
+            or not _constrained_to(ca[0], names, addresses)
+        )
         if ca is None or renew_ca:
-            ca = _issue_ca(moment)
+            ca = _issue_ca(names, addresses, moment)
             _save(*ca, paths.ca_cert, ca_key_path)
         server = None if renew_ca else _load_pair(paths.server_cert, paths.server_key)
         if (

@@ -1,15 +1,18 @@
 """The OpenAPI 3.1 description of the admin API, served at /api/v1/openapi.json.
-A test checks it against the routes the app really has."""
+Tests check it against the routes the app really has and against what the handlers accept.
+
+JSON has one number type, so ``integer`` fields accept ``20.0`` as 20, as JSON Schema does; a field
+that is sent must hold a value of its type (``null`` is refused like any other wrong type)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from . import __version__
+from .rooms import MAX_EMPTY_TIMEOUT, MAX_METADATA_BYTES
 from .store import ROOM_CAP
-from .tokens import PERMISSIONS, ROLES
+from .text import MAX_DEPTH
+from .tokens import MAX_JOIN_TTL, PERMISSIONS, ROLES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -56,13 +59,31 @@ _NAME = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
 }
-_IDENTITY = {
-    "name": "identity",
+_PRINTABLE = {
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$",
+    "description": "printable characters: no control, format, surrogate, private-use or unassigned "
+    "characters, no separators other than the space",
+}
+_IDENTITY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    **_PRINTABLE,
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+}
+_IDENTITY = {"name": "identity", "in": "path", "required": True, "schema": _IDENTITY_SCHEMA}
+_JTI = {
+    "name": "jti",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "maxLength": 128},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, **_PRINTABLE},
 }
-_JTI = {"name": "jti", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+
+_METADATA = {
+    "type": "object",
+    "description": f"any JSON object of at most {MAX_METADATA_BYTES} bytes as JSON; integers within "
+    f"2^53 in magnitude, no lone surrogates in text, nesting at most {MAX_DEPTH} deep in the whole body",
+}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -86,8 +107,13 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"},
             "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
-            "empty_timeout": {"type": "integer", "minimum": 0, "description": "seconds; 0 = never"},
-            "metadata": {"type": "object"},
+            "empty_timeout": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_EMPTY_TIMEOUT,
+                "description": "seconds; 0 = never",
+            },
+            "metadata": _METADATA,
             "locked": {"type": "boolean"},
             "auto_created": {"type": "boolean"},
             "created_at": {"type": "integer", "description": "Unix seconds"},
@@ -102,8 +128,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
             "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
-            "empty_timeout": {"type": "integer", "minimum": 0},
-            "metadata": {"type": "object"},
+            "empty_timeout": {"type": "integer", "minimum": 0, "maximum": MAX_EMPTY_TIMEOUT},
+            "metadata": _METADATA,
         },
     },
     "RoomUpdate": {
@@ -111,8 +137,8 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
-            "empty_timeout": {"type": "integer", "minimum": 0},
-            "metadata": {"type": "object"},
+            "empty_timeout": {"type": "integer", "minimum": 0, "maximum": MAX_EMPTY_TIMEOUT},
+            "metadata": _METADATA,
             "locked": {"type": "boolean"},
         },
     },
@@ -140,10 +166,17 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "room": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-            "identity": {"type": "string", "minLength": 1, "maxLength": 128},
-            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "identity": _IDENTITY_SCHEMA,
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "pattern": "\\S",
+                "description": "display name: 1-64 characters after stripping surrounding whitespace; "
+                "no control, surrogate or bidirectional-override characters",
+            },
             "role": {"type": "string", "enum": list(ROLES)},
-            "ttl": {"type": "integer", "minimum": 1, "description": "seconds"},
+            "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_JOIN_TTL, "description": "seconds"},
             "permissions": {
                 "type": "array",
                 "items": {
@@ -175,7 +208,14 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
+def _with_token_max_ttl(token_max_ttl: int) -> dict[str, Any]:
+    create = _SCHEMAS["TokenCreate"]
+    ttl = {**create["properties"]["ttl"], "maximum": token_max_ttl}
+    return {**_SCHEMAS, "TokenCreate": {**create, "properties": {**create["properties"], "ttl": ttl}}}
+
+
+def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
+    """The document for a server whose join tokens live at most ``token_max_ttl`` seconds."""
     room_list = {
         "type": "object",
         "required": ["rooms"],
@@ -254,7 +294,7 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"adminBearer": []}],
         "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": _with_token_max_ttl(token_max_ttl),
             "securitySchemes": {
                 "adminBearer": {
                     "type": "http",
@@ -266,7 +306,3 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
-
-
-async def handle_openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())

@@ -7,18 +7,18 @@ with an API key's HMAC secret (HS256, ``kid`` = API key) or by an external issue
 Verification never trusts the token to choose its algorithm: the ``kid`` selects a configured key and
 the header ``alg`` must equal that key's configured algorithm. Every rejection is a :class:`TokenError`
 with a stable ``reason`` code. Time always comes from the caller's ``now`` (Unix seconds).
-Revocation (by ``jti``) is the caller's job; it raises ``TokenError("revoked")``.
+Revocation (by ``jti``, join and admin tokens alike) is the caller's job; it raises
+``TokenError("revoked")``. Every string in a token's header and claims must be encodable text (no
+lone UTF-16 surrogate): the claims are shown to other people and sent on as UTF-8.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 import secrets
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,6 +27,8 @@ from typing import Any, Final, Literal, TypeVar, get_args
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from . import text
 
 AUDIENCE_JOIN: Final = "confserver"
 AUDIENCE_ADMIN: Final = "confserver-admin"
@@ -77,7 +79,6 @@ MIN_HMAC_SECRET_BYTES: Final = 32
 
 _ROOM_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
 _FORBIDDEN_HEADERS: Final = frozenset({"crit", "b64", "zip"})
 _MAX_NUMERIC_DATE: Final = 2**53
 _MAX_JTI_LENGTH: Final = 128
@@ -228,6 +229,14 @@ class KeyRing:
 
 
 @dataclass(frozen=True)
+class AdminClaims:
+    subject: str
+    jti: str
+    expires_at: int
+    kid: str
+
+
+@dataclass(frozen=True)
 class JoinClaims:
     identity: str
     name: str
@@ -259,17 +268,12 @@ def _validate_identity(identity: object) -> str:
 def _validate_name(name: object) -> str:
     if not isinstance(name, str):
         raise ValueError("name must be a string")
-    stripped = name.strip()
-    if not 1 <= len(stripped) <= 64:
-        raise ValueError("name must be 1-64 characters after stripping whitespace")
-    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in stripped):
-        raise ValueError("name must not contain control or bidirectional-override characters")
-    return stripped
+    return text.display_name(name)
 
 
 def _default_name(identity: str) -> str:
-    """The display name used when none is given: the identity, cut to the 64-character name limit."""
-    return identity.strip()[:64] if isinstance(identity, str) else identity
+    """The display name used when none is given: the identity, cut to the name limit."""
+    return identity.strip()[: text.MAX_NAME_CHARS] if isinstance(identity, str) else identity
 
 
 def _validate_role(role: object) -> str:
@@ -287,7 +291,8 @@ def _validate_permissions(permissions: object) -> frozenset[str]:
     return frozenset(perms)
 
 
-def _validate_jti(jti: object) -> str:
+def validate_jti(jti: object) -> str:
+    """A token id: 1-128 printable characters. Raises ``ValueError``."""
     if not isinstance(jti, str) or not 1 <= len(jti) <= _MAX_JTI_LENGTH or not jti.isprintable():
         raise ValueError(f"jti must be 1-{_MAX_JTI_LENGTH} printable characters")
     return jti
@@ -331,7 +336,7 @@ def mint_join_token(
         if permissions is None
         else _validate_permissions(permissions),
         issuer=key.kid,
-        jti=secrets.token_urlsafe(16) if jti is None else _validate_jti(jti),
+        jti=secrets.token_urlsafe(16) if jti is None else validate_jti(jti),
         issued_at=iat,
         not_before=iat,
         expires_at=iat + _validate_ttl(ttl, MINT_TTL_CEILING),
@@ -378,7 +383,9 @@ def _read_header(token: object) -> dict[str, Any]:
         raise TokenError("malformed", "token is not a compact JWS of at most 8192 characters")
     segment = token.split(".", 1)[0]
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        header = text.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except text.UnsafeJson as exc:
+        raise TokenError("malformed", f"token header is refused: {exc.message}") from None
     except (ValueError, binascii.Error, RecursionError):
         raise TokenError("malformed", "token header is not base64url-encoded JSON") from None
     if not isinstance(header, dict):
@@ -445,14 +452,18 @@ class TokenVerifier:
             kid=key.kid,
         )
 
-    def verify_admin(self, token: str, *, now: float) -> str:
-        """Return the subject of a valid admin token, or raise :class:`TokenError`."""
-        _key, payload, _times = self._decode(
-            token, AUDIENCE_ADMIN, now=now, max_ttl=ADMIN_MAX_TTL, admin=True
-        )
+    def verify_admin(self, token: str, *, now: float) -> AdminClaims:
+        """Return the claims of a valid admin token, or raise :class:`TokenError`. The caller
+        checks ``jti`` against its revocations, as for join tokens."""
+        key, payload, times = self._decode(token, AUDIENCE_ADMIN, now=now, max_ttl=ADMIN_MAX_TTL, admin=True)
         if payload.get("admin") is not True:
             raise TokenError("not_admin", "token lacks the admin claim")
-        return _checked(_validate_identity, payload["sub"], "sub")
+        return AdminClaims(
+            subject=_checked(_validate_identity, payload["sub"], "sub"),
+            jti=payload["jti"],
+            expires_at=times[2],
+            kid=key.kid,
+        )
 
     def _decode(
         self, token: str, audience: str, *, now: float, max_ttl: int, admin: bool
@@ -504,7 +515,11 @@ class TokenVerifier:
             raise TokenError("malformed", "token could not be decoded") from None
         if not isinstance(payload, dict):
             raise TokenError("malformed", "token payload is not a JSON object")
-        _checked(_validate_jti, payload["jti"], "jti")
+        try:
+            text.check(payload)
+        except text.UnsafeJson as exc:
+            raise TokenError("malformed", f"token claims are refused: {exc.message}") from None
+        _checked(validate_jti, payload["jti"], "jti")
         if payload.get("iss", kid) != kid:
             raise TokenError("malformed", "token issuer does not match its kid")
         iat, nbf, exp = (_numeric_date(payload, claim) for claim in ("iat", "nbf", "exp"))

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from confserver.openapi import openapi_document
 from confserver.tokens import mint_admin_token
 
-from .conftest import API_KEY, API_SECRET, admin_headers, app_of, create_room, join, join_token
+from .conftest import API_KEY, API_SECRET, admin_headers, app_of, base_config, create_room, join, join_token
 
 H = admin_headers
 
@@ -107,6 +107,36 @@ async def test_malformed_bodies_get_clear_errors(client: TestClient) -> None:
     resp = await client.post("/api/v1/rooms", data=big, headers={**H(), "Content-Type": "application/json"})
     assert resp.status == 413
     assert (await _json(resp))["error"] == "body_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "code"),
+    [
+        ("/api/v1/tokens", rb'{"room": "r1", "identity": "eve", "name": "Eve\ud800"}', "invalid_field"),
+        ("/api/v1/tokens", rb'{"room": "r1", "identity": "eve", "name": "\udfff"}', "invalid_field"),
+        ("/api/v1/rooms", rb'{"name": "r1", "metadata": {"note": "x\udc00"}}', "invalid_field"),
+        ("/api/v1/rooms", rb'{"name": "r1", "metadata": {"\ud800": 1}}', "invalid_field"),
+        ("/api/v1/rooms", b'{"name": "r1", "metadata": {"x": NaN}}', "invalid_field"),
+        ("/api/v1/rooms", b'{"name": "r1", "metadata": {"x": -Infinity}}', "invalid_field"),
+        ("/api/v1/rooms", b'{"name": "r1", "metadata": {"x": 1e400}}', "invalid_field"),
+        ("/api/v1/rooms", b'{"name": "r1", "metadata": {"x": 9007199254740993}}', "invalid_field"),
+        ("/api/v1/rooms", b'{"name": "r1", "metadata": ' + b'{"a": ' * 20 + b"1" + b"}" * 21, "invalid_json"),
+    ],
+)
+async def test_bodies_with_values_no_receiver_can_handle_are_refused(
+    client: TestClient, path: str, raw: bytes, code: str
+) -> None:
+    resp = await client.post(path, data=raw, headers={**H(), "Content-Type": "application/json"})
+    assert (resp.status, (await _json(resp))["error"]) == (400, code)
+    assert (await _json(await client.get("/api/v1/rooms", headers=H())))["rooms"] == []
+
+
+async def test_bidi_and_c1_names_are_refused_for_tokens(client: TestClient) -> None:
+    for name in ("\u202eevE", "Eve\u2066", "C1\x9bcsi"):
+        resp = await client.post(
+            "/api/v1/tokens", json={"room": "r1", "identity": "eve", "name": name}, headers=H()
+        )
+        assert (resp.status, (await _json(resp))["error"]) == (400, "invalid_field")
 
 
 async def test_unknown_api_path_and_method_answer_json(client: TestClient) -> None:
@@ -256,7 +286,7 @@ async def test_revoked_token_cannot_join_and_its_session_is_closed(client: TestC
 
 async def test_openapi_document_describes_exactly_the_routes_served(client: TestClient) -> None:
     doc = await _json(await client.get("/api/v1/openapi.json"))
-    assert doc == openapi_document()
+    assert doc == openapi_document(token_max_ttl=base_config().auth.token_max_ttl)
     documented = {
         (method.upper(), "/api/v1" + path)
         for path, ops in doc["paths"].items()
@@ -268,7 +298,7 @@ async def test_openapi_document_describes_exactly_the_routes_served(client: Test
         for r in app_of(client).router.routes()
         if r.resource is not None
         and r.resource.canonical.startswith("/api/v1/")
-        and r.method != "HEAD"
+        and r.method not in ("HEAD", "*")
         and not r.resource.canonical.endswith("openapi.json")
     }
     assert documented == served

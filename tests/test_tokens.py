@@ -7,15 +7,18 @@ import hashlib
 import hmac
 import json
 import pickle
+import time
 from typing import Any
 
 import jwt
 import pytest
+from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from confserver import text
 from confserver.tokens import (
     ADMIN_MAX_TTL,
     AUDIENCE_ADMIN,
@@ -35,6 +38,8 @@ from confserver.tokens import (
     new_api_key,
     new_api_secret,
 )
+
+from . import conftest as app
 
 NOW = 1_700_000_000.0
 API_KEY = "AKtestkey000001"
@@ -206,6 +211,8 @@ def test_token_without_role_perms_or_name_gets_participant_defaults(verifier: To
         {"name": "n" * 65},
         {"name": "bell\x07"},
         {"name": "\u202eevil"},
+        {"name": "lone \ud800 surrogate"},
+        {"name": "next\x85line"},
         {"role": "admin"},
         {"permissions": ["chat", "fly"]},
         {"permissions": "chat"},
@@ -519,14 +526,64 @@ def test_non_canonical_base64_signature_is_rejected(verifier: TokenVerifier) -> 
             verifier.verify_join(variant, room="room-1", now=NOW)
 
 
+# --- text in claims ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"name": "Eve\ud800"},
+        {"name": "\udfffEve"},
+        {"name": "\u202eevE"},
+        {"name": "C1\x9bcontrol"},
+        {"sub": "eve\ud800"},
+        {"jti": "jti-\udc00"},
+        {"note": "an unread claim with a lone surrogate \ud83d"},
+        {"nested": {"deeper": ["\ud800"]}},
+        {"extra": float("nan")},
+        {"extra": 2**60},
+    ],
+)
+def test_claims_holding_lone_surrogates_or_unsafe_json_are_malformed(
+    verifier: TokenVerifier, overrides: dict[str, Any]
+) -> None:
+    assert reason_of(verifier, hs256_token(HS_HEADER, join_payload(**overrides))) == "malformed"
+
+
+def test_header_holding_a_lone_surrogate_is_malformed(verifier: TokenVerifier) -> None:
+    assert reason_of(verifier, hs256_token({**HS_HEADER, "x": "\ud800"}, join_payload())) == "malformed"
+
+
+def test_display_name_rule_is_the_shared_one() -> None:
+    for name in ("Ana", "  Ana  ", "Zoë Ø", "名前"):
+        minted = mint_join_token(HS_SIGNER, room="r", identity="a", name=name, now=NOW)[1].name
+        assert minted == text.display_name(name)
+
+
+@pytest.mark.parametrize("overrides", [{"name": "Eve\ud800"}, {"note": "\udc00"}])
+async def test_a_join_token_holding_a_lone_surrogate_cannot_join(
+    client: TestClient, overrides: dict[str, Any]
+) -> None:
+    now = int(time.time())
+    payload = join_payload(iss=app.API_KEY, room="r1", iat=now, nbf=now, exp=now + 600, **overrides)
+    token = hs256_token({**HS_HEADER, "kid": app.API_KEY}, payload, app.API_SECRET.encode())
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "join", "token": token, "room": "r1"})
+    reply = await ws.receive_json()
+    assert reply["type"] == "error" and reply["code"] == "token_rejected" and reply["reason"] == "malformed"
+    await ws.close()
+
+
 # --- admin tokens --------------------------------------------------------------------------------------
 
 
 def test_admin_token_is_accepted_and_returns_its_subject(verifier: TokenVerifier) -> None:
     token = mint_admin_token(API_KEY, API_SECRET, now=NOW, subject="ops-cli")
-    assert verifier.verify_admin(token, now=NOW + 60) == "ops-cli"
+    claims = verifier.verify_admin(token, now=NOW + 60)
+    assert claims.subject == "ops-cli" and claims.kid == API_KEY
     payload = jwt.decode(token, options={"verify_signature": False})
     assert payload["aud"] == AUDIENCE_ADMIN and payload["admin"] is True
+    assert (claims.jti, claims.expires_at) == (payload["jti"], payload["exp"])
     assert payload["exp"] - payload["iat"] == 300
 
 
@@ -535,7 +592,7 @@ def test_admin_token_minted_with_plain_pyjwt_is_accepted(verifier: TokenVerifier
     payload = {"iss": API_KEY, "sub": "confctl", "aud": AUDIENCE_ADMIN, "admin": True}
     payload |= {"iat": iat, "nbf": iat, "exp": iat + 300, "jti": "abc"}
     token = jwt.encode(payload, API_SECRET, algorithm="HS256", headers={"kid": API_KEY})
-    assert verifier.verify_admin(token, now=NOW) == "confctl"
+    assert verifier.verify_admin(token, now=NOW).subject == "confctl"
 
 
 def test_join_token_used_as_admin_token_is_rejected_as_not_admin(verifier: TokenVerifier) -> None:
