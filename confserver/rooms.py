@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from . import text
 from .errors import ServiceError, not_found
 from .metrics import Metrics
 from .signaling.messages import encode
+from .signaling.messages import error as error_message
 from .store import ROOM_CAP, ClaimResult, Participant, Room, RoomExistsError, RoomUpdate, Store
 
 log = logging.getLogger("confserver.rooms")
@@ -28,7 +30,13 @@ MAX_EMPTY_TIMEOUT = 7 * 86400
 DEFAULT_STATE: Mapping[str, bool] = {"audio_muted": False, "video_muted": False, "hand_raised": False}
 REJOIN_GRACE = 120.0
 """Seconds after an unplanned disconnect during which the same identity may rejoin a locked room."""
-UNPLANNED = frozenset({"disconnected", "error", "slow_consumer", "too_large", "rate_limited"})
+UNPLANNED = frozenset({"disconnected", "error", "slow_consumer", "too_large", "rate_limited", "seat_lost"})
+CLOSE_SEAT_LOST = 4011
+"""Close code after ``error seat_lost``: the seat lapsed (a store outage longer than the seat lease)
+and could not be taken again. The client may reconnect; its join is then admitted or refused."""
+MAX_KNOWN_ROOMS = 10_000
+"""Room names this node remembers having seen in the store (to refuse re-creating them with default
+settings after the store lost its state); the oldest are forgotten first."""
 
 
 class Peer(Protocol):
@@ -84,8 +92,14 @@ def check_empty_timeout(value: object) -> int:
 
 
 def check_metadata(value: object) -> dict[str, Any]:
+    """Room metadata is sent to every participant in ``joined``: it must encode as UTF-8 JSON
+    (no lone surrogate, only finite numbers, nesting within ``text.MAX_DEPTH``)."""
     if not isinstance(value, dict):
         raise ServiceError("invalid_field", "metadata must be a JSON object")
+    try:
+        text.check(value)
+    except text.UnsafeJson as e:
+        raise ServiceError("invalid_field", f"metadata: {e.message}") from None
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise ServiceError("invalid_field", f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
     return value
@@ -113,12 +127,19 @@ def participant_info(p: Participant) -> dict[str, Any]:
     }
 
 
-_CLAIM_ERRORS = {
-    ClaimResult.ROOM_FULL: ServiceError("room_full", "the room is full", 409),
-    ClaimResult.ROOM_NOT_FOUND: ServiceError("room_not_found", "the room does not exist", 404),
-    ClaimResult.ROOM_LOCKED: ServiceError("room_locked", "the room is locked", 403),
-    ClaimResult.DUPLICATE: ServiceError("duplicate_session", "this session already holds a seat", 409),
+_CLAIM_REFUSALS: Mapping[ClaimResult, tuple[str, str, int]] = {
+    ClaimResult.ROOM_FULL: ("room_full", "the room is full", 409),
+    ClaimResult.ROOM_NOT_FOUND: ("room_not_found", "the room does not exist", 404),
+    ClaimResult.ROOM_LOCKED: ("room_locked", "the room is locked", 403),
+    ClaimResult.DUPLICATE: ("duplicate_session", "this session already holds a seat", 409),
 }
+
+
+def claim_error(result: ClaimResult) -> ServiceError:
+    """A new error for a refused claim. Never keep and re-raise one instance: each raise adds its
+    frames to the instance's traceback, which would keep every refused session alive."""
+    code, message, status = _CLAIM_REFUSALS[result]
+    return ServiceError(code, message, status)
 
 
 class RoomService:
@@ -145,6 +166,34 @@ class RoomService:
         """(room, identity) -> when its connection ended unplanned: it may rejoin a locked room."""
         self._removed: set[tuple[str, str]] = set()
         """(room, identity) removed by a moderator: not admitted again while the room lives here."""
+        self._known: dict[str, None] = {}
+        """Rooms seen in the store (oldest first, at most ``MAX_KNOWN_ROOMS``). If the store loses
+        its state, a join for one of them is refused instead of re-creating it with defaults."""
+        self._store_lost = False
+
+    # --- the store's state ---------------------------------------------------------------------
+
+    async def store_intact(self) -> bool:
+        """``False`` once the store lost its state (see ``Store.state_intact``); checked every
+        heartbeat and before auto-creating a room this node has seen."""
+        intact = await self._store.state_intact(time.time())
+        if not intact and not self._store_lost:
+            self._store_lost = True
+            log.error(
+                "the store lost its state: rooms this node knew are not re-created automatically",
+                extra={"known_rooms": len(self._known)},
+            )
+        return intact
+
+    def _remember(self, *names: str) -> None:
+        for name in names:
+            self._known.pop(name, None)
+            self._known[name] = None
+        while len(self._known) > MAX_KNOWN_ROOMS:
+            del self._known[next(iter(self._known))]
+
+    def _forget(self, name: str) -> None:
+        self._known.pop(name, None)
 
     # --- admin operations -------------------------------------------------------------------
 
@@ -156,7 +205,7 @@ class RoomService:
             name=check_room_name(name),
             max_participants=self._default_max if max_participants is None else max_participants,
             empty_timeout=empty_timeout,
-            metadata=dict(metadata),
+            metadata=check_metadata(dict(metadata)),
             created_at=now,
             updated_at=now,
         )
@@ -164,6 +213,7 @@ class RoomService:
             await self._store.rooms.create(room)
         except RoomExistsError:
             raise ServiceError("room_exists", f"a room named {name} exists already", 409) from None
+        self._remember(room.name)
         log.info("room created", extra={"room": name})
         return room
 
@@ -171,18 +221,24 @@ class RoomService:
         room = await self._store.rooms.get(check_room_name(name))
         if room is None:
             raise not_found("room_not_found", f"no room named {name}")
+        self._remember(room.name)
         return room
 
     async def list_rooms(self) -> list[Room]:
-        return await self._store.rooms.list()
+        rooms = await self._store.rooms.list()
+        self._remember(*(r.name for r in rooms[-MAX_KNOWN_ROOMS:]))
+        return rooms
 
     async def count(self, name: str) -> int:
         return await self._store.seats.count(name, time.time())
 
     async def update_room(self, name: str, changes: RoomUpdate) -> Room:
+        if changes.metadata is not None:
+            check_metadata(dict(changes.metadata))
         room = await self._store.rooms.update(check_room_name(name), changes, time.time())
         if room is None:
             raise not_found("room_not_found", f"no room named {name}")
+        self._remember(room.name)
         self.broadcast(name, {"type": "room_updated", "room": room_info(room)})
         log.info("room updated", extra={"room": name})
         return room
@@ -190,6 +246,7 @@ class RoomService:
     async def delete_room(self, name: str, reason: str = "deleted") -> None:
         if not await self._store.rooms.delete(check_room_name(name)):
             raise not_found("room_not_found", f"no room named {name}")
+        self._forget(name)
         self.close_local_room(name, reason)
         log.info("room deleted", extra={"room": name, "reason": reason})
 
@@ -243,7 +300,9 @@ class RoomService:
             state={**DEFAULT_STATE, **req.state},
         )
         auto = None
-        if self._auto_create:
+        # A room this node has seen is not re-created from defaults once the store lost it
+        # (its cap, lock and settings would silently be replaced).
+        if self._auto_create and (req.room not in self._known or await self.store_intact()):
             auto = Room(
                 name=req.room,
                 max_participants=self._default_max,
@@ -257,11 +316,12 @@ class RoomService:
             participant, now=now, lease=self._lease, auto_create=auto, bypass_lock=rejoining
         )
         if result is not ClaimResult.ADMITTED:
-            raise _CLAIM_ERRORS[result]
+            raise claim_error(result)
         room = await self._store.rooms.get(req.room)
         if room is None:  # deleted between claim and read
             await self._store.seats.release(req.room, req.sid, now)
-            raise _CLAIM_ERRORS[ClaimResult.ROOM_NOT_FOUND]
+            raise claim_error(ClaimResult.ROOM_NOT_FOUND)
+        self._remember(room.name)
         others = [p for p in await self._store.seats.list(req.room, now) if p.sid != req.sid]
         local = self._rooms.setdefault(req.room, _LocalRoom(peers={}, participants={}, jtis={}))
         self.broadcast(req.room, {"type": "participant_joined", "participant": participant_info(participant)})
@@ -294,16 +354,53 @@ class RoomService:
             log.info("participant left", extra={"room": room, "sid": sid, "reason": reason})
 
     async def refresh_leases(self) -> None:
-        """Extend the seats held by this node's connections (run every heartbeat interval)."""
+        """Extend the seats held by this node's connections (run every heartbeat interval).
+
+        After a store outage longer than the lease, seats have lapsed and others may have taken
+        them: each connection here without a seat claims one again (earliest joined first, the cap
+        and the store's atomic claim hold, the lock is bypassed since they were in). One that
+        cannot be seated is closed with ``error seat_lost``; the room never holds more than its cap.
+        """
+        await self.store_intact()
         now = time.time()
         for name, local in list(self._rooms.items()):
-            await self._store.seats.refresh(name, list(local.peers), now=now, lease=self._lease)
+            lost = await self._store.seats.refresh(name, list(local.peers), now=now, lease=self._lease)
+            if lost:
+                await self._reseat(name, lost, now)
+
+    async def _reseat(self, room: str, sids: Iterable[str], now: float) -> None:
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        waiting = [local.participants[sid] for sid in sids if sid in local.participants]
+        waiting.sort(key=lambda p: (p.joined_at, p.sid))
+        for p in waiting:
+            peer = local.peers.get(p.sid)
+            if peer is None:  # left while we waited for the store
+                continue
+            result = await self._store.seats.claim(p, now=now, lease=self._lease, bypass_lock=True)
+            if result is ClaimResult.DUPLICATE:  # seated meanwhile
+                continue
+            if result is ClaimResult.ADMITTED:
+                log.warning("seat taken again after its lease lapsed", extra={"room": room, "sid": p.sid})
+                continue
+            message = (
+                "the room no longer exists"
+                if result is ClaimResult.ROOM_NOT_FOUND
+                else "your seat lapsed during a server outage and the room is now full"
+            )
+            log.warning(
+                "closing a session that lost its seat",
+                extra={"room": room, "sid": p.sid, "result": result.value},
+            )
+            peer.close_with(error_message("seat_lost", message), CLOSE_SEAT_LOST)
 
     async def close_expired_rooms(self) -> list[str]:
         now = time.time()
         self._dropped = {k: t for k, t in self._dropped.items() if now - t < REJOIN_GRACE}
         closed = await self._store.rooms.close_expired(now)
         for name in closed:
+            self._forget(name)
             self.close_local_room(name, "empty_timeout")
             log.info("room closed after empty timeout", extra={"room": name})
         return closed

@@ -6,13 +6,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from confserver.store import RedisStore
 
-from .conftest import AppMaker, connect, create_room, join, join_token
+from .conftest import AppMaker, base_config, connect, create_room, join, join_token
 
 pytestmark = pytest.mark.redis
 
@@ -32,9 +33,12 @@ async def nodes(
     make_client: AppMaker, shared_redis: tuple[RedisStore, RedisStore]
 ) -> AsyncIterator[tuple[TestClient, TestClient]]:
     """Two server nodes on the shared Redis; stopped before their stores are closed (a node's
-    background work must not meet a closed connection pool)."""
-    node_a = await make_client(app_store=shared_redis[0])
-    node_b = await make_client(app_store=shared_redis[1])
+    background work must not meet a closed connection pool). The joins come from one address
+    here, from many in life: the cap on unjoined connections per address is lifted."""
+    cfg = base_config()
+    cfg = replace(cfg, signaling=replace(cfg.signaling, max_unjoined_per_address=cfg.signaling.max_unjoined))
+    node_a = await make_client(cfg, app_store=shared_redis[0])
+    node_b = await make_client(cfg, app_store=shared_redis[1])
     yield node_a, node_b
     await node_a.close()
     await node_b.close()

@@ -120,9 +120,13 @@ class SeatStore(Protocol):
         """Free the seat; ``False`` if it was not held. When the room becomes empty, its
         empty-timeout clock starts at ``now``."""
 
-    async def refresh(self, room: str, sids: Sequence[str], *, now: float, lease: float) -> int:
-        """Extend the leases of the given live seats to ``now + lease``; returns how many were
-        still held (a seat that already lapsed is not revived)."""
+    async def refresh(
+        self, room: str, sids: Sequence[str], *, now: float, lease: float
+    ) -> builtins.list[str]:
+        """Extend the leases of the given live seats to ``now + lease`` and return the sids that
+        no longer hold a seat (lapsed, released, or the room is gone), in the order given, each
+        once. A lapsed seat is not revived here: after a store outage longer than the lease the
+        caller claims it again through ``claim`` (cap respected) or closes the session."""
 
     async def update_state(self, room: str, sid: str, state: Mapping[str, Any]) -> Participant | None:
         """Merge ``state`` into the seat's presence state; ``None`` if no such seat."""
@@ -151,5 +155,13 @@ class Store(Protocol):
 
     async def ping(self) -> bool:
         """``True`` when the backing service answers (readiness)."""
+
+    async def state_intact(self, now: float) -> bool:
+        """``False`` once the store has lost what it held since this node first asked: the
+        backing service restarted empty (a Redis without persistence), so rooms, their settings
+        and revocations are gone. The first call records the store's epoch (creating it at
+        ``now`` in a new store); call it once at start. Stays ``False`` for the life of this
+        store object: only a restart of the node accepts the loss. Raises
+        ``StoreUnavailableError`` when the service cannot be reached."""
 
     async def close(self) -> None: ...

@@ -163,18 +163,22 @@ class MemorySeatStore:
             entry.empty_since = now
         return True
 
-    async def refresh(self, room: str, sids: Sequence[str], *, now: float, lease: float) -> int:
+    async def refresh(
+        self, room: str, sids: Sequence[str], *, now: float, lease: float
+    ) -> builtins.list[str]:
+        unique = list(dict.fromkeys(sids))
         entry = self._data.rooms.get(room)
         if entry is None:
-            return 0
+            return unique
         entry.prune(now)
-        held = 0
-        for sid in dict.fromkeys(sids):
+        lost: list[str] = []
+        for sid in unique:
             seat = entry.seats.get(sid)
-            if seat is not None:
+            if seat is None:
+                lost.append(sid)
+            else:
                 seat.expires_at = max(seat.expires_at, now + lease)
-                held += 1
-        return held
+        return lost
 
     async def update_state(self, room: str, sid: str, state: Mapping[str, Any]) -> Participant | None:
         entry = self._data.rooms.get(room)
@@ -240,6 +244,9 @@ class MemoryStore:
 
     async def ping(self) -> bool:
         return True
+
+    async def state_intact(self, now: float) -> bool:
+        return True  # the state lives and dies with this process
 
     async def close(self) -> None:
         return None

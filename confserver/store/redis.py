@@ -3,7 +3,8 @@
 Keys (under ``prefix``): ``rooms`` (ZSET index of names); ``closing`` (ZSET room -> a lower bound of
 its close time, re-checked and re-scored by ``close_expired``); per room ``room:N`` (hash of JSON
 fields), ``seats:N`` (ZSET sid -> lease expiry), ``seat:N`` (hash sid -> participant JSON),
-``state:N`` (hash sid -> presence JSON); ``revoked:J`` per revoked token id (with a TTL). Rooms and
+``state:N`` (hash sid -> presence JSON); ``revoked:J`` per revoked token id (with a TTL); ``epoch``
+(JSON id and creation time, written once: its loss shows that Redis restarted empty). Rooms and
 seats get no TTL: rooms live until deleted, a TTL would lose the empty-timeout clock, and the scripts
 prune lapsed seats.
 """
@@ -16,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +37,7 @@ from confserver.store.base import (
     SeatStore,
     StoreUnavailableError,
 )
+from confserver.store.memory import MemoryRevocationStore
 
 _REVOCATION_GRACE = 60.0
 """Seconds a revocation key outlives the token, covering clock skew between nodes."""
@@ -107,18 +110,19 @@ if redis.call('ZCARD', seats_key) == 0 then mark_empty(ARGV[2]) end
 return 1
 """
 
-# ARGV: name, now, new expiry, sids...
+# ARGV: name, now, new expiry, sids... Returns the sids that hold no seat.
 _REFRESH = """
-if redis.call('EXISTS', room_key) == 0 then return 0 end
-prune(ARGV[2])
-local held = 0
+local lost = {}
+local exists = redis.call('EXISTS', room_key) == 1
+if exists then prune(ARGV[2]) end
 for i = 4, #ARGV do
-  if redis.call('ZSCORE', seats_key, ARGV[i]) then
+  if exists and redis.call('ZSCORE', seats_key, ARGV[i]) then
     redis.call('ZADD', seats_key, 'XX', 'GT', ARGV[3], ARGV[i])
-    held = held + 1
+  else
+    lost[#lost + 1] = ARGV[i]
   end
 end
-return held
+return lost
 """
 
 # ARGV: name, sid, key/value pairs (each value JSON-encoded; the stored object maps key -> JSON text)
@@ -385,13 +389,16 @@ class RedisSeatStore(_Part):
         with _translate_errors():
             return bool(int(await self._b.release(self._b.keys(room), [room, _num(now), sid])))
 
-    async def refresh(self, room: str, sids: Sequence[str], *, now: float, lease: float) -> int:
+    async def refresh(
+        self, room: str, sids: Sequence[str], *, now: float, lease: float
+    ) -> builtins.list[str]:
         unique = list(dict.fromkeys(sids))
         if not unique:
-            return 0
+            return []
         args = [room, _num(now), _num(now + lease), *unique]
         with _translate_errors():
-            return int(await self._b.refresh(self._b.keys(room), args))
+            reply = await self._b.refresh(self._b.keys(room), args)
+        return [_text(sid) for sid in reply]
 
     async def update_state(self, room: str, sid: str, state: Mapping[str, Any]) -> Participant | None:
         args = [room, sid]
@@ -419,6 +426,13 @@ class RedisSeatStore(_Part):
 
 
 class RedisRevocationStore(_Part):
+    """Revocations in Redis, and a copy in this process of every one this node made or saw, so a
+    Redis that lost its data (restarted without persistence) does not un-revoke a token here."""
+
+    def __init__(self, backend: _Backend) -> None:
+        super().__init__(backend)
+        self._seen = MemoryRevocationStore()
+
     def _key(self, jti: str) -> str:
         return f"{self._b.prefix}revoked:{jti}"
 
@@ -428,11 +442,18 @@ class RedisRevocationStore(_Part):
         ttl_ms = math.ceil((expires_at - now + _REVOCATION_GRACE) * 1000)
         with _translate_errors():
             await self._b.revoke([self._key(jti)], [_num(expires_at), str(ttl_ms)])
+        await self._seen.revoke(jti, expires_at=expires_at, now=now)
 
     async def is_revoked(self, jti: str, now: float) -> bool:
+        if await self._seen.is_revoked(jti, now):
+            return True
         with _translate_errors():
             value = await self._b.client.get(self._key(jti))
-        return value is not None and float(_text(value)) > now
+        if value is None:
+            return False
+        expires_at = float(_text(value))
+        await self._seen.revoke(jti, expires_at=expires_at, now=now)
+        return expires_at > now
 
 
 class RedisStore:
@@ -440,6 +461,10 @@ class RedisStore:
 
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "conf:") -> None:
         self._client = client
+        self._epoch_key = f"{prefix}epoch"
+        self._epoch: str | None = None
+        """The epoch this store object first saw; ``None`` until ``state_intact`` is called."""
+        self._lost = False
         backend = _Backend(client, prefix)
         self.rooms: RoomStore = RedisRoomStore(backend)
         self.seats: SeatStore = RedisSeatStore(backend)
@@ -464,6 +489,32 @@ class RedisStore:
             return bool(await self._client.ping())
         except (redis.exceptions.RedisError, OSError):
             return False
+
+    async def state_intact(self, now: float) -> bool:
+        """Compare the store's epoch with the one seen first. The epoch is written once, when a
+        node first meets an empty Redis, and never expires; if it is gone or replaced, Redis
+        restarted without its data (no ``appendonly``/RDB persistence), so rooms with their
+        settings and the revocations are lost. Logged once as an error; stays lost."""
+        if self._lost:
+            return False
+        with _translate_errors():
+            if self._epoch is None:
+                fresh = json.dumps({"id": secrets.token_hex(16), "created_at": float(now)})
+                await self._client.set(self._epoch_key, fresh, nx=True)
+            current = await self._client.get(self._epoch_key)
+        if self._epoch is None and current is not None:
+            self._epoch = _text(current)
+            return True
+        if current is not None and _text(current) == self._epoch:
+            return True
+        self._lost = True
+        log.error(
+            "the store lost its state: Redis restarted without its data, so rooms, their settings "
+            "and revoked tokens are gone. Configure Redis to persist (appendonly yes) and restart "
+            "this node once the rooms are recreated",
+            extra={"epoch_seen": self._epoch, "epoch_now": None if current is None else _text(current)},
+        )
+        return False
 
     async def close(self) -> None:
         """Close the connections. redis-py can wait forever for a socket to finish closing

@@ -220,7 +220,7 @@ async def test_lapsed_seat_frees_its_place(store: Store) -> None:
 async def test_refresh_keeps_seat_alive(store: Store) -> None:
     await store.rooms.create(make_room(max_participants=1))
     assert await claim(store, "s1") is ClaimResult.ADMITTED
-    assert await store.seats.refresh("standup", ["s1"], now=NOW + 20, lease=LEASE) == 1
+    assert await store.seats.refresh("standup", ["s1"], now=NOW + 20, lease=LEASE) == []
     later = NOW + 45
     assert await store.seats.count("standup", later) == 1
     assert await claim(store, "s2", now=later) is ClaimResult.ROOM_FULL
@@ -231,10 +231,26 @@ async def test_refresh_does_not_revive_a_lapsed_seat(store: Store) -> None:
     await store.rooms.create(make_room())
     assert await claim(store, "old") is ClaimResult.ADMITTED
     assert await claim(store, "new", now=NOW + 20) is ClaimResult.ADMITTED
-    held = await store.seats.refresh("standup", ["old", "new", "new", "ghost"], now=NOW + 40, lease=LEASE)
-    assert held == 1
+    lost = await store.seats.refresh("standup", ["old", "new", "new", "ghost"], now=NOW + 40, lease=LEASE)
+    assert lost == ["old", "ghost"]
     assert [p.sid for p in await store.seats.list("standup", NOW + 40)] == ["new"]
-    assert await store.seats.refresh("missing", ["new"], now=NOW, lease=LEASE) == 0
+    assert await store.seats.refresh("missing", ["a", "b", "a"], now=NOW, lease=LEASE) == ["a", "b"]
+    assert await store.seats.refresh("standup", [], now=NOW + 40, lease=LEASE) == []
+
+
+async def test_seat_lapsed_in_an_outage_is_claimed_again_only_within_the_cap(store: Store) -> None:
+    await store.rooms.create(make_room(max_participants=2))
+    for sid in ("a", "b"):
+        assert await claim(store, sid) is ClaimResult.ADMITTED
+    await store.rooms.update("standup", RoomUpdate(locked=True), NOW)
+    later = NOW + LEASE + 10  # no refresh for longer than the lease: both seats lapsed
+    newcomer = seat("c", joined_at=later)
+    assert await store.seats.claim(newcomer, now=later, lease=LEASE, bypass_lock=True) is ClaimResult.ADMITTED
+    assert await store.seats.refresh("standup", ["a", "b"], now=later, lease=LEASE) == ["a", "b"]
+    again = [await store.seats.claim(seat(s), now=later, lease=LEASE, bypass_lock=True) for s in ("a", "b")]
+    assert again == [ClaimResult.ADMITTED, ClaimResult.ROOM_FULL]
+    assert [p.sid for p in await store.seats.list("standup", later)] == ["a", "c"]
+    assert (await store.seats.get("standup", "a", later)) == seat("a")
 
 
 async def test_release_frees_the_seat_once(store: Store) -> None:
@@ -369,6 +385,61 @@ async def test_revocation_remembered_until_expiry(store: Store) -> None:
 
 async def test_ping_answers(store: Store) -> None:
     assert await store.ping() is True
+
+
+async def test_state_stays_intact_while_the_store_keeps_its_data(store: Store) -> None:
+    assert await store.state_intact(NOW) is True
+    await store.rooms.create(make_room())
+    assert await store.state_intact(NOW + 1) is True
+    assert await store.state_intact(NOW + 2) is True
+
+
+@pytest.mark.redis
+async def test_redis_that_restarted_empty_is_reported_as_state_lost(redis_url: str) -> None:
+    prefix = "epoch:"
+    node_a = await open_store("redis", redis_url=redis_url, prefix=prefix)
+    node_b = await open_store("redis", redis_url=redis_url, prefix=prefix)
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert await node_a.state_intact(NOW) is True
+        assert await node_b.state_intact(NOW + 1) is True  # the same epoch: written once
+        await node_a.revocations.revoke("jti-1", expires_at=NOW + 600, now=NOW)
+        await client.flushdb()  # what a Redis without persistence holds after a restart
+        assert await node_a.state_intact(NOW + 2) is False
+        # a node started afterwards writes a new epoch; the nodes that saw the old one stay lost
+        node_c = await open_store("redis", redis_url=redis_url, prefix=prefix)
+        try:
+            assert await node_c.state_intact(NOW + 3) is True
+        finally:
+            await node_c.close()
+        assert await node_a.state_intact(NOW + 4) is False
+        assert await node_b.state_intact(NOW + 4) is False
+        # the node that revoked the token still refuses it; Redis forgot it
+        assert await node_a.revocations.is_revoked("jti-1", NOW + 5) is True
+        assert await node_b.revocations.is_revoked("jti-1", NOW + 5) is False
+    finally:
+        await client.flushdb()
+        await client.aclose()
+        await node_a.close()
+        await node_b.close()
+
+
+@pytest.mark.redis
+async def test_redis_revocation_seen_once_is_remembered_by_the_node(redis_url: str) -> None:
+    issuer = await open_store("redis", redis_url=redis_url, prefix="seen:")
+    checker = await open_store("redis", redis_url=redis_url, prefix="seen:")
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await issuer.revocations.revoke("jti-1", expires_at=NOW + 600, now=NOW)
+        assert await checker.revocations.is_revoked("jti-1", NOW + 1) is True
+        await client.flushdb()
+        assert await checker.revocations.is_revoked("jti-1", NOW + 2) is True
+        assert await checker.revocations.is_revoked("jti-1", NOW + 600) is False
+    finally:
+        await client.flushdb()
+        await client.aclose()
+        await issuer.close()
+        await checker.close()
 
 
 async def test_redis_store_unreachable_raises_store_unavailable() -> None:
