@@ -27,8 +27,9 @@ class MediaController(Protocol):
 
     async def participant_left(self, room: str, sid: str) -> None: ...
 
-    def ice_servers(self, identity: str) -> list[dict[str, Any]]:
-        """ICE servers for this participant's peer connections (TURN credentials included)."""
+    def ice_servers(self, identity: str, *, not_after: float | None = None) -> list[dict[str, Any]]:
+        """ICE servers for this participant's peer connections (TURN credentials included, valid
+        until ``not_after`` at the latest: the join token's own expiry)."""
 
     async def close(self) -> None: ...
 
@@ -50,7 +51,7 @@ class NoMediaController:
     async def participant_left(self, room: str, sid: str) -> None:
         return None
 
-    def ice_servers(self, identity: str) -> list[dict[str, Any]]:
+    def ice_servers(self, identity: str, *, not_after: float | None = None) -> list[dict[str, Any]]:
         return []
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
 from confserver.config import SfuConfig
 from sfu.core.loadshed import LoadShedding, SheddingConfig
+from sfu.deadline import Deadlines
 from sfu.glue import PacketFilter
 from sfu.metrics import Counters, SfuMetrics
 from sfu.ports import GatherPolicy, PortRange, StaleGuard
@@ -29,10 +30,13 @@ SHEDDING = SheddingConfig()
 
 
 class MediaContext:
-    __slots__ = ("cfg", "clock", "filters", "gather", "load_shedding", "metrics", "ports")
+    __slots__ = ("cfg", "clock", "deadlines", "filters", "gather", "load_shedding", "metrics", "ports")
 
-    def __init__(self, cfg: SfuConfig, metrics: SfuMetrics, filters: PacketFilters) -> None:
+    def __init__(
+        self, cfg: SfuConfig, metrics: SfuMetrics, filters: PacketFilters, deadlines: Deadlines | None = None
+    ) -> None:
         self.cfg = cfg
+        self.deadlines = deadlines or Deadlines()
         self.metrics = metrics
         self.filters = filters
         self.gather = GatherPolicy(addresses=tuple(cfg.bind_addresses), public_ip=cfg.public_ip)

@@ -4,6 +4,12 @@ It keeps the rooms' media state, answers the media messages of ``docs/PROTOCOL.m
 with ``ServiceError`` codes), and runs one timer task for the whole service: keyframe request
 retries, NACK retries, receiver and sender reports, layer re-evaluation, active speakers and
 the metrics flush all happen there, batched, never one task per track.
+
+Hostile input is refused before aiortc sees it (docs/SFU.md, "Hostile input"): descriptions are
+parsed and capped by ``sfu.sdp`` and paid for from each participant's ``SdpBudget``;
+candidates are checked by ``sfu.core.candidate`` and capped per connection; every await on
+aiortc has a deadline (``sfu.deadline``), and a participant whose media call misses it loses
+its media connections (``media_timeout``) without holding up anyone else.
 """
 
 from __future__ import annotations
@@ -12,11 +18,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiortc import RTCIceCandidate
-from aiortc.sdp import candidate_from_sdp
 from prometheus_client import CollectorRegistry
 
 from confserver.config import SfuConfig
@@ -25,13 +30,16 @@ from confserver.media import SendFn
 from confserver.signaling.messages import MediaMessage
 from sfu import requests, udpmux
 from sfu.context import MediaContext, PacketFilters
+from sfu.core.budget import BudgetConfig, SdpBudget
+from sfu.core.candidate import CandidateError, parse_candidate
 from sfu.core.simulcast import LayerLimits
-from sfu.glue import check_versions
+from sfu.deadline import Deadlines, timed_out, within
+from sfu.glue import check_versions, remote_candidate_count
 from sfu.metrics import SfuMetrics
 from sfu.ports import PortRange, check_port_free, receive_buffer_warning
 from sfu.publisher import Publisher
 from sfu.room import Member, Room
-from sfu.sdp import SdpError, parse_sdp, section_for_rid_check
+from sfu.sdp import SdpError, check_bundle, parse_sdp, section_for_rid_check
 from sfu.subscriber import Subscriber
 from sfu.turn import ice_servers_for
 
@@ -39,6 +47,12 @@ log = logging.getLogger("sfu")
 
 TICK = 0.05
 FLUSH_INTERVAL = 1.0
+SDP_BUDGET = BudgetConfig()
+MAX_REMOTE_CANDIDATES = 32
+"""Remote candidates one connection takes (each gets connectivity checks from the server)."""
+MAX_SCREEN_SUBSCRIPTIONS = 8
+"""Screen shares one subscriber may receive at once, beyond ``max_video_subscriptions``."""
+PUBLISH_PERMISSIONS = frozenset(permission for _kind, permission in requests.SOURCES.values())
 
 
 class SfuController:
@@ -50,6 +64,8 @@ class SfuController:
         metrics_registry: CollectorRegistry | None = None,
         *,
         packet_filters: PacketFilters | None = None,
+        deadlines: Deadlines | None = None,
+        sdp_budget: BudgetConfig = SDP_BUDGET,
     ) -> None:
         check_versions()
         PortRange(cfg.port_min, cfg.port_max)  # refuse a bad range now, not at the first join
@@ -62,6 +78,8 @@ class SfuController:
         self._cfg = cfg
         self.metrics = SfuMetrics(metrics_registry)
         self._filters = packet_filters or PacketFilters()
+        self._deadlines = deadlines or Deadlines()
+        self._budget = sdp_budget
         self._ctx: MediaContext | None = None
         self._rooms: dict[str, Room] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -78,7 +96,9 @@ class SfuController:
         r = self._rooms.get(room)
         if r is None:
             r = self._rooms[room] = Room(room, ctx)
-        member = Member(sid, identity, frozenset(permissions), send)
+        member = Member(
+            sid, identity, frozenset(permissions), send, budget=SdpBudget(self._budget, ctx.clock())
+        )
         r.members[sid] = member
         for track in list(r.tracks.values()):
             send({"type": "track_published", "track": track.announce()})
@@ -96,6 +116,16 @@ class SfuController:
         member = r.members.get(sid) if r is not None else None
         if r is None or member is None:
             raise ServiceError("not_joined", "this session has no media state in the room")
+        if member.media_failed:
+            raise timed_out("an earlier media call", self._deadlines.media)
+        try:
+            await self._dispatch(r, member, message)
+        except ServiceError as exc:
+            if exc.code == "media_timeout":
+                await self._drop_media(r, member)
+            raise
+
+    async def _dispatch(self, r: Room, member: Member, message: MediaMessage) -> None:
         body = message.body
         kind = message.type
         if kind == "publish_offer":
@@ -127,10 +157,15 @@ class SfuController:
         if not r.members:
             self._rooms.pop(room, None)
 
-    def ice_servers(self, identity: str) -> list[dict[str, Any]]:
+    def ice_servers(self, identity: str, *, not_after: float | None = None) -> list[dict[str, Any]]:
         cfg = self._cfg
         return ice_servers_for(
-            cfg.ice_servers, identity, secret=cfg.turn_secret, now=time.time(), ttl=cfg.turn_credential_ttl
+            cfg.ice_servers,
+            identity,
+            secret=cfg.turn_secret,
+            now=time.time(),
+            ttl=cfg.turn_credential_ttl,
+            not_after=not_after,
         )
 
     async def close(self) -> None:
@@ -152,12 +187,16 @@ class SfuController:
     # --- publishing ----------------------------------------------------------------------------
 
     async def _publish_offer(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+        if not member.permissions & PUBLISH_PERMISSIONS:
+            raise ServiceError("forbidden", "this token does not allow publishing")
         wanted = requests.published_tracks(body)
         for entry in wanted:
             if entry.permission not in member.permissions:
                 raise ServiceError("forbidden", f"this token does not allow publishing {entry.source}")
+        self._charge(member, body.get("sdp"))
         try:
             info = parse_sdp(body.get("sdp"))
+            check_bundle(info, member.publisher.offer if member.publisher is not None else None)
             for entry in wanted:
                 section = info.section(entry.mid)
                 if section is None:
@@ -178,12 +217,12 @@ class SfuController:
             )
         publisher = member.publisher
         try:
-            async with member.lock:
+            async with self._negotiating(member):
                 answer, added, removed = await publisher.answer(info, body["sdp"], wanted)
         except Exception as exc:
-            if publisher.closed:
+            if publisher.closed and not member.media_failed:
                 return  # the participant left while the offer was being answered
-            if fresh:
+            if fresh and member.publisher is publisher:
                 member.publisher = None
                 await publisher.close()
             if isinstance(exc, ServiceError):
@@ -199,8 +238,8 @@ class SfuController:
             room.publish(track)
 
     def _unpublish(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
-        track_id = body.get("track")
-        track = member.publisher.unpublish(str(track_id)) if member.publisher is not None else None
+        track_id = requests.unpublished_track(body)
+        track = member.publisher.unpublish(track_id) if member.publisher is not None else None
         if track is None:
             raise ServiceError("unknown_track", f"you publish no track {track_id}")
         room.unpublish(track)
@@ -214,8 +253,9 @@ class SfuController:
         sdp = body.get("sdp")
         if not isinstance(sdp, str):
             raise ServiceError("bad_sdp", "sdp must be a string")
+        self._charge(member, sdp)
         try:
-            async with member.lock:
+            async with self._negotiating(member):
                 await sub.on_answer(sdp)
         except ServiceError:
             raise
@@ -251,6 +291,11 @@ class SfuController:
                 "too_many_subscriptions",
                 f"at most {self._cfg.max_video_subscriptions} video tracks at once (screen shares excepted)",
             )
+        screens = [t for t in wanted if t in room.tracks and room.tracks[t].source == "screen"]
+        if len(screens) > MAX_SCREEN_SUBSCRIPTIONS:
+            raise ServiceError(
+                "too_many_subscriptions", f"at most {MAX_SCREEN_SUBSCRIPTIONS} screen shares at once"
+            )
         need_offer = False
         map_changed = False
         for change in changes:
@@ -267,7 +312,7 @@ class SfuController:
             else:
                 map_changed |= sub.unsubscribe(track.id)
         if need_offer:
-            async with member.lock:
+            async with self._negotiating(member):
                 await sub.negotiate()
         elif map_changed:
             sub.send_track_map()
@@ -279,28 +324,83 @@ class SfuController:
         pc_owner = member.publisher if cand.target == "publish" else member.subscriber
         if pc_owner is None:
             raise ServiceError("bad_field", f"there is no {cand.target} connection yet")
-        transceivers = pc_owner.pc.getTransceivers()
+        pc = pc_owner.pc
+        transceivers = pc.getTransceivers()
         if not transceivers or transceivers[0].mid is None:
             raise ServiceError("bad_field", f"the {cand.target} connection is not negotiated yet")
+        seconds = self._deadlines.media
         if cand.candidate is None:
-            await pc_owner.pc.addIceCandidate(None)
+            await within(seconds, pc.addIceCandidate(None), "ending the candidates")
             return
         try:
-            candidate: RTCIceCandidate = candidate_from_sdp(cand.candidate)
-        except (ValueError, IndexError) as exc:
-            raise ServiceError("bad_field", f"candidate is not valid: {exc}") from None
-        candidate.sdpMid = transceivers[0].mid  # every m-line shares the first one's transport
-        candidate.sdpMLineIndex = 0
+            parsed = parse_candidate(cand.candidate)
+        except CandidateError as exc:
+            raise ServiceError("bad_candidate", f"candidate refused: {exc}") from None
+        if max(pc_owner.remote_candidates, remote_candidate_count(pc)) >= MAX_REMOTE_CANDIDATES:
+            raise ServiceError(
+                "too_many_candidates", f"a connection takes at most {MAX_REMOTE_CANDIDATES} remote candidates"
+            )
+        pc_owner.remote_candidates += 1
+        candidate = RTCIceCandidate(
+            component=parsed.component,
+            foundation=parsed.foundation,
+            ip=parsed.address,
+            port=parsed.port,
+            priority=parsed.priority,
+            protocol=parsed.protocol,
+            type=parsed.type,
+            relatedAddress=parsed.related_address,
+            relatedPort=parsed.related_port,
+            tcpType=parsed.tcp_type,
+            sdpMid=transceivers[0].mid,  # every m-line shares the first one's transport
+            sdpMLineIndex=0,
+        )
         try:
-            await pc_owner.pc.addIceCandidate(candidate)
+            await within(seconds, pc.addIceCandidate(candidate), "adding a candidate")
+        except ServiceError:
+            raise
         except Exception as exc:
-            raise ServiceError("bad_field", f"candidate refused: {exc}") from None
+            raise ServiceError("bad_candidate", f"candidate refused: {exc}") from None
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _charge(self, member: Member, sdp: object) -> None:
+        """Pay for parsing a description from ``member`` (``SdpBudget``), before parsing it."""
+        size = len(sdp) if isinstance(sdp, str) else 0
+        if member.budget is not None and not member.budget.charge(size, self._context().clock()):
+            cfg = self._budget
+            raise ServiceError(
+                "rate_limited",
+                f"at most {cfg.descriptions} descriptions and {cfg.chars // 1024} KiB of SDP per "
+                f"{cfg.window:g} s; this one was not processed",
+            )
+
+    @contextlib.asynccontextmanager
+    async def _negotiating(self, member: Member) -> AsyncIterator[None]:
+        """One negotiation step of ``member`` at a time; waiting for the turn has the media
+        deadline too, and a participant whose media was closed meanwhile gets no turn."""
+        seconds = self._deadlines.media
+        await within(seconds, member.lock.acquire(), "waiting for the previous negotiation")
+        try:
+            if member.media_failed:
+                raise timed_out("an earlier media call", seconds)
+            yield
+        finally:
+            member.lock.release()
+
+    async def _drop_media(self, room: Room, member: Member) -> None:
+        """A media call of ``member`` missed its deadline: close its connections for good (its
+        signaling session stays; further media messages get ``media_timeout``)."""
+        if member.media_failed:
+            return
+        member.media_failed = True
+        log.warning("a media call of %s missed its deadline; its media connections are closed", member.sid)
+        await self._close_member(room, member)
+        member.publisher = member.subscriber = None
+
     def _context(self) -> MediaContext:
         if self._ctx is None:
-            self._ctx = MediaContext(self._cfg, self.metrics, self._filters)
+            self._ctx = MediaContext(self._cfg, self.metrics, self._filters, self._deadlines)
         if self._ticker is None and not self._closed:
             self._ticker = asyncio.create_task(self._run_timers(), name="sfu-timers")
         return self._ctx

@@ -13,6 +13,8 @@ aioice 0.13, checked at start): aiortc's public API hands out decoded frames, an
 - ``prepare_gathering``: host candidates on chosen addresses, on the shared media port or in the
   UDP port range, optionally advertising a public address (NAT 1:1).
 - ``IceRestart``: a fresh ICE agent under an established DTLS/SRTP session.
+- ``remote_candidate_count`` / ``release_sockets``: the candidates an agent holds (capped per
+  connection); a connection whose close is stuck gives its sockets back anyway.
 """
 
 from __future__ import annotations
@@ -507,6 +509,24 @@ def local_ports(pc: RTCPeerConnection) -> list[int]:
         for protocol in dtls.transport._connection._protocols:
             out.append(protocol.transport.get_extra_info("sockname")[1])
     return out
+
+
+def remote_candidate_count(pc: RTCPeerConnection) -> int:
+    """Remote candidates ``pc``'s ICE agent holds (each one gets connectivity checks)."""
+    return sum(len(dtls.transport._connection.remote_candidates) for dtls in _transports(pc))
+
+
+def release_sockets(pc: RTCPeerConnection) -> None:
+    """Close the sockets of ``pc``'s ICE agents without waiting on anything: for a connection
+    whose ``close()`` did not finish in time (a stuck close must not hold ports forever)."""
+    for dtls in _transports(pc):
+        ice = dtls.transport
+        connections = {ice._connection, ice.iceGatherer._connection}
+        for connection in connections:
+            for protocol in connection._protocols:
+                transport = protocol.transport
+                if transport is not None and not transport.is_closing():
+                    transport.close()
 
 
 # --- ICE restart ----------------------------------------------------------------------------------

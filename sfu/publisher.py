@@ -24,12 +24,14 @@ from sfu.core.keyrequest import KeyframeRequester
 from sfu.core.routing import IncomingRouter, Route, TrackRouting
 from sfu.core.rtcp import Nack, Pli, ReceiverReport, RtcpParseError, SenderReport, parse_rtcp
 from sfu.core.rtp import RtpParseError, RtpView
+from sfu.deadline import close_connection, within
 from sfu.glue import (
     IceRestart,
     RtpWriter,
     accept_forward_only_codecs,
     local_ports,
     prepare_gathering,
+    release_sockets,
     take_over_media,
 )
 from sfu.requests import PublishedTrack
@@ -85,6 +87,8 @@ class Publisher:
         self._send = send
         self._demands: dict[str, LayerDemand] = {}  # by mid, video tracks only
         self._last_demand = 0.0
+        self.offer: SessionInfo | None = None  # the last offer applied
+        self.remote_candidates = 0  # trickled since the last ICE (re)start
         self.closed = False
 
     # --- negotiation ---------------------------------------------------------------------------
@@ -92,26 +96,46 @@ class Publisher:
     async def answer(
         self, info: SessionInfo, sdp: str, wanted: list[PublishedTrack]
     ) -> tuple[str, list[UpTrack], list[UpTrack]]:
-        """Apply a client offer; returns (answer sdp, tracks added, tracks removed)."""
+        """Apply a client offer (``info`` is ``sdp`` parsed, checked with ``check_bundle``);
+        returns (answer sdp, tracks added, tracks removed). Every await on aiortc has the
+        media deadline (``media_timeout``)."""
         pc = self.pc
+        seconds = self._ctx.deadlines.media
         ufrags = info.ice_ufrags()
         restart: IceRestart | None = None
         if self._remote_ufrags and ufrags != self._remote_ufrags and pc.connectionState != "new":
             if self._restart is not None:
-                await self._restart.cancel()
-            restart = await IceRestart.begin(pc, self._ctx.gather, self._ctx.ports)
+                restart, self._restart = self._restart, None
+                await within(seconds, restart.cancel(), "ending the previous ICE restart")
+            begun = IceRestart.begin(pc, self._ctx.gather, self._ctx.ports)
+            restart = await within(seconds, begun, "gathering for an ICE restart")
+            self.remote_candidates = 0
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:
-            if restart is not None:
-                await restart.cancel()
-            raise ServiceError("bad_sdp", f"the offer was refused: {exc}") from None
-        lossy = self._ctx.filters.incoming
-        take_over_media(pc, self.on_rtp, self.on_rtcp, drop_incoming=lossy, skip_encrypted=self.skip_silence)
-        accept_forward_only_codecs(pc, info)
-        answer = await pc.createAnswer()
-        prepare_gathering(pc, self._ctx.gather, self._ctx.ports)
-        await pc.setLocalDescription(answer)
+            try:
+                await within(
+                    seconds,
+                    pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer")),
+                    "applying the offer",
+                )
+            except ServiceError:
+                raise
+            except Exception as exc:
+                raise ServiceError("bad_sdp", f"the offer was refused: {exc}") from None
+            lossy = self._ctx.filters.incoming
+            take_over_media(
+                pc, self.on_rtp, self.on_rtcp, drop_incoming=lossy, skip_encrypted=self.skip_silence
+            )
+            accept_forward_only_codecs(pc, info)
+            answer = await within(seconds, pc.createAnswer(), "creating the answer")
+            prepare_gathering(pc, self._ctx.gather, self._ctx.ports)
+            await within(seconds, pc.setLocalDescription(answer), "applying the answer")
+        except BaseException:
+            if restart is not None:  # its new agent and sockets must not outlive the failure
+                try:
+                    await within(self._ctx.deadlines.close, restart.cancel(), "ending the ICE restart")
+                except ServiceError:
+                    log.warning("an abandoned ICE restart did not end in time")
+            raise
         if not local_ports(pc):
             raise ServiceError("media_unavailable", "no UDP port is free for media on this server")
         local = pc.localDescription.sdp
@@ -120,6 +144,7 @@ class Publisher:
             restart.start(first.ice_ufrag, first.ice_pwd)
             self._restart = restart
         self._remote_ufrags = ufrags
+        self.offer = info
         try:
             accepted = parse_sdp(local)
         except SdpError as exc:  # our own answer: a bug, not the client's fault
@@ -133,6 +158,9 @@ class Publisher:
         self, offer: SessionInfo, answer: SessionInfo, wanted: list[PublishedTrack]
     ) -> tuple[list[UpTrack], list[UpTrack]]:
         by_mid = {t.mid: t for t in wanted}
+        # track ids stay stable for the m-lines still offered; the others are forgotten, so the
+        # map is never larger than an offer (sdp.MAX_MEDIA m-lines)
+        self._ids = {mid: tid for mid, tid in self._ids.items() if offer.section(mid) is not None}
         added: list[UpTrack] = []
         removed = [t for mid, t in self.tracks.items() if mid not in by_mid]
         for gone in removed:
@@ -187,9 +215,6 @@ class Publisher:
                 self.router.set_tracks(self._routing)
                 return track
         return None
-
-    async def add_candidate(self, candidate: object) -> None:
-        await self.pc.addIceCandidate(candidate)  # type: ignore[arg-type]
 
     # --- the packet path -----------------------------------------------------------------------
 
@@ -317,9 +342,15 @@ class Publisher:
         self.closed = True
         self._ctx.metrics.paused_layers.dec(sum(d.paused for d in self._demands.values()))
         self._demands.clear()
+        deadline = self._ctx.deadlines.close
         if self._restart is not None:
-            await self._restart.cancel()
-        await self.pc.close()
+            restart, self._restart = self._restart, None
+            try:
+                await within(deadline, restart.cancel(), "ending an ICE restart")
+            except ServiceError:
+                log.warning("an ICE restart did not end within %g s", deadline)
+                release_sockets(self.pc)
+        await close_connection(self.pc, deadline)
         if self._pc_open:
             self._pc_open = False
             self._ctx.closed_peer_connection()

@@ -133,6 +133,10 @@ def subscription_changes(body: Mapping[str, Any]) -> list[SubscriptionChange]:
     return out
 
 
+def unpublished_track(body: Mapping[str, Any]) -> str:
+    return _string(body, "track", "unpublish")
+
+
 def ice_candidate(body: Mapping[str, Any]) -> Candidate:
     target = body.get("target")
     if target not in ("publish", "subscribe"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from sfu.context import MediaContext
 from sfu.core.audio import ActiveSpeakers, AudioConfig
+from sfu.core.budget import SdpBudget
 from sfu.publisher import Publisher
 from sfu.subscriber import Subscriber
 from sfu.uptrack import UpTrack
@@ -35,6 +36,8 @@ class Member:
     subscriber: Subscriber | None = None
     muted: set[str] = field(default_factory=set)  # kinds muted by the participant or a moderator
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one negotiation step at a time
+    budget: SdpBudget | None = None  # descriptions this participant may still send (rate_limited)
+    media_failed: bool = False  # a media call missed its deadline: connections closed for good
 
 
 class Room:

@@ -12,14 +12,24 @@ number names two codec configurations in the BUNDLE group.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from sfu.core.candidate import CandidateError, parse_candidate
+
+# Caps on one description: together they keep parsing it (here, then in aiortc) linear and
+# cheap, ~2-3 ms for the largest one signaling lets through (docs/SFU.md, "Hostile input").
 MAX_SDP_CHARS = 65536
 MAX_LINES = 4000
+MAX_LINE_CHARS = 1024
 MAX_MEDIA = 64
 MAX_RIDS = 4
+MAX_SSRC_LINES = 64  # a=ssrc lines per m-line (a browser writes 2 to 4 per SSRC)
+MAX_SSRCS = 16  # distinct SSRCs per m-line (simulcast with RTX and FEC needs 6 to 9)
+MAX_CANDIDATES = 32  # a=candidate lines per m-line
+MAX_CANDIDATE_LINES = 256  # and in the whole description
 KINDS = frozenset({"audio", "video", "application"})
 DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 
@@ -35,6 +45,10 @@ FORWARDED_EXTENSIONS = frozenset({URI_AUDIO_LEVEL, URI_ABS_SEND_TIME, URI_VIDEO_
 """Extensions copied from publisher to subscriber; MID and RIDs are the publisher's own names."""
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
+_MID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")  # a token (RFC 5888, RFC 8866)
+# what Python's str.splitlines (and so aiortc) also takes for a line break, and other controls:
+# a description must read as the same lines here and there
+_STRAY_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85\u2028\u2029]|\r(?!\n)")
 
 
 class SdpError(ValueError):
@@ -127,20 +141,24 @@ class _Section:
         self.port = port
         self.pts = pts
         self.mid = ""
-        self.direction = "sendrecv"
+        self.direction = ""  # JSEP writes one in every m-line; aiortc fails on none
         self.rtpmap: dict[int, tuple[str, int, int | None]] = {}
         self.fmtp: dict[int, str] = {}
         self.extensions: dict[str, int] = {}
         self.rids: list[str] = []
         self.simulcast: list[str] = []
-        self.ssrcs: list[int] = []
+        self.ssrcs: dict[int, None] = {}  # insertion-ordered set: linear de-duplication
+        self.ssrc_lines = 0
+        self.candidates = 0
         self.fid: list[tuple[int, int]] = []
         self.ufrag = ""
         self.pwd = ""
 
     def attribute(self, name: str, value: str) -> None:
         if name == "mid":
-            self.mid = value.strip()
+            if _MID.fullmatch(value) is None:
+                raise SdpError(f"bad mid: {value[:40]!r}")
+            self.mid = value
         elif name in DIRECTIONS and not value:
             self.direction = name
         elif name == "rtpmap":
@@ -170,9 +188,23 @@ class _Section:
                     if first:
                         self.simulcast.append(first)
         elif name == "ssrc":
-            ssrc = _int(value.split(" ")[0], "ssrc")
-            if ssrc not in self.ssrcs:
-                self.ssrcs.append(ssrc)
+            self.ssrc_lines += 1
+            if self.ssrc_lines > MAX_SSRC_LINES:
+                raise SdpError(f"m-line {self.index} has more than {MAX_SSRC_LINES} a=ssrc lines")
+            ssrc_text, _, desc = value.partition(" ")
+            if ":" not in desc:
+                raise SdpError(f"bad ssrc attribute: {value[:60]!r}")
+            self.ssrcs[_int(ssrc_text, "ssrc")] = None
+            if len(self.ssrcs) > MAX_SSRCS:
+                raise SdpError(f"m-line {self.index} names more than {MAX_SSRCS} SSRCs")
+        elif name == "candidate":
+            self.candidates += 1
+            if self.candidates > MAX_CANDIDATES:
+                raise SdpError(f"m-line {self.index} has more than {MAX_CANDIDATES} candidates")
+            try:
+                parse_candidate(value)
+            except CandidateError as exc:
+                raise SdpError(f"bad candidate: {exc}") from None
         elif name == "ssrc-group":
             parts = value.split()
             if parts and parts[0] == "FID" and len(parts) == 3:
@@ -202,6 +234,8 @@ class _Section:
     def build(self, session_ufrag: str, session_pwd: str) -> MediaSection:
         if not self.mid:
             raise SdpError(f"m-line {self.index} has no a=mid")
+        if not self.direction and self.kind != "application":
+            raise SdpError(f"m-line {self.mid} has no direction attribute (a=sendrecv, a=sendonly, ...)")
         rids: tuple[str, ...] = ()
         if self.rids:
             order = [r for r in self.simulcast if r in self.rids] or self.rids
@@ -210,7 +244,7 @@ class _Section:
             index=self.index,
             kind=self.kind,
             mid=self.mid,
-            direction=self.direction,
+            direction=self.direction or "sendrecv",
             port=self.port,
             codecs=self.codecs(),
             extensions=MappingProxyType(dict(self.extensions)),
@@ -228,15 +262,20 @@ def parse_sdp(text: object) -> SessionInfo:
         raise SdpError("sdp must be a string")
     if len(text) > MAX_SDP_CHARS:
         raise SdpError(f"sdp is longer than {MAX_SDP_CHARS} characters")
+    stray = _STRAY_CONTROL.search(text)
+    if stray is not None:
+        raise SdpError(f"sdp contains a control character ({ord(stray.group()[0]):#x}) outside CRLF")
+    if text.count("\n") > MAX_LINES:
+        raise SdpError(f"sdp has more than {MAX_LINES} lines")
     lines = [line.rstrip("\r") for line in text.split("\n")]
     lines = [line for line in lines if line]
-    if len(lines) > MAX_LINES:
-        raise SdpError("sdp has too many lines")
+    if any(len(line) > MAX_LINE_CHARS for line in lines):
+        raise SdpError(f"sdp has a line longer than {MAX_LINE_CHARS} characters")
     if not lines or lines[0] != "v=0":
         raise SdpError("sdp must start with v=0")
     sections: list[_Section] = []
     session_ufrag = session_pwd = ""
-    bundle: tuple[str, ...] = ()
+    bundle: tuple[str, ...] | None = None
     has_origin = False
     fingerprint = False
     for line in lines[1:]:
@@ -264,7 +303,9 @@ def parse_sdp(text: object) -> SessionInfo:
                 session_ufrag = attr.strip()
             elif name == "ice-pwd":
                 session_pwd = attr.strip()
-            elif name == "group" and attr.startswith("BUNDLE"):
+            elif name == "group" and attr.split(" ")[0] == "BUNDLE":
+                if bundle is not None:
+                    raise SdpError("sdp has more than one BUNDLE group")
                 bundle = tuple(attr.split()[1:])
     if not has_origin:
         raise SdpError("sdp has no o= line")
@@ -276,12 +317,37 @@ def parse_sdp(text: object) -> SessionInfo:
     mids = [m.mid for m in media]
     if len(set(mids)) != len(mids):
         raise SdpError("two m-lines have the same mid")
+    if sum(s.candidates for s in sections) > MAX_CANDIDATE_LINES:
+        raise SdpError(f"sdp has more than {MAX_CANDIDATE_LINES} candidates")
+    if bundle is not None:
+        # aiortc takes the first mid as the transport's owner and tears down the transport of
+        # every other one: a mid named twice, or the owner named again, stops the connection's
+        # only transport (and waits forever when an ICE restart is under way)
+        if len(set(bundle)) != len(bundle):
+            raise SdpError("the BUNDLE group names a mid twice")
+        unknown = set(bundle) - set(mids)
+        if unknown:
+            raise SdpError(f"the BUNDLE group names no m-line's mid: {sorted(unknown)[0][:20]!r}")
     for m in media:
         if not m.ice_ufrag or not m.ice_pwd:
             raise SdpError(f"m-line {m.mid} has no ICE credentials")
         if m.kind != "application" and m.port != 0 and not m.media_codecs():
             raise SdpError(f"m-line {m.mid} offers no codec")
-    return SessionInfo(media=media, ice_ufrag=session_ufrag, bundle=bundle)
+    return SessionInfo(media=media, ice_ufrag=session_ufrag, bundle=bundle or ())
+
+
+def check_bundle(info: SessionInfo, previous: SessionInfo | None = None) -> None:
+    """A client's description for one of the SFU's connections, as the connection can take it:
+    every m-line on one transport (max-bundle), which belongs to the first m-line, so the BUNDLE
+    group (when there is one) starts with the first m-line's mid; and, renegotiating after
+    ``previous``, the m-lines keep their kinds and mids in order, new ones after them (JSEP).
+    aiortc would otherwise stop the one transport, or add a transceiver for every new mid."""
+    if info.bundle and info.bundle[0] != info.media[0].mid:
+        raise SdpError("the BUNDLE group must start with the first m-line's mid")
+    if previous is not None:
+        before = [(m.kind, m.mid) for m in previous.media]
+        if [(m.kind, m.mid) for m in info.media[: len(before)]] != before:
+            raise SdpError("a new offer must keep the previous offer's m-lines (kinds and mids, in order)")
 
 
 def complete_simulcast_answer(answer: str, offer: SessionInfo) -> str:

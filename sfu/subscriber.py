@@ -24,6 +24,7 @@ from sfu.context import MediaContext
 from sfu.core.actions import SendNack, SendRtp
 from sfu.core.rtcp import Fir, Nack, Pli, Remb, RtcpParseError, parse_rtcp
 from sfu.core.simulcast import LayerLimits
+from sfu.deadline import close_connection, within
 from sfu.forwarder import VideoForwarder
 from sfu.glue import (
     RtpWriter,
@@ -33,7 +34,7 @@ from sfu.glue import (
     separate_streams,
     take_over_media,
 )
-from sfu.sdp import SdpError, SessionInfo, add_forward_only_codecs, parse_sdp
+from sfu.sdp import SdpError, SessionInfo, add_forward_only_codecs, check_bundle, parse_sdp
 from sfu.slot import Slot, SlotParams
 from sfu.uptrack import UpTrack
 
@@ -70,6 +71,7 @@ class Subscriber:
         self._in_flight = False
         self._pending = False
         self._last_report = 0.0
+        self.remote_candidates = 0  # trickled by the client
         self.ready = False  # a first answer was applied: audio slots can carry sources
         self.closed = False
 
@@ -110,17 +112,18 @@ class Subscriber:
         # neuter new transceivers now: an earlier negotiation's connect task may reach them (and
         # start aiortc's sender with its own RTP/RTCP loops) while the answer is being applied
         take_over_media(self.pc, _ignore_rtp, self.on_rtcp)
+        seconds = self._ctx.deadlines.media
         try:
             separate_streams(self.pc)
-            created = await self.pc.createOffer()
+            created = await within(seconds, self.pc.createOffer(), "creating a subscribe offer")
             offer = RTCSessionDescription(sdp=add_forward_only_codecs(created.sdp), type="offer")
             prepare_gathering(self.pc, self._ctx.gather, self._ctx.ports)
-            await self.pc.setLocalDescription(offer)
+            await within(seconds, self.pc.setLocalDescription(offer), "applying a subscribe offer")
             if not local_ports(self.pc):
                 raise ServiceError("media_unavailable", "no UDP port is free for media on this server")
             sdp = self.pc.localDescription.sdp
             self._offer = parse_sdp(sdp)
-        except Exception:
+        except BaseException:
             self._in_flight = False
             raise
         for slot, transceiver in zip(self._slots(), self.pc.getTransceivers(), strict=True):
@@ -133,12 +136,19 @@ class Subscriber:
             raise ServiceError("unexpected_answer", "no subscribe offer is waiting for an answer")
         try:
             info = parse_sdp(sdp)
+            check_bundle(info)
         except SdpError as exc:
             raise ServiceError("bad_sdp", f"subscribe answer: {exc}") from None
         if [(m.kind, m.mid) for m in info.media] != [(m.kind, m.mid) for m in offer.media]:
             raise ServiceError("bad_sdp", "the answer's m-lines do not match the offer")
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await within(
+                self._ctx.deadlines.media,
+                self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer")),
+                "applying the subscribe answer",
+            )
+        except ServiceError:
+            raise
         except Exception as exc:
             raise ServiceError("bad_sdp", f"the answer was refused: {exc}") from None
         take_over_media(self.pc, _ignore_rtp, self.on_rtcp)
@@ -337,7 +347,7 @@ class Subscriber:
         for slot in self.audio:
             if slot.track is not None:
                 self.release_audio(slot.track)
-        await self.pc.close()
+        await close_connection(self.pc, self._ctx.deadlines.close)
         if self._pc_open:
             self._pc_open = False
             self._ctx.closed_peer_connection()

@@ -58,7 +58,7 @@ def test_a_chromium_simulcast_offer_is_read() -> None:
         ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:x\r\n", "mid"),
         ("v=0\r\no=x\r\nnonsense\r\n", "not an sdp line"),
         ("v=0\r\no=x\r\nm=video 99999 UDP 96\r\n", "port"),
-        ("v=0\r\n" + "a=x\r\n" * 5000, "too many lines"),
+        ("v=0\r\n" + "a=x\r\n" * 5000, "more than 4000 lines"),
         ("x" * 70000, "longer"),
     ],
 )
@@ -168,6 +168,7 @@ OFFER_REUSING_96 = "\r\n".join(
         "a=ice-pwd:p",
         "m=audio 9 UDP/TLS/RTP/SAVPF 96 0",
         "a=mid:0",
+        "a=sendonly",
         "a=rtpmap:96 opus/48000/2",
         "a=rtpmap:0 PCMU/8000",
         *(
@@ -176,6 +177,7 @@ OFFER_REUSING_96 = "\r\n".join(
             for line in (
                 "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
                 f"a=mid:{mid}",
+                "a=sendonly",
                 "a=rtpmap:96 VP8/90000",
                 "a=rtcp-fb:96 nack pli",
                 "a=rtpmap:97 rtx/90000",
