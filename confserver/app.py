@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -114,6 +115,8 @@ def create_app(
 
 def _background(cfg: Config, rooms: RoomService):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        with contextlib.suppress(StoreUnavailableError):
+            await rooms.store_intact()  # records the store's epoch: a store that loses it is noticed
         tasks = [
             asyncio.create_task(
                 _every(cfg.signaling.heartbeat_interval, rooms.refresh_leases), name="lease-refresh"
@@ -148,12 +151,16 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
     try:
-        ok = await asyncio.wait_for(request.app[STORE].ping(), 2.0)
+        ok = await asyncio.wait_for(store.ping(), 2.0)
+        intact = ok and await asyncio.wait_for(store.state_intact(time.time()), 2.0)
     except (TimeoutError, StoreUnavailableError):
-        ok = False
+        ok = intact = False
     if not ok:
         return web.json_response({"status": "unavailable", "store": "unreachable"}, status=503)
+    if not intact:
+        return web.json_response({"status": "unavailable", "store": "state_lost"}, status=503)
     return web.json_response({"status": "ready", "store": "ok"})
 
 

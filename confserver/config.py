@@ -7,6 +7,8 @@ into the app factory; nothing reads configuration from anywhere else.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import tomllib
 import types
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 Mode = Literal["dev", "production"]
 TlsMode = Literal["dev", "files", "off"]
@@ -34,6 +37,26 @@ class ConfigError(Exception):
     """A configuration key is unknown or its value is invalid; the message names the key."""
 
 
+REMOVED_KEYS: Mapping[str, str] = types.MappingProxyType(
+    {
+        "signaling.heartbeat_timeout": "was removed: a client that has not answered a ping within half of "
+        "signaling.heartbeat_interval is closed; delete the key and tune heartbeat_interval instead",
+    }
+)
+"""Keys older versions read, with what to do instead: named in the error rather than 'unknown'."""
+
+EXAMPLE_SECRETS = frozenset(
+    {
+        "read-it-from-a-secret-store-at-least-32-characters",
+        "coturn-static-auth-secret",
+        "xxxxxxxxxxxxxxxxxxxxxxxx",
+    }
+)
+"""Secrets printed as examples in docs/: refused in production (a test keeps this list in step)."""
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -43,6 +66,15 @@ class ServerConfig:
     max_body_bytes: int = 65536
     trust_proxy_tls: bool = False
     """Allow ``tls.mode = "off"`` on a non-loopback host because a TLS proxy in front terminates TLS."""
+    header_timeout: float = 10.0
+    """Seconds a client has for the TLS handshake, and then for the headers of each request (the
+    first one, and each next one on a kept-alive connection); slower connections are closed."""
+    max_connections: int = 10_000
+    """Connections open at once on the public listener; more are closed as soon as accepted. Lowered
+    at start to fit under the process's file-descriptor limit."""
+    max_connections_per_address: int = 1_000
+    """Connections open at once from one client address (a whole office behind one NAT counts once;
+    behind a TLS proxy every client shares the proxy's address: set it to ``max_connections``)."""
     gc_threshold: int = 10_000
     """Objects allocated (net of those freed) between two passes of Python's garbage collector over
     its youngest generation (Python's own default: 700). Higher: fewer full collections, each of
@@ -93,6 +125,8 @@ class StoreConfig:
     prefix: str = "conf:"
     seat_lease: float = 30.0
     """Seconds a seat survives without a heartbeat refresh (a crashed node frees its seats)."""
+    allow_plaintext_redis: bool = False
+    """Silence the warning about ``redis://`` (no TLS) to a host that is not this machine."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +137,12 @@ class SignalingConfig:
     outbound_queue: int = 256
     send_timeout: float = 5.0
     heartbeat_interval: float = 10.0
-    heartbeat_timeout: float = 30.0
+    """WebSocket ping interval; a client that has not answered a ping within half of it is closed."""
     join_timeout: float = 10.0
+    max_unjoined: int = 1000
+    """WebSockets open at once that have not joined a room yet, in total (more are refused)."""
+    max_unjoined_per_address: int = 200
+    """WebSockets from one client address that have not joined a room yet."""
     rate_per_second: float = 20.0
     rate_burst: int = 60
     chat_max_chars: int = 2000
@@ -135,7 +173,7 @@ class SfuConfig:
     ice_servers: tuple[IceServerConfig, ...] = ()
     turn_secret: str = ""
     """Shared secret of coturn's use-auth-secret: TURN URLs in ice_servers get time-limited credentials."""
-    turn_credential_ttl: int = 86400
+    turn_credential_ttl: int = 3600
     max_audio_streams: int = 5
     """The loudest N audio sources forwarded to each subscriber."""
     max_video_subscriptions: int = 25
@@ -268,6 +306,13 @@ def _build(cls: type[Any], data: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
+    for name in unknown:
+        if _join(where, name) in REMOVED_KEYS:
+            bad = data[name]
+            shown = _join(where, name)
+            if isinstance(bad, _EnvValue):
+                shown += f" (from {bad.var})"
+            raise ConfigError(f"{shown} {REMOVED_KEYS[_join(where, name)]}")
     if unknown:
         bad = data[unknown[0]]
         if isinstance(bad, _EnvValue):
@@ -399,22 +444,37 @@ def _check(cfg: Config) -> None:
         "bad URL scheme",
     )
     need(100 <= cfg.server.gc_threshold <= 1_000_000, "server.gc_threshold", "must be 100-1000000")
+    need(0.1 <= cfg.server.header_timeout <= 300, "server.header_timeout", "must be 0.1 to 300 s")
+    need(1 <= cfg.server.max_connections <= 1_000_000, "server.max_connections", "must be 1-1000000")
+    need(
+        1 <= cfg.server.max_connections_per_address <= cfg.server.max_connections,
+        "server.max_connections_per_address",
+        "must be 1 to server.max_connections",
+    )
+    public = urlsplit(cfg.server.public_url)
+    need(
+        public.scheme != "http" or is_loopback(public.hostname or "") or cfg.server.trust_proxy_tls,
+        "server.public_url",
+        "http:// is allowed only on a loopback host, or behind a TLS proxy (server.trust_proxy_tls = true); "
+        "use https://",
+    )
     s = cfg.signaling
     need(1024 <= s.max_message_bytes <= 1024 * 1024, "signaling.max_message_bytes", "must be 1 KiB-1 MiB")
     need(8 <= s.outbound_queue <= 65536, "signaling.outbound_queue", "must be 8-65536")
     need(s.send_timeout > 0, "signaling.send_timeout", "must be > 0")
     need(s.heartbeat_interval > 0, "signaling.heartbeat_interval", "must be > 0")
     need(
-        s.heartbeat_timeout > s.heartbeat_interval,
-        "signaling.heartbeat_timeout",
-        "must exceed heartbeat_interval",
-    )
-    need(
         cfg.store.seat_lease > s.heartbeat_interval,
         "store.seat_lease",
         "must exceed signaling.heartbeat_interval",
     )
     need(s.join_timeout > 0, "signaling.join_timeout", "must be > 0")
+    need(1 <= s.max_unjoined <= 1_000_000, "signaling.max_unjoined", "must be 1-1000000")
+    need(
+        1 <= s.max_unjoined_per_address <= s.max_unjoined,
+        "signaling.max_unjoined_per_address",
+        "must be 1 to signaling.max_unjoined",
+    )
     need(
         s.rate_per_second > 0 and s.rate_burst >= 1, "signaling.rate_per_second", "rate and burst must be > 0"
     )
@@ -467,3 +527,63 @@ def _check(cfg: Config) -> None:
             "production needs real certificates (files) or a TLS proxy (off)",
         )
         need(bool(cfg.auth.api_key), "auth.api_key", "production needs a configured api_key and api_secret")
+        secrets = (("auth.api_secret", cfg.auth.api_secret), ("sfu.turn_secret", cfg.sfu.turn_secret))
+        for key, secret in secrets:
+            weak = secret_weakness(secret) if secret else None
+            need(weak is None, key, f"{weak}; production needs a random one (openssl rand -base64 36)")
+
+
+def is_loopback(host: str) -> bool:
+    """True for a name or address of this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+MIN_SECRET_DISTINCT = 8
+MIN_SECRET_BITS = 80.0
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why a secret is too weak to sign tokens with, or None. Refuses the documentation's examples,
+    few distinct characters, a short pattern repeated, and low Shannon entropy of the characters as
+    they occur (bits per character times the length): random hex of 32 characters has over 85 bits,
+    ``"x" * 32`` none."""
+    if secret in EXAMPLE_SECRETS:
+        return "is an example from the documentation"
+    if len(set(secret)) < MIN_SECRET_DISTINCT:
+        return f"uses fewer than {MIN_SECRET_DISTINCT} distinct characters"
+    n = len(secret)
+    for period in range(1, n // 2 + 1):
+        if secret == (secret[:period] * (n // period + 1))[:n]:
+            return f"repeats the same {period} characters"
+    bits = -sum(c / n * math.log2(c / n) for c in (secret.count(ch) for ch in set(secret))) * n
+    if bits < MIN_SECRET_BITS:
+        return f"has too little variety ({bits:.0f} bits of entropy, at least {MIN_SECRET_BITS:.0f} needed)"
+    return None
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Settings that work but weaken security: each line names its key. Logged at start."""
+    out = []
+    if cfg.store.kind == "redis" and not cfg.store.allow_plaintext_redis:
+        url = urlsplit(cfg.store.redis_url)
+        if url.scheme == "redis" and not is_loopback(url.hostname or "127.0.0.1"):
+            out.append(
+                f"store.redis_url: redis:// to {url.hostname} is not encrypted (room state and seats cross "
+                "the network in clear); use rediss://, or set store.allow_plaintext_redis = true"
+            )
+    if cfg.metrics.enabled and not is_loopback(cfg.metrics.host):
+        out.append(
+            f"metrics.host: metrics are served without authentication on {cfg.metrics.host}; "
+            "prefer 127.0.0.1 and let Prometheus reach them through a firewall rule or a tunnel"
+        )
+    if cfg.mode == "dev" and cfg.auth.api_secret:
+        weak = secret_weakness(cfg.auth.api_secret)
+        if weak:
+            out.append(f"auth.api_secret: {weak} (production mode refuses it)")
+    return out

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)\S+")
@@ -81,3 +84,37 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class ThrottledLoopErrors:
+    """An event-loop exception handler that logs each kind of error (its message) at most once per
+    ``interval`` seconds, saying how many were left out meanwhile. Out of file descriptors, asyncio's
+    accept loop reports ``socket.accept() out of system resource`` on every retry of every listener;
+    unthrottled that filled disks. Install with ``loop.set_exception_handler``."""
+
+    MAX_KINDS = 256
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._logged_at: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        kind = str(context.get("message") or type(context.get("exception")).__name__)
+        now = self._clock()
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < self.interval:
+            self._left_out[kind] = self._left_out.get(kind, 0) + 1
+            return
+        if len(self._logged_at) >= self.MAX_KINDS:
+            self._logged_at.clear()
+            self._left_out.clear()
+        self._logged_at[kind] = now
+        left_out = self._left_out.pop(kind, 0)
+        if left_out:
+            context = {
+                **context,
+                "message": f"{kind} ({left_out} more like it in the last {self.interval:g} s not logged)",
+            }
+        loop.default_exception_handler(context)

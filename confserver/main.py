@@ -19,15 +19,23 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, config_warnings, load_config
 from .credentials import ApiCredentials, ensure_credentials
 from .devcerts import ensure_dev_certs, ssl_context
-from .logsetup import setup_logging
+from .listener import ConnectionCaps, GuardedSite, ListenerMetrics, fit_caps, raise_fd_limit
+from .logsetup import ThrottledLoopErrors, setup_logging
 from .media import MediaController
 from .metrics import Metrics, metrics_app
 from .store import open_store
 
 log = logging.getLogger("confserver")
+
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites offered: forward-secret key exchange with an AEAD cipher only (no CBC, no RSA key
+exchange). TLS 1.3 suites are all AEAD and are not affected by this string."""
+
+METRICS_MAX_CONNECTIONS = 64
+"""Connections the metrics listener holds at once (Prometheus needs one or two)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check_config:
         print(cfg)
+        for warning in config_warnings(cfg):
+            print(f"confserver: warning: {warning}", file=sys.stderr)
         return 0
     try:
         return asyncio.run(serve(cfg))
@@ -63,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tls(cfg: Config) -> tuple[ssl.SSLContext | None, Path | None]:
+    ctx, cacert = _tls_context(cfg)
+    if ctx is not None:
+        ctx.set_ciphers(AEAD_CIPHERS)
+        ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    return ctx, cacert
+
+
+def _tls_context(cfg: Config) -> tuple[ssl.SSLContext | None, Path | None]:
     if cfg.tls.mode == "off":
         return None, None
     if cfg.tls.mode == "dev":
@@ -130,32 +148,82 @@ def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _connection_caps(cfg: Config, fd_limit: int) -> ConnectionCaps:
+    """The public listener's caps, lowered if need be to stay under the open-files limit, with room
+    left for media sockets and the metrics listener."""
+    f = cfg.sfu
+    media_fds = (f.port_max - f.port_min + 1) if f.enabled and f.port_min else 0
+    metrics_fds = METRICS_MAX_CONNECTIONS if cfg.metrics.enabled else 0
+    s = cfg.server
+    total, per_address = fit_caps(
+        s.max_connections, s.max_connections_per_address, fd_limit, media_fds + metrics_fds
+    )
+    if total < s.max_connections:
+        log.warning(
+            "server.max_connections lowered to fit the open-files limit; raise the limit "
+            "(systemd LimitNOFILE=, ulimit -n) to allow more",
+            extra={
+                "key": "server.max_connections",
+                "configured": s.max_connections,
+                "used": total,
+                "open_files_limit": fd_limit,
+            },
+        )
+    return ConnectionCaps(total, per_address)
+
+
 async def serve(cfg: Config) -> int:
     ssl_ctx, cacert = _tls(cfg)
     creds = ensure_credentials(cfg, cacert=cacert)
     setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret])
+    for warning in config_warnings(cfg):
+        log.warning(warning, extra={"key": warning.split(":", 1)[0]})
+    asyncio.get_running_loop().set_exception_handler(ThrottledLoopErrors())
+    caps = _connection_caps(cfg, raise_fd_limit())
     store = await open_store(cfg.store.kind, redis_url=cfg.store.redis_url, prefix=cfg.store.prefix)
     metrics = Metrics.create()
+    listener_metrics = ListenerMetrics.create(metrics.registry)
     gc.set_threshold(cfg.server.gc_threshold, *gc.get_threshold()[1:])
     metrics.gc_pauses.install()
     media = _media_controller(cfg, metrics)
     app = create_app(cfg, store=store, credentials=creds, metrics=metrics, media=media)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # aiohttp's keep-alive timer closes a connection that has no complete request this long after
+    # accept or after its last response: the header deadline (see listener.py).
+    header_timeout = cfg.server.header_timeout
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=header_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, ssl_context=ssl_ctx)
+    site = GuardedSite(
+        runner,
+        cfg.server.host,
+        cfg.server.port,
+        caps=caps,
+        metrics=listener_metrics,
+        header_timeout=cfg.server.header_timeout,
+        ssl_context=ssl_ctx,
+    )
     metrics_runner = None
     try:
         await site.start()
         if cfg.metrics.enabled:
-            metrics_runner = web.AppRunner(metrics_app(metrics), access_log=None, handle_signals=False)
+            metrics_runner = web.AppRunner(
+                metrics_app(metrics), access_log=None, handle_signals=False, keepalive_timeout=header_timeout
+            )
             await metrics_runner.setup()
-            await web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port).start()
-        print(banner(cfg, creds, cacert), flush=True)
+            await GuardedSite(
+                metrics_runner,
+                cfg.metrics.host,
+                cfg.metrics.port,
+                caps=ConnectionCaps(METRICS_MAX_CONNECTIONS, METRICS_MAX_CONNECTIONS),
+                metrics=listener_metrics,
+                header_timeout=cfg.server.header_timeout,
+                label="metrics",
+            ).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        print(banner(cfg, creds, cacert), flush=True)  # after the handlers: a stop right away is clean
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -68,7 +68,7 @@ def base_config(**overrides: Any) -> Config:
         cfg,
         tls=TlsConfig(mode="off"),
         metrics=MetricsConfig(enabled=False),
-        signaling=SignalingConfig(heartbeat_interval=5.0, heartbeat_timeout=15.0, join_timeout=5.0),
+        signaling=SignalingConfig(heartbeat_interval=5.0, join_timeout=5.0),
     )
     return replace(cfg, **overrides)
 

@@ -66,6 +66,18 @@ def test_asymmetric_keys_from_toml(tmp_path: Path) -> None:
         ("[sfu]\nport_min = 40000\n", {}, "sfu.port"),
         ('[[sfu.ice_servers]]\nurls = ["http://x"]\n', {}, "sfu.ice_servers[0].urls"),
         ("[signaling]\nheartbeat_timeout = 1.0\n", {}, "signaling.heartbeat_timeout"),
+        ("[server]\nheader_timeout = 0\n", {}, "server.header_timeout"),
+        (
+            "[server]\nmax_connections = 10\nmax_connections_per_address = 11\n",
+            {},
+            "server.max_connections_per_address",
+        ),
+        ("[signaling]\nmax_unjoined = 0\n", {}, "signaling.max_unjoined"),
+        (
+            "[signaling]\nmax_unjoined = 5\nmax_unjoined_per_address = 6\n",
+            {},
+            "signaling.max_unjoined_per_address",
+        ),
     ],
 )
 def test_bad_configuration_is_refused_naming_the_key(
@@ -76,6 +88,22 @@ def test_bad_configuration_is_refused_naming_the_key(
     with pytest.raises(ConfigError) as e:
         load_config(f, env=env)
     assert named in str(e.value)
+
+
+def test_a_removed_key_says_it_was_removed_and_what_to_do(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[signaling]\nheartbeat_timeout = 30.0\n")
+    with pytest.raises(ConfigError, match=r"signaling.heartbeat_timeout was removed.*heartbeat_interval"):
+        load_config(f, env={})
+    with pytest.raises(ConfigError, match=r"CONF_SIGNALING_HEARTBEAT_TIMEOUT\) was removed"):
+        load_config(env={"CONF_SIGNALING_HEARTBEAT_TIMEOUT": "30"})
+
+
+def test_connection_limits_default_to_a_short_deadline_and_generous_caps() -> None:
+    cfg = load_config(env={})
+    assert cfg.server.header_timeout == 10.0
+    assert (cfg.server.max_connections, cfg.server.max_connections_per_address) == (10_000, 1_000)
+    assert (cfg.signaling.max_unjoined, cfg.signaling.max_unjoined_per_address) == (1000, 200)
 
 
 def test_missing_or_invalid_file_is_a_config_error(tmp_path: Path) -> None:

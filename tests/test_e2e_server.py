@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +64,20 @@ class Server:
         return err
 
 
-def start_server(home: Path, port: int, metrics_port: int) -> Server:
+def start_server(
+    home: Path,
+    port: int,
+    metrics_port: int,
+    extra_env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONF_")}
     env.update(
         HOME=str(home),
         CONF_SERVER_PORT=str(port),
         CONF_METRICS_PORT=str(metrics_port),
         CONF_LOG_FORMAT="json",
+        **(extra_env or {}),
     )
     proc = subprocess.Popen(
         [str(BIN / "confserver")],
@@ -79,6 +86,7 @@ def start_server(home: Path, port: int, metrics_port: int) -> Server:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
     assert proc.stdout is not None
     lines = []

@@ -232,7 +232,7 @@ async def test_connection_without_join_is_closed_after_join_timeout(make_client:
 
 
 async def test_dead_client_frees_its_seat_after_heartbeat_timeout(make_client: AppMaker) -> None:
-    cfg = base_config(signaling=SignalingConfig(heartbeat_interval=0.2, heartbeat_timeout=0.5))
+    cfg = base_config(signaling=SignalingConfig(heartbeat_interval=0.2))
     client = await make_client(cfg)
     await create_room(client, "r1", max_participants=1)
     # a client that never answers pings: its network is gone
@@ -396,7 +396,7 @@ async def test_metrics_count_joins_and_token_rejections(make_client: AppMaker) -
 async def test_participant_who_dropped_off_rejoins_a_locked_room_but_strangers_do_not(
     make_client: AppMaker,
 ) -> None:
-    cfg = base_config(signaling=SignalingConfig(heartbeat_interval=0.2, heartbeat_timeout=0.5))
+    cfg = base_config(signaling=SignalingConfig(heartbeat_interval=0.2))
     client = await make_client(cfg)
     await create_room(client, "r1")
     chair, _ = await join(client, "r1", "chair", role="moderator")
