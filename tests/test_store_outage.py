@@ -253,7 +253,9 @@ async def test_redis_restarted_empty_is_detected_and_known_rooms_are_not_recreat
     # the connected participant's seat and room are gone: closed rather than left seatless
     assert await asyncio.wait_for(seated.reader, 8 * HEARTBEAT) == CLOSE_SEAT_LOST
     assert seated.was_told_seat_lost()
-    assert await _answer(lambda: store.state_intact(time.time())) is False  # /readyz: "state_lost"
+    assert await _answer(lambda: store.state_intact(time.time())) is False
+    ready = await node.get("/readyz")
+    assert (ready.status, (await ready.json())["store"]) == (503, "state_lost")
     # a join does not re-create the 3-seat room with the defaults (100 seats)
     ws, msg = await _try_join(node, "council", "newcomer")
     assert msg.get("code") == "room_not_found", msg

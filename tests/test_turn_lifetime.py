@@ -17,11 +17,12 @@ from prometheus_client import CollectorRegistry
 from confserver.app import create_app
 from confserver.config import IceServerConfig, SfuConfig
 from confserver.metrics import Metrics
+from confserver.signaling import session as session_module
 from confserver.store import MemoryStore
 from sfu.controller import SfuController
 from sfu.turn import DEFAULT_CREDENTIAL_TTL, credential_expiry, ice_servers_for, turn_credentials
 
-from .conftest import CREDS, base_config, join_token
+from .conftest import CREDS, base_config, create_room, join, join_token
 
 SECRET = "coturn-shared-secret-for-tests"
 TURN = IceServerConfig(urls=("turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:5349"))
@@ -103,3 +104,24 @@ async def test_a_participant_gets_turn_credentials_no_longer_than_the_ttl(aiohtt
     joined = await _joined(client, join_token("r1", "bob", ttl=7200))
     (turn,) = joined["ice_servers"]
     assert before + 900 <= expiry_of(turn) <= int(time.time()) + 900
+
+
+async def test_a_joined_session_gets_fresh_credentials_while_it_stays(
+    aiohttp_client: Any, monkeypatch: Any
+) -> None:
+    """Credentials given at join end with the token; a session still in the room receives new ones
+    (``ice_servers``) before that, for as long as it stays (a removed one is closed and gets none)."""
+    monkeypatch.setattr(session_module, "ICE_REFRESH_INTERVAL", 0.3)
+    sfu_cfg = SfuConfig(
+        bind_addresses=("127.0.0.1",), ice_servers=(TURN,), turn_secret=SECRET, turn_credential_ttl=3600
+    )
+    client = await _sfu_client(aiohttp_client, sfu_cfg)
+    await create_room(client, "r1")
+    ana, joined = await join(client, "r1", "ana", ttl=120)
+    first = expiry_of(joined["ice_servers"][0])
+    assert first <= joined["token_expires_at"]
+    fresh = await ana.expect("ice_servers", timeout=3.0)
+    (turn,) = fresh["ice_servers"]
+    assert turn["username"].endswith(":ana")
+    assert expiry_of(turn) > first  # no longer bound by the token: the live session is the authority
+    await ana.expect("ice_servers", timeout=3.0)  # and again, while the session lasts

@@ -83,6 +83,21 @@ export class MediaSession extends EventTarget {
     await pub.setTrack(source, track);
   }
 
+  /** Fresh TURN credentials from the server: later ICE restarts and relays use them. */
+  setIceServers(iceServers) {
+    if (!Array.isArray(iceServers)) return;
+    this._iceServers = iceServers;
+    for (const side of [this.publisher, this.subscriber]) {
+      const pc = side && side.pc;
+      if (!pc || pc.signalingState === "closed" || typeof pc.setConfiguration !== "function") continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+      } catch (err) {
+        this._warn("ice_servers_refused", String(err));
+      }
+    }
+  }
+
   // --- server messages ----------------------------------------------------------------------
 
   handle(msg) {
@@ -124,6 +139,8 @@ export class MediaSession extends EventTarget {
       case "speakers":
         this.speakers = Array.isArray(msg.speakers) ? msg.speakers : [];
         return this._emit("speakers", { speakers: this.speakers });
+      case "ice_servers":
+        return this.setIceServers(msg.ice_servers);
       default:
         return undefined;
     }

@@ -12,12 +12,15 @@ export const CLOSE = Object.freeze({
   GOING_AWAY: 1001,
   ABNORMAL: 1006,
   TOO_LARGE: 1009,
+  SERVER_ERROR: 1011,
   JOIN_REFUSED: 4000,
   REMOVED: 4001,
   ROOM_CLOSED: 4002,
   SLOW_CONSUMER: 4008,
   RATE_LIMITED: 4009,
   JOIN_TIMEOUT: 4010,
+  SEAT_LOST: 4011,
+  MEDIA_TIMEOUT: 4012,
 });
 
 /** Server-to-client message types that belong to the media layer. */
@@ -31,6 +34,7 @@ export const MEDIA_MESSAGE_TYPES = new Set([
   "track_muted",
   "track_map",
   "speakers",
+  "ice_servers",
 ]);
 
 /** Client-to-server media message types: an `error` whose `ref` is one of these is a media error. */

@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import text as untrusted
+
 PROTOCOL_VERSION = 1
 
 ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TOKEN_CHARS = 8192
-MAX_NAME_CHARS = 64
+MAX_NAME_CHARS = untrusted.MAX_NAME_CHARS
 MAX_IDENTITY_CHARS = 128
 MAX_SDP_CHARS = 64 * 1024
 MAX_CANDIDATE_CHARS = 1024
@@ -156,10 +158,11 @@ def _bool(obj: Mapping[str, Any], key: str, ref: str, default: bool | None = Non
 
 
 def clean_display_name(raw: str, ref: str) -> str:
-    name = raw.strip()
-    if not 1 <= len(name) <= MAX_NAME_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ProtocolError("bad_field", f"name must be 1-{MAX_NAME_CHARS} printable characters", ref)
-    return name
+    """The same rule as a token's ``name`` claim (``confserver.text.display_name``)."""
+    try:
+        return untrusted.display_name(raw)
+    except ValueError as e:
+        raise ProtocolError("bad_field", str(e), ref) from None
 
 
 def _state(obj: Mapping[str, Any], ref: str, required: bool) -> dict[str, bool] | None:
@@ -284,8 +287,12 @@ CLIENT_TYPES = tuple(sorted(_PARSERS))
 
 def parse_client_message(text: str | bytes, *, max_bytes: int) -> ClientMessage:
     """Parse one client frame. Raises ``ProtocolError`` (``too_large``, ``bad_json``,
-    ``bad_message``, ``unknown_type``, ``missing_field``, ``bad_field``, ``unsupported_version``)."""
-    size = len(text.encode() if isinstance(text, str) else text)
+    ``bad_message``, ``unknown_type``, ``missing_field``, ``bad_field``, ``unsupported_version``).
+
+    Every value is checked before any field is read (``confserver.text.check``): a lone UTF-16
+    surrogate, a number that is not finite or beyond 2^53 is ``bad_field``; nesting deeper than
+    ``text.MAX_DEPTH`` is ``bad_json``. Nothing refused here can reach another participant."""
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if size > max_bytes:
         raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
     try:
@@ -295,6 +302,11 @@ def parse_client_message(text: str | bytes, *, max_bytes: int) -> ClientMessage:
     if not isinstance(obj, dict):
         raise ProtocolError("bad_message", "message must be a JSON object")
     mtype = obj.get("type")
+    ref = mtype if isinstance(mtype, str) and mtype in _PARSERS else None
+    try:
+        untrusted.check(obj)
+    except untrusted.UnsafeJson as e:
+        raise ProtocolError("bad_json" if e.syntax else "bad_field", e.message, ref) from None
     if not isinstance(mtype, str):
         raise ProtocolError("bad_message", "message needs a string type")
     parser = _PARSERS.get(mtype)

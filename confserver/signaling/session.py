@@ -6,10 +6,11 @@ connection is gone; the session answers through its ``Peer`` (non-blocking sends
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +26,20 @@ log = logging.getLogger("confserver.signaling")
 
 CLOSE_NORMAL = 1000
 CLOSE_JOIN_FAILED = 4000
+CLOSE_MEDIA_TIMEOUT = 4012
+ICE_REFRESH_INTERVAL = 300.0
+"""Seconds between fresh TURN credentials pushed to a joined session (``ice_servers``); the first
+comes before the join token's expiry, which bounds the credentials given at join."""
+MEDIA_CALL_TIMEOUT = 15.0
+"""Seconds any call into the media service may take before the session gives up on it. The SFU
+bounds its own calls more tightly; this is the signaling side's backstop, so that a stuck media
+call can never hold a reader, a seat or the cleanup of a connection."""
 
 
 @dataclass(frozen=True)
 class SessionLimits:
     chat_max_chars: int
+    media_timeout: float = MEDIA_CALL_TIMEOUT
 
 
 class Session:
@@ -55,6 +65,7 @@ class Session:
         self._claims: JoinClaims | None = None
         self._name = ""
         self._ended = False
+        self._ice_refresh: asyncio.TimerHandle | None = None
 
     @property
     def joined(self) -> bool:
@@ -97,7 +108,7 @@ class Session:
         elif isinstance(msg, m.UpdateSelf):
             await self._update(claims, msg)
         elif isinstance(msg, m.MediaMessage):
-            await self._media.handle(claims.room, self.sid, msg)
+            await self._media_call(self._media.handle(claims.room, self.sid, msg), msg.type)
         else:
             await self._moderate(claims, msg)
 
@@ -124,8 +135,10 @@ class Session:
                 return
             name = msg.name
         state = dict(msg.state or {})
-        state.setdefault("audio_muted", "publish_audio" not in claims.permissions)
-        state.setdefault("video_muted", "publish_video" not in claims.permissions)
+        for key, perm in (("audio_muted", "publish_audio"), ("video_muted", "publish_video")):
+            if perm not in claims.permissions:
+                state[key] = True  # whatever the client says: it cannot send this kind of media
+            state.setdefault(key, False)
         req = JoinRequest(
             room=claims.room,
             sid=self.sid,
@@ -144,6 +157,7 @@ class Session:
             return
         self._claims = claims
         self._name = name
+        ice_servers = self._media.ice_servers(claims.identity, not_after=claims.expires_at)
         self.send(
             {
                 "type": "joined",
@@ -152,19 +166,26 @@ class Session:
                 "room": room_info(room),
                 "self": participant_info(me),
                 "participants": [participant_info(p) for p in others],
-                "ice_servers": self._media.ice_servers(claims.identity),
+                "ice_servers": ice_servers,
                 "token_expires_at": claims.expires_at,
             }
         )
         self._metrics.joins.labels("admitted").inc()
         self._metrics.join_duration.observe(time.monotonic() - started)
+        if any("credential" in server for server in ice_servers):
+            before_expiry = claims.expires_at - time.time() - 60.0
+            floor = min(10.0, ICE_REFRESH_INTERVAL)
+            self._schedule_ice_refresh(max(floor, min(ICE_REFRESH_INTERVAL, before_expiry)))
         # after `joined`, so that the tracks already in the room reach a client that knows the room
-        await self._media.participant_joined(
-            claims.room, self.sid, claims.permissions, self.send, identity=claims.identity
+        await self._media_call(
+            self._media.participant_joined(
+                claims.room, self.sid, claims.permissions, self.send, identity=claims.identity
+            ),
+            "join",
         )
         for key, kind in (("audio_muted", "audio"), ("video_muted", "video")):
             if me.state.get(key):  # joined muted: the media side applies it when the track comes
-                await self._media.set_muted(claims.room, self.sid, kind, True)
+                await self._media_call(self._media.set_muted(claims.room, self.sid, kind, True), "join")
 
     def _fail_join(self, code: str, message: str, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
@@ -211,7 +232,8 @@ class Session:
             self._name = msg.name
         for key, kind in (("audio_muted", "audio"), ("video_muted", "video")):
             if key in msg.state:
-                await self._media.set_muted(claims.room, self.sid, kind, msg.state[key])
+                muted = msg.state[key]
+                await self._media_call(self._media.set_muted(claims.room, self.sid, kind, muted), "update")
 
     async def _moderate(self, claims: JoinClaims, msg: m.ClientMessage) -> None:
         if "moderate" not in claims.permissions:
@@ -225,7 +247,7 @@ class Session:
                     raise ServiceError("participant_not_found", f"no participant {msg.identity} in this room")
                 return
             target = await self._rooms.mute(claims.room, msg.identity, msg.kind, by)
-            await self._media.set_muted(claims.room, target.sid, msg.kind, True)
+            await self._media_call(self._media.set_muted(claims.room, target.sid, msg.kind, True), "mute")
         elif isinstance(msg, m.KickParticipant):
             await self._rooms.kick(claims.room, msg.identity, by)
         elif isinstance(msg, m.LockRoom):
@@ -233,18 +255,59 @@ class Session:
         elif isinstance(msg, m.EndRoom):
             await self._rooms.delete_room(claims.room, reason="ended")
 
+    def _schedule_ice_refresh(self, delay: float) -> None:
+        self._ice_refresh = asyncio.get_running_loop().call_later(delay, self._refresh_ice_servers)
+
+    def _refresh_ice_servers(self) -> None:
+        """TURN credentials are short-lived and end with the session: only a session still in the
+        room gets new ones (a removed or revoked participant's relay cannot be renewed)."""
+        claims = self._claims
+        if self._ended or claims is None:
+            return
+        self.send({"type": "ice_servers", "ice_servers": self._media.ice_servers(claims.identity)})
+        self._schedule_ice_refresh(ICE_REFRESH_INTERVAL)
+
+    async def _media_call(self, call: Coroutine[Any, Any, None], ref: str) -> None:
+        """Await a media call with a deadline. A call that misses it leaves this session's media in
+        an unknown state: the connection is closed (``media_timeout``), which ends the session and
+        frees its seat; the client reconnects with fresh media."""
+        try:
+            await asyncio.wait_for(call, self._limits.media_timeout)
+        except TimeoutError:
+            log.error("media call missed its deadline; closing the connection", extra={"sid": self.sid})
+        except ServiceError as e:
+            if e.code != "media_timeout":
+                raise
+            log.warning("the media side timed out; closing the connection", extra={"sid": self.sid})
+        else:
+            return
+        self._metrics.ws_errors.labels("media_timeout").inc()
+        self._peer.close_with(
+            m.error("media_timeout", "the media service did not answer in time; reconnecting", ref),
+            CLOSE_MEDIA_TIMEOUT,
+        )
+
     # --- end ----------------------------------------------------------------------------------
 
     async def end(self, reason: str) -> None:
-        """The connection is gone: free the seat and tell the room. Called once by the adapter."""
+        """The connection is gone: free the seat and tell the room. Called once by the adapter.
+        The media side gets a deadline; the seat is freed whatever it does."""
         if self._ended:
             return
         self._ended = True
+        if self._ice_refresh is not None:
+            self._ice_refresh.cancel()
         claims = self._claims
         if claims is None:
             return
         try:
-            await self._media.participant_left(claims.room, self.sid)
+            await asyncio.wait_for(
+                self._media.participant_left(claims.room, self.sid), self._limits.media_timeout
+            )
+        except TimeoutError:
+            log.error("media cleanup missed its deadline", extra={"sid": self.sid, "room": claims.room})
+        except Exception:
+            log.exception("media cleanup failed", extra={"sid": self.sid, "room": claims.room})
         finally:
             await self._rooms.leave(claims.room, self.sid, reason)
 

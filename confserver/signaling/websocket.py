@@ -9,6 +9,7 @@ deadline is disconnected (close 4008 ``slow_consumer``); a broadcast never waits
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections import deque
@@ -26,11 +27,12 @@ from ..rooms import RoomService
 from ..store import RevocationStore, StoreUnavailableError
 from ..tokens import TokenVerifier
 from . import messages as m
-from .session import Session, SessionLimits
+from .session import MEDIA_CALL_TIMEOUT, Session, SessionLimits
 
 log = logging.getLogger("confserver.signaling")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_RATE_LIMITED = 4009
 CLOSE_JOIN_TIMEOUT = 4010
@@ -98,7 +100,11 @@ class WsPeer:
         self._begin_close(CLOSE_SLOW_CONSUMER, "slow_consumer")
 
     async def run(self) -> None:
-        """The writer: drain the queue with a deadline per send, then close when asked."""
+        """The writer: drain the queue with a deadline per send, then close when asked.
+
+        A writer that fails for any other reason takes its connection down with it (close 1011
+        ``writer_failed``): the reader then ends the session and frees the seat. It never stays
+        silently dead while the connection holds a seat."""
         ws = self._ws
         try:
             while True:
@@ -116,6 +122,45 @@ class WsPeer:
                 await self._wake.wait()
         except (ConnectionError, RuntimeError, TimeoutError):
             return  # the socket is gone; the reader sees it and ends the session
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("signaling writer failed; closing its connection", extra={"sid": self.sid})
+            self._queue.clear()
+            self._closing = True
+            self.close_reason = "writer_failed"
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=CLOSE_INTERNAL_ERROR), self._send_timeout)
+
+
+class UnjoinedBudget:
+    """Counts WebSockets that have not joined yet, in total and per client address. A connection
+    that has not shown a valid token costs memory and a file descriptor; these caps keep
+    anonymous connections from exhausting either (joined ones are bounded by rooms' seats)."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self._total = total
+        self._per_address = per_address
+        self._count = 0
+        self._by_address: dict[str, int] = {}
+
+    def take(self, address: str) -> bool:
+        held = self._by_address.get(address, 0)
+        if self._count >= self._total or held >= self._per_address:
+            return False
+        self._count += 1
+        self._by_address[address] = held + 1
+        return True
+
+    def give_back(self, address: str) -> None:
+        self._count -= 1
+        held = self._by_address.pop(address, 0) - 1
+        if held > 0:
+            self._by_address[address] = held
+
+    @property
+    def count(self) -> int:
+        return self._count
 
 
 @dataclass
@@ -128,6 +173,11 @@ class SignalingContext:
     metrics: Metrics
     allowed_origins: frozenset[str]
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    media_timeout: float = MEDIA_CALL_TIMEOUT
+    unjoined: UnjoinedBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unjoined = UnjoinedBudget(self.cfg.max_unjoined, self.cfg.max_unjoined_per_address)
 
 
 SIGNALING = web.AppKey("signaling", SignalingContext)
@@ -143,12 +193,28 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             status=403,
         )
     cfg = ctx.cfg
+    address = request.remote or "unknown"
+    if not ctx.unjoined.take(address):
+        ctx.metrics.ws_disconnects.labels("too_many_unjoined").inc()
+        return web.json_response(
+            {
+                "error": "too_many_connections",
+                "message": "too many signaling connections that have not joined; try again later",
+            },
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     ws = web.WebSocketResponse(
         heartbeat=cfg.heartbeat_interval,
         max_msg_size=cfg.max_message_bytes * 4,  # beyond this the frame is not even read: close 1009
         autoping=True,
     )
-    await ws.prepare(request)
+    unjoined = True  # this connection holds one of the budget's places until it joins
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        ctx.unjoined.give_back(address)
+        raise
     ctx.sockets.add(ws)
     ctx.metrics.ws_connections.inc()
     peer = WsPeer(ws, max_queue=cfg.outbound_queue, send_timeout=cfg.send_timeout)
@@ -159,7 +225,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         revocations=ctx.revocations,
         media=ctx.media,
         metrics=ctx.metrics,
-        limits=SessionLimits(chat_max_chars=cfg.chat_max_chars),
+        limits=SessionLimits(chat_max_chars=cfg.chat_max_chars, media_timeout=ctx.media_timeout),
     )
     peer.sid = session.sid
     writer = asyncio.create_task(peer.run(), name=f"ws-writer-{session.sid}")
@@ -186,6 +252,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
                         session.send_error("rate_limited", "too many messages; this one was not processed")
                     continue
                 await _process(ctx, session, frame.data)
+                if unjoined and session.joined:
+                    unjoined = False
+                    ctx.unjoined.give_back(address)
             elif frame.type == WSMsgType.BINARY:
                 session.send_error("bad_message", "binary frames are not accepted; send JSON text")
             elif frame.type == WSMsgType.ERROR:
@@ -193,6 +262,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         timer.cancel()
+        if unjoined:
+            ctx.unjoined.give_back(address)
         if ws.close_code == 1009:
             reason = "too_large"
         elif peer.close_reason != "closed":
@@ -224,6 +295,11 @@ _REASONS = frozenset(
         "room_closed",
         "token_rejected",
         "kicked",
+        "writer_failed",
+        "media_timeout",
+        "too_many_unjoined",
+        "seat_lost",
+        "origin_refused",
     }
 )
 
