@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from confctl import __version__, keys, output
-from confctl.client import AdminClient, ApiError, ConfctlError, resolve_settings
+from confctl.client import AdminClient, ApiError, ConfctlError, UsageError, resolve_settings
 from confctl.loadtest import cli as loadtest_cli
 
 ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -217,7 +217,19 @@ def cmd_room_unlock(args: argparse.Namespace) -> int:
     return _set_lock(args, False)
 
 
+def _room_exists(client: AdminClient, room: str) -> bool:
+    try:
+        client.request("GET", ["rooms", room])
+    except ApiError as exc:
+        if exc.status == 404 and exc.code == "room_not_found":
+            return False
+        raise
+    return True
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
+    client = _client(args)
+    exists = _room_exists(client, args.room)
     body: dict[str, Any] = {"room": args.room, "identity": args.identity}
     if args.name is not None:
         body["name"] = args.name
@@ -227,7 +239,14 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         body["ttl"] = args.ttl
     if args.permissions:
         body["permissions"] = args.permissions
-    doc = _client(args).request("POST", ["tokens"], body)
+    doc = client.request("POST", ["tokens"], body)
+    if not exists:
+        print(
+            f"confctl: warning: room {args.room} does not exist: the link works only if the server "
+            "creates rooms at their first join (rooms.auto_create, on in dev mode); "
+            f"create it first with: confctl room create {args.room}",
+            file=sys.stderr,
+        )
     return _emit(args, doc, output.token_details)
 
 
@@ -278,6 +297,26 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+REFUSED_VALUE_CODES = frozenset({"invalid_field", "invalid_room_name"})
+"""API error codes that mean "this argument's value is wrong": reported as a usage error (exit 2,
+the same line as argparse's), whether confctl or the server caught the mistake."""
+
+
+def refused_value(parser: argparse.ArgumentParser, args: argparse.Namespace, message: str) -> str:
+    """The server's message about a body field, told in terms of the command's argument:
+    ``max_participants must be ...`` becomes ``argument --max-participants: must be ..., got 101``."""
+    for action in parser._actions:  # argparse offers no public list of a parser's arguments
+        field = action.dest
+        for sep in (" ", ": "):
+            if not message.startswith(field + sep):
+                continue
+            name = "/".join(action.option_strings) or action.metavar or field
+            value = getattr(args, field, None)
+            got = f", got {value}" if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+            return f"argument {name}: {message[len(field) + len(sep):]}{got}"
+    return message
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -314,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
         json_flag(p, json_help)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, command_parser=p)
         return p
 
     rooms = group("room", "manage rooms", f"{API_JSON_HELP} (room delete: nothing)")
@@ -383,6 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except ApiError as exc:
+        command_parser: argparse.ArgumentParser | None = getattr(args, "command_parser", None)
+        if command_parser is None or exc.status != 400 or exc.code not in REFUSED_VALUE_CODES:
+            print(f"confctl: {exc}", file=sys.stderr)
+            return exc.exit_code
+        detail = output.clean(refused_value(command_parser, args, exc.message))
+        print(f"{command_parser.prog}: error: {detail} (see: {command_parser.prog} --help)", file=sys.stderr)
+        return UsageError.exit_code
     except ConfctlError as exc:
         print(f"confctl: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,7 +76,7 @@ def create_app(
         seat_lease=cfg.store.seat_lease,
     )
     app = web.Application(
-        middlewares=[_http_metrics(metrics), _security_headers(cfg), _errors, api.admin_auth],
+        middlewares=[_http_metrics(metrics), _errors, api.admin_auth],
         client_max_size=cfg.server.max_body_bytes,
     )
     app[CONFIG] = cfg
@@ -102,6 +102,7 @@ def create_app(
         leeway=cfg.auth.leeway,
         max_body_bytes=cfg.server.max_body_bytes,
     )
+    app.on_response_prepare.append(_security_headers(cfg))
     app.router.add_get("/ws", handle_ws)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -213,26 +214,32 @@ def _error_response(e: Exception, is_api: bool, request: web.Request) -> web.Str
     return api.error_response("internal", "internal error", 500)
 
 
-def _security_headers(cfg: Config):  # type: ignore[no-untyped-def]
-    csp = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
-        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-    )
+SERVER_HEADER = "confserver"
+"""The ``Server`` header of every response: no versions (aiohttp would send its own and Python's)."""
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def _security_headers(cfg: Config) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` signal: it runs for every response the app sends, also those
+    aiohttp makes from an exception (an unmatched path's 404, a 405, a 500), which a middleware
+    would not see."""
     tls = cfg.tls.mode != "off" or cfg.server.trust_proxy_tls
 
-    @web.middleware
-    async def mw(request: web.Request, handler: api.Handler) -> web.StreamResponse:
-        resp = await handler(request)
+    async def on_prepare(request: web.Request, resp: web.StreamResponse) -> None:
         h = resp.headers
+        h["Server"] = SERVER_HEADER
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("Referrer-Policy", "no-referrer")
-        h.setdefault("Content-Security-Policy", csp)
+        h.setdefault("Content-Security-Policy", CSP)
         h.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
         if tls:
             h.setdefault("Strict-Transport-Security", "max-age=31536000")
         if request.path.startswith(api.PREFIX):
             h.setdefault("Cache-Control", "no-store")
-        return resp
 
-    return mw
+    return on_prepare

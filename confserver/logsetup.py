@@ -84,6 +84,8 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aioice logs every candidate pair it checks at INFO (some 15 lines per join): only when asked.
+    logging.getLogger("aioice").setLevel(logging.NOTSET if level.lower() == "debug" else logging.WARNING)
 
 
 class ThrottledLoopErrors:

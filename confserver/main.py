@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import Config, ConfigError, config_warnings, load_config
+from .config import AuthConfig, Config, ConfigError, config_warnings, load_config
 from .credentials import ApiCredentials, ensure_credentials
 from .devcerts import ensure_dev_certs, ssl_context
 from .listener import ConnectionCaps, GuardedSite, ListenerMetrics, fit_caps, raise_fd_limit
@@ -115,6 +115,14 @@ def _media_controller(cfg: Config, metrics: Metrics) -> MediaController | None:
     return SfuController(cfg.sfu, metrics.registry)
 
 
+def instruments(cfg: Config) -> tuple[Metrics, ListenerMetrics, MediaController | None]:
+    """The metrics registry with everything the server exposes on it (signaling, listeners, and
+    the media controller's), and the media controller."""
+    metrics = Metrics.create()
+    listener_metrics = ListenerMetrics.create(metrics.registry)
+    return metrics, listener_metrics, _media_controller(cfg, metrics)
+
+
 def media_ports(cfg: Config) -> str:
     """Which UDP ports the firewall must let through for media."""
     f = cfg.sfu
@@ -141,11 +149,23 @@ def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
         lines.append(f"  Metrics:      http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
     if cfg.sfu.enabled:
         lines.append("  Media:        " + media_ports(cfg))
-    cmd = ["confctl", "--url", cfg.public_url]
+    lines.append("  Try:          " + confctl_hint(cfg, creds, cacert))
+    return "\n".join(lines)
+
+
+def confctl_hint(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
+    """A first confctl command for this server. With generated credentials confctl on this
+    machine needs no flags: it reads the file confserver wrote (at the path confctl looks at by
+    default, or one named by ``CONF_CREDENTIALS_FILE``)."""
+    if creds.source != "config":
+        default = Path(AuthConfig().credentials_file).expanduser()
+        if Path(creds.source) == default:
+            return "confctl room list"
+        return f"CONF_CREDENTIALS_FILE={shlex.quote(creds.source)} confctl room list"
+    cmd = ["confctl", "--url", cfg.public_url, "--api-key", creds.api_key]
     if cacert is not None:
         cmd += ["--cacert", str(cacert.resolve())]
-    lines.append("  Try:          " + shlex.join([*cmd, "room", "list"]))
-    return "\n".join(lines)
+    return shlex.join([*cmd, "room", "list"]) + "  (with the configured API secret in CONF_API_SECRET)"
 
 
 def _connection_caps(cfg: Config, fd_limit: int) -> ConnectionCaps:
@@ -181,11 +201,9 @@ async def serve(cfg: Config) -> int:
     asyncio.get_running_loop().set_exception_handler(ThrottledLoopErrors())
     caps = _connection_caps(cfg, raise_fd_limit())
     store = await open_store(cfg.store.kind, redis_url=cfg.store.redis_url, prefix=cfg.store.prefix)
-    metrics = Metrics.create()
-    listener_metrics = ListenerMetrics.create(metrics.registry)
+    metrics, listener_metrics, media = instruments(cfg)
     gc.set_threshold(cfg.server.gc_threshold, *gc.get_threshold()[1:])
     metrics.gc_pauses.install()
-    media = _media_controller(cfg, metrics)
     app = create_app(cfg, store=store, credentials=creds, metrics=metrics, media=media)
     # aiohttp's keep-alive timer closes a connection that has no complete request this long after
     # accept or after its last response: the header deadline (see listener.py).

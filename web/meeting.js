@@ -184,6 +184,16 @@ export class Meeting extends EventTarget {
     }, delay);
   }
 
+  /** The server ended this session without a reason of the meeting's (it is shutting down, or
+   *  its side of the connection failed): rejoin, on a new connection, as after a network blip. */
+  _onBye() {
+    if (this._leaving) {
+      this._end({ kind: "left" });
+      return;
+    }
+    this._connectionLooksDead();
+  }
+
   /** The connection went quiet: drop it and reconnect without waiting for TCP to notice. */
   _connectionLooksDead() {
     const sig = this._sig;
@@ -250,6 +260,8 @@ export class Meeting extends EventTarget {
         return this._end({ kind: "room_closed", reason: msg.reason });
       case "left":
         return this._end({ kind: "left" });
+      case "bye":
+        return this._onBye();
       case "pong":
         if (typeof msg.t === "number") {
           this.rttMs = Math.max(0, this._now() - msg.t);

@@ -8,15 +8,23 @@ decisions; adapters carry them out.
 
 Modules, one concept each:
 
-- ``rtp``: RTP header view, header-extension parsing/building, header rewrite.
+- ``rtp``: RTP header view, header-extension parsing/building, header rewrite, RTX unwrap.
 - ``rtcp``: RTCP packets the forwarder needs (SR, RR, PLI, FIR, NACK, REMB), compound splitting.
 - ``seqnum``: 16/32-bit unwrapping into extended counters and modular helpers.
-- ``history``: per-down-track packet history for NACK retransmission with a resend throttle.
+- ``history``: per received stream, the packets kept to answer NACKs, with a resend throttle.
 - ``keyframe``: keyframe detection from RTP payloads (VP8, VP9, H.264, AV1, Opus).
-- ``munger``: per-down-track sequence number/timestamp rewriting across source switches.
-- ``simulcast``: per-subscriber simulcast layer selection.
 - ``keyrequest``: keyframe (PLI) request throttling per source.
+- ``munger``: sequence number/timestamp rewriting across source switches; ``StepChain``, a
+  steady layer's in-order step taken once for all its subscribers.
+- ``downtrack``: one subscriber's copy of a track: munger, header rewrite, NACK answers.
+- ``simulcast``: per-subscriber simulcast layer selection and the track's layer liveness.
+- ``dynacast``: which layers a publisher should send, from what the subscribers want.
+- ``loadshed``: how many layers every subscriber's video is held below the top under load.
 - ``audio``: RFC 6464 audio levels, active speakers and the room-wide loudest-N selection.
-- ``downtrack``: composition of munger, history and header rewrite for one subscriber track.
+- ``routing``: which published track and layer an incoming packet belongs to.
+- ``nackgen``: loss detection on an incoming stream and the NACKs sent to its publisher.
+- ``receivestats``: reception statistics of an incoming stream, for receiver reports.
+- ``candidate``: ICE candidates from clients, checked before the ICE agent sees them.
+- ``budget``: how much session-description work one participant may ask of the server.
 - ``actions``: immutable actions and decisions shared by the modules.
 """

@@ -299,17 +299,21 @@ def test_token_create(server: FakeServer, pki: PKI, capsys: Any) -> None:
     tok = {"token": "eyJ.tok.en", "jti": "J1", "expires_at": 1795442700,
            "join_url": "https://127.0.0.1:8443/r/standup#token=eyJ.tok.en"}
     server.route("POST", "/tokens", 201, tok)
+    server.route("GET", "/rooms/standup", 200, ROOM)
     base = [*conn(server, pki), "token", "create", "--room", "standup", "--identity", "alice"]
     assert main([*base, "--name", "Alice", "--role", "moderator", "--ttl", "2h"]) == 0
-    assert server.requests[0].body == {"room": "standup", "identity": "alice", "name": "Alice",
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("GET", "/api/v1/rooms/standup"), ("POST", "/api/v1/tokens")]
+    assert server.requests[1].body == {"room": "standup", "identity": "alice", "name": "Alice",
                                        "role": "moderator", "ttl": 7200}
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["Token:", "eyJ.tok.en"]
     assert out[1].split() == ["Join", "link:", tok["join_url"]]
     assert "J1" in out[2] and "2026-11-23 14:05:00Z" in out[3]
     assert main([*base, "--json"]) == 0
-    assert server.requests[1].body == {"room": "standup", "identity": "alice"}
-    assert json.loads(capsys.readouterr().out) == tok
+    assert server.requests[3].body == {"room": "standup", "identity": "alice"}
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == tok and captured.err == ""
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200),

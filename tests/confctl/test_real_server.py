@@ -1,0 +1,64 @@
+"""confctl against a real confserver (dev mode, no flags: it reads the credentials file the server
+wrote): mistakes get the same exit status and the same line whether confctl or the server catches
+them, and a token for a room that does not exist comes with a warning."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.test_e2e_server import Server, start_server
+
+USAGE_LINE = re.compile(
+    r"confctl room create: error: argument --max-participants: must be [^\n]*, got (?P<got>\d+) "
+    r"\(see: confctl room create --help\)"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("home")
+    srv = start_server(home, free_port(), free_port(), {"CONF_SFU_ENABLED": "false"})
+    yield srv
+    srv.stop()
+
+
+def test_the_banner_suggests_confctl_without_flags(server: Server) -> None:
+    assert re.search(r"^\s*Try:\s+confctl room list$", server.banner, re.MULTILINE), server.banner
+    assert server.confctl("room", "list").returncode == 0
+
+
+@pytest.mark.parametrize("value", ["0", "101"])
+def test_a_participant_cap_out_of_range_is_a_usage_error_wherever_it_is_caught(
+    server: Server, value: str
+) -> None:
+    done = server.confctl("room", "create", f"cap{value}", "--max-participants", value)
+    assert done.returncode == 2, done.stderr
+    match = USAGE_LINE.fullmatch(done.stderr.strip())
+    assert match is not None and match["got"] == value, done.stderr
+    assert server.confctl("room", "show", f"cap{value}").returncode == 1  # nothing was created
+
+
+def test_a_token_for_a_room_that_does_not_exist_comes_with_a_warning(server: Server) -> None:
+    done = server.confctl("token", "create", "--room", "nowhere", "--identity", "ana")
+    assert done.returncode == 0, done.stderr
+    assert "/r/nowhere#token=" in done.stdout
+    warning = done.stderr.strip()
+    assert warning.startswith("confctl: warning: room nowhere does not exist"), done.stderr
+    assert "confctl room create nowhere" in warning and len(warning.splitlines()) == 1
+
+
+def test_a_token_for_an_existing_room_comes_without_a_warning(server: Server) -> None:
+    assert server.confctl("room", "create", "board").returncode == 0
+    done = server.confctl("--json", "token", "create", "--room", "board", "--identity", "ana")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_the_dev_ca_is_where_cli_md_says(server: Server) -> None:
+    """docs/CLI.md: the dev CA is ``certs/ca.pem`` under the directory confserver started in."""
+    assert Path(server.home, "certs", "ca.pem").is_file()
+    assert str(Path(server.home, "certs", "ca.pem")) in server.banner
