@@ -1,4 +1,4 @@
-"""Reading what a media socket holds in one callback (``sfu.glue._drain``)."""
+"""Reading what a media socket holds in one callback (``sfu.fastio.drain``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from sfu import fastio as glue
+from sfu import fastio
 
 
 class Recorder(asyncio.DatagramProtocol):
@@ -22,7 +22,7 @@ class Recorder(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.callbacks += 1
         self.datagrams.append(data)
-        glue.drain(self, lambda d, a: self.datagrams.append(d))
+        fastio.drain(self, lambda d, a: self.datagrams.append(d))
 
     def error_received(self, exc: Exception) -> None:
         self.errors.append(exc)
@@ -34,7 +34,7 @@ async def test_datagrams_already_waiting_are_read_in_the_same_callback() -> None
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         address = transport.get_extra_info("sockname")
-        count = glue.DRAIN + 10
+        count = fastio.DRAIN + 10
         for i in range(count):
             sender.sendto(b"d%d" % i, address)
         for _ in range(100):
@@ -62,7 +62,7 @@ def test_a_socket_error_while_draining_goes_to_error_received() -> None:
         protocol = Recorder()
         protocol.transport = type("Transport", (), {"_sock": sock})()
         handled: list[bytes] = []
-        glue.drain(protocol, lambda d, a: handled.append(d))
+        fastio.drain(protocol, lambda d, a: handled.append(d))
         assert handled == []
         assert len(protocol.errors) == 1 and isinstance(protocol.errors[0], ConnectionRefusedError)
     finally:
@@ -88,10 +88,10 @@ def test_after_finding_nothing_the_next_callbacks_do_not_look() -> None:
     protocol = Recorder()
     protocol.transport = type("Transport", (), {"_sock": sock})()
     handled: list[bytes] = []
-    drainer = glue.Drainer(protocol, lambda d, a: handled.append(d))
+    drainer = fastio.Drainer(protocol, lambda d, a: handled.append(d))
     drainer()  # nothing waiting: one failed read
     assert sock.reads == 1
-    for _ in range(glue.DRAIN_BACKOFF):
+    for _ in range(fastio.DRAIN_BACKOFF):
         drainer()
     assert sock.reads == 1  # backed off
     sock.waiting = [b"a", b"b"]

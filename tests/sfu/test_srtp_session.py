@@ -1,4 +1,4 @@
-"""The SFU's libsrtp calls (``sfu.glue.SrtpSession``) give exactly what pylibsrtp gives."""
+"""The SFU's libsrtp calls (``sfu.fastio.SrtpSession``) give exactly what pylibsrtp gives."""
 
 from __future__ import annotations
 
