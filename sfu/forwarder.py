@@ -100,13 +100,12 @@ class VideoForwarder:
         self.slot = slot
         slot.forwarder = self
         slot.bind(self.track)
-        if self not in self.track.forwarders:
-            self.track.forwarders = [*self.track.forwarders, self]
+        self.track.add_forwarder(self)
         self.restart(now)
         self.track.request_keyframe(self.selector.target, now)
 
     def detach(self) -> None:
-        self.track.forwarders = [f for f in self.track.forwarders if f is not self]
+        self.track.remove_forwarder(self)
         slot = self.slot
         if slot is not None and slot.forwarder is self:
             slot.unbind()

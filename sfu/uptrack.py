@@ -103,24 +103,30 @@ AudioPolicy = Callable[["UpTrack", int, float], bool]
 
 
 class UpTrack:
+    """One published track. Who takes its packets is its own index, changed through its
+    methods: the video subscriptions (``add_forwarder``/``remove_forwarder``), per layer the
+    ones that decide and the slots fed directly (``listen``), the audio slots
+    (``add_audio_slot``/``prune_audio_slots``); ``unpublish`` empties it. The lists are replaced,
+    never changed in place, so a packet's fan-out can re-index as it goes."""
+
     __slots__ = (
         "_audio_level_id",
+        "_audio_slots",
         "_detectors",
+        "_direct",
+        "_forwarders",
         "_history_size",
+        "_listeners",
         "_rtx_apt",
         "audio_forwarded",
         "audio_policy",
-        "audio_slots",
         "codecs",
         "counters",
-        "direct",
         "extensions",
-        "forwarders",
         "id",
         "identity",
         "kind",
         "layers",
-        "listeners",
         "liveness",
         "mid",
         "muted",
@@ -158,14 +164,13 @@ class UpTrack:
         self.codecs: dict[int, Codec] = {}
         self.extensions: dict[str, int] = {}
         self.layers: dict[str, Layer] = {"": Layer("", *DEFAULT_TOP, history_size)}
-        self.forwarders: list[VideoForwarder] = []
+        self._forwarders: tuple[VideoForwarder, ...] = ()
         # rid -> the forwarders that must decide on its packets, and the slots its packets go
-        # into directly (steady forwarders); lists replaced, never mutated in place, so a
-        # packet's fan-out can re-index as it goes
-        self.listeners: dict[str, list[VideoForwarder]] = {}
-        self.direct: dict[str, list[Slot]] = {}
+        # into directly (steady forwarders)
+        self._listeners: dict[str, list[VideoForwarder]] = {}
+        self._direct: dict[str, list[Slot]] = {}
         self.liveness = LayerLiveness()
-        self.audio_slots: list[Slot] = []
+        self._audio_slots: list[Slot] = []
         self.audio_forwarded = False
         self.remappers: dict[tuple[tuple[int, int], ...], ExtensionRemapper] = {}
         self._rtx_apt: dict[int, int] = {}
@@ -232,9 +237,70 @@ class UpTrack:
         layer = self.layers.get(rid if rid is not None else "")
         return layer.ssrc if layer is not None else None
 
+    # --- who takes the packets ------------------------------------------------------------------
+
+    @property
+    def forwarders(self) -> tuple[VideoForwarder, ...]:
+        """The video subscriptions of this track."""
+        return self._forwarders
+
+    # Assigning an index replaces it wholesale, unchecked: the methods below keep the indexes
+    # consistent with each other and are the interface to use.
+
+    @forwarders.setter
+    def forwarders(self, forwarders: list[VideoForwarder]) -> None:
+        self._forwarders = tuple(forwarders)
+
+    @property
+    def listeners(self) -> dict[str, list[VideoForwarder]]:
+        return self._listeners
+
+    @listeners.setter
+    def listeners(self, listeners: dict[str, list[VideoForwarder]]) -> None:
+        self._listeners = listeners
+
+    @property
+    def direct(self) -> dict[str, list[Slot]]:
+        return self._direct
+
+    @direct.setter
+    def direct(self, direct: dict[str, list[Slot]]) -> None:
+        self._direct = direct
+
+    @property
+    def audio_slots(self) -> list[Slot]:
+        return self._audio_slots
+
+    @audio_slots.setter
+    def audio_slots(self, slots: list[Slot]) -> None:
+        self._audio_slots = slots
+
+    def add_forwarder(self, fwd: VideoForwarder) -> None:
+        """``fwd`` subscribes to this track (it indexes itself with ``listen``)."""
+        if fwd not in self._forwarders:
+            self._forwarders = (*self._forwarders, fwd)
+
+    def remove_forwarder(self, fwd: VideoForwarder) -> None:
+        self._forwarders = tuple(f for f in self._forwarders if f is not fwd)
+
+    def add_audio_slot(self, slot: Slot) -> None:
+        """``slot`` (bound to this track) takes its forwarded audio."""
+        self._audio_slots = [*self._audio_slots, slot]
+
+    def prune_audio_slots(self) -> None:
+        """Keep only the audio slots still bound to this track."""
+        self._audio_slots = [s for s in self._audio_slots if s.track is self]
+
+    def unpublish(self) -> None:
+        """The track is gone: nothing takes its packets any more."""
+        self._forwarders = ()
+        self._listeners = {}
+        self._direct = {}
+        self._audio_slots = []
+
     def listen(self, fwd: VideoForwarder, old: Listening, new: Listening) -> None:
         """``fwd`` now takes packets as ``new`` says instead of ``old``."""
-        listeners = self.listeners
+        listeners = self._listeners
         for rid in old.deciding:
             if rid not in new.deciding:
                 remaining = [f for f in listeners.get(rid, ()) if f is not fwd]
@@ -247,7 +313,7 @@ class UpTrack:
                 listeners[rid] = [*listeners.get(rid, ()), fwd]
         if (old.direct, old.slot) == (new.direct, new.slot):
             return
-        direct = self.direct
+        direct = self._direct
         if old.direct is not None:
             slots = [s for s in direct.get(old.direct, ()) if s is not old.slot]
             if slots:
@@ -365,15 +431,15 @@ class UpTrack:
         layer.nacks = NackGenerator()
         layer.chain = StepChain()
         layer.last_sr = None
-        for fwd in self.forwarders:
+        for fwd in self._forwarders:
             fwd.stream_changed()
 
     def _video(self, view: RtpView, rid: str, size: int, now: float, chain: StepChain) -> None:
         if self.liveness.seen(rid, now):
-            for fwd in self.forwarders:
+            for fwd in self._forwarders:
                 fwd.update(now)
-        listeners = self.listeners.get(rid, ())
-        direct = self.direct.get(rid, ())
+        listeners = self._listeners.get(rid, ())
+        direct = self._direct.get(rid, ())
         if size == 0:
             for slot in direct:
                 slot.skip(view)
@@ -404,7 +470,7 @@ class UpTrack:
         if policy is not None and not policy(self, level, now):
             self.counters.drop("silent")
             return
-        sent = forward_to(self.audio_slots, view, now, chain=chain)
+        sent = forward_to(self._audio_slots, view, now, chain=chain)
         if sent:
             self.counters.count_out(False, sent, view.payload_end - view.header_length)
 

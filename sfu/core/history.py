@@ -59,9 +59,6 @@ class ResendThrottle:
         self._resent[ext_seq] = (now, count)
         return True
 
-    def clear(self) -> None:
-        self._resent.clear()
-
     def _prune(self, newest: int) -> None:
         oldest = max(newest, max(self._resent, default=newest)) - self._size
         for key in [k for k in self._resent if k <= oldest]:

@@ -1,11 +1,11 @@
-"""Sequence number and timestamp rewriting for one down-track.
+"""Sequence number and timestamp rewriting for one outgoing stream: the numbering's one home.
 
 A subscriber must see one continuous RTP stream even though what it receives may switch between
 publisher streams (simulcast layers, or a new publisher track after a re-publish). ``RtpMunger``
 maps each forwarded packet to the outgoing numbering:
 
 - Sequence numbers are contiguous across switches and across packets the forwarder chose not to
-  send (``skip``), while gaps caused by real loss are kept so the receiver NACKs them.
+  send (``skip_sequence``), while gaps caused by real loss are kept so the receiver NACKs them.
 - Timestamps keep advancing across a switch: the new stream's offset is chosen so that its first
   packet lands ``now - last_forward_time`` (in clock-rate ticks, at least ``min_timestamp_step``)
   after the last forwarded one.
@@ -14,21 +14,28 @@ maps each forwarded packet to the outgoing numbering:
 - ``origin`` maps an outgoing sequence number back to (source, incoming sequence number, timestamp
   offset): a NACKed packet is found among the source's packets and sent again with the numbers
   it had, or the NACK is forwarded upstream.
+- It counts the packets and payload octets it numbered (for sender reports).
 
-Everything inside is extended (unwrapped); 16/32-bit values only come out in ``Munged``. ``now``
+Everything inside is extended (unwrapped); 16/32-bit values only come out for the header. ``now``
 is float seconds. The caller guarantees that a packet from a new source is a valid switch point
 (the first packet of a keyframe): the layer selector only passes such packets.
 
-**Following a chain.** Every steady subscriber of a stream repeats the same in-order step (the
-incoming numbers' unwrapping) with its own offsets. A ``StepChain`` takes that step once per
-packet and gives it as a ``Step``; a munger whose state is that of the chain's previous step
-``follow``s the new one instead of updating its own fields, so a fan-out writes each copy with
-two subtractions (``DownTrack.write_next``). Its own fields are brought up to date from the step
-it last followed before anything else reads or changes them (``_sync``).
+**The numbering step** is ``extend``: a packet's 16/32-bit numbers placed against the highest
+extended ones of its stream. ``RtpMunger.process`` and ``StepChain.advance`` both take it there,
+and nowhere else is it written.
+
+**Following a chain.** Every steady subscriber of a stream repeats the same in-order step with
+its own offsets. A ``StepChain`` takes that step once per packet and gives it as a ``Step``. A
+munger whose state is that of one of the chain's steps gives its ``chain_offsets``: the chain's
+next packets are numbered the chain's numbers minus these, so a fan-out writes each copy with
+two subtractions and leaves the munger alone (``DownTrack.write_next``). Before the munger
+numbers anything again, it ``catch_up``s: its state becomes that after the chain's packets it
+was followed through.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from sfu.core.actions import Drop, DropReason, drop
@@ -39,15 +46,54 @@ _BEFORE_SWITCH = drop(DropReason.BEFORE_SWITCH)
 
 _new_munged = tuple.__new__  # builds a Munged without the named tuple's Python-level __new__
 
-# (run, source, first incoming ext seq, first outgoing ext seq, seq offset = in - out, ts offset)
-_Segment = tuple[int, int, int, int, int, int]
 
-Step = tuple[int, int, int, int, float, int, int]
-"""One in-order packet of a stream, as a ``StepChain`` saw it: (source, extended incoming sequence
-number, highest extended incoming timestamp, the packet's extended timestamp, arrival time,
-packets and payload octets of the chain so far)."""
+def extend(highest: int, highest_timestamp: int, sequence: int, timestamp: int) -> tuple[int, int, int]:
+    """The numbering step: a packet's 16-bit ``sequence`` and 32-bit ``timestamp``, each placed
+    closest to the extended ``highest`` sequence number and ``highest_timestamp`` of its stream.
 
-NO_STEP: Step = (-1, 0, 0, 0, 0.0, 0, 0)
+    Returns (the packet's extended sequence number, the highest extended timestamp once this
+    packet is counted, the packet's extended timestamp). The packet is the next in order when its
+    sequence number is above ``highest`` (by less than half the range), a duplicate when equal,
+    late when below."""
+    d = (sequence - highest) & SEQ_MASK
+    if d >= 0x8000:
+        d -= SEQ_MOD
+    dt = (timestamp - highest_timestamp) & TS_MASK
+    if dt < 0x80000000:
+        highest_timestamp += dt
+        return highest + d, highest_timestamp, highest_timestamp
+    return highest + d, highest_timestamp, highest_timestamp + dt - TS_MOD
+
+
+class Segment(NamedTuple):
+    """A stretch of the outgoing stream numbered with the same offsets: from outgoing extended
+    sequence number ``out_start`` (incoming ``in_start`` of ``source``) on, outgoing = incoming -
+    ``offset`` and outgoing timestamp = incoming - ``ts_offset``. ``run`` counts the munger's
+    switches: late packets are only numbered within the current run."""
+
+    run: int
+    source: int
+    in_start: int
+    out_start: int
+    offset: int
+    ts_offset: int
+
+
+@dataclass(slots=True)
+class Step:
+    """One in-order packet of a stream, as a ``StepChain`` saw it. Never changed once made (a
+    frozen dataclass would cost four times as much to build, once per packet)."""
+
+    source: int
+    sequence: int  # extended incoming sequence number
+    timestamp: int  # highest extended incoming timestamp so far
+    packet_timestamp: int  # this packet's extended timestamp (below ``timestamp`` if it went back)
+    now: float  # arrival time
+    packets: int  # packets of the chain so far
+    octets: int  # payload octets of the chain so far
+
+
+NO_STEP = Step(-1, 0, 0, 0, 0.0, 0, 0)
 """The step before a chain's first: nobody follows it."""
 
 
@@ -57,7 +103,7 @@ class StepChain:
     __slots__ = ("step",)
 
     def __init__(self) -> None:
-        self.step: Step = NO_STEP
+        self.step = NO_STEP
 
     def advance(
         self, source: int, sequence: int, timestamp: int, now: float, octets: int
@@ -67,19 +113,14 @@ class StepChain:
         itself, after ``NO_STEP``: nobody follows it straight on, every munger takes it its own
         way and follows the new chain if that leaves it in the new chain's state."""
         prev = self.step
-        highest_in = prev[1]
-        d = (sequence - highest_in) & SEQ_MASK
-        if source != prev[0] or not 0 < d < 0x8000:
-            step = self.step = (source, sequence, timestamp, timestamp, now, 1, octets)
-            return NO_STEP, step
-        in_ts = used = prev[2]
-        dt = (timestamp - in_ts) & TS_MASK
-        if dt < 0x80000000:
-            in_ts = used = in_ts + dt
-        else:
-            used += dt - TS_MOD
-        step = self.step = (source, highest_in + d, in_ts, used, now, prev[5] + 1, prev[6] + octets)
-        return prev, step
+        if source == prev.source:
+            ext, highest_ts, packet_ts = extend(prev.sequence, prev.timestamp, sequence, timestamp)
+            if ext > prev.sequence:
+                step = Step(source, ext, highest_ts, packet_ts, now, prev.packets + 1, prev.octets + octets)
+                self.step = step
+                return prev, step
+        self.step = Step(source, sequence, timestamp, timestamp, now, 1, octets)
+        return NO_STEP, self.step
 
 
 class Munged(NamedTuple):
@@ -87,7 +128,7 @@ class Munged(NamedTuple):
 
     sequence: int  # 16-bit, for the header
     timestamp: int  # 32-bit, for the header
-    ext_sequence: int  # extended outgoing sequence number (the packet history key)
+    ext_sequence: int  # extended outgoing sequence number
 
 
 class RtpMunger:
@@ -95,8 +136,6 @@ class RtpMunger:
 
     __slots__ = (
         "_clock_rate",
-        "_dseq",
-        "_dts",
         "_first_seq",
         "_first_ts",
         "_highest_in",
@@ -106,12 +145,13 @@ class RtpMunger:
         "_last_time",
         "_max_segments",
         "_min_step",
+        "_octets",
+        "_packets",
         "_resync",
         "_run",
         "_segments",
         "_seq_offset",
         "_source",
-        "_step",
         "_ts_offset",
     )
 
@@ -143,10 +183,9 @@ class RtpMunger:
         self._highest_out: int | None = None
         self._highest_out_ts = 0
         self._last_time = 0.0
-        self._segments: list[_Segment] = []
-        self._step: Step | None = None  # followed: the fields above are as of this step
-        self._dseq = 0  # the step's incoming numbers minus this munger's (multiples of 2^16, 2^32)
-        self._dts = 0
+        self._segments: list[Segment] = []
+        self._packets = 0
+        self._octets = 0  # payload octets
 
     @property
     def source(self) -> int | None:
@@ -156,86 +195,86 @@ class RtpMunger:
     @property
     def highest_sequence(self) -> int | None:
         """Extended outgoing sequence number of the newest forwarded packet."""
-        self._sync()
         return self._highest_out
 
     @property
     def highest_timestamp(self) -> int:
         """Extended outgoing timestamp of the newest forwarded packet."""
-        self._sync()
         return self._highest_out_ts
 
     @property
-    def following(self) -> bool:
-        """Whether this munger follows a ``StepChain`` (its next packet may be a fast step)."""
-        return self._step is not None
+    def packets(self) -> int:
+        """Packets numbered so far."""
+        return self._packets
 
-    def follow(self, step: Step) -> bool:
-        """Follow a chain from ``step`` on, if this munger's state is that step's (it has just
-        forwarded the step's packet in order, or switched to it): True if it does."""
-        if self._step is not None:
-            self._sync()
-        source, in_ext, in_ts, used, now = step[0], step[1], step[2], step[3], step[4]
-        if source != self._source or self._resync or now != self._last_time or self._highest_out is None:
-            return False
-        dseq, dts = in_ext - self._highest_in, in_ts - self._in_ts
+    @property
+    def octets(self) -> int:
+        """Payload octets of the packets numbered so far."""
+        return self._octets
+
+    def chain_offsets(self, step: Step) -> tuple[int, int] | None:
+        """If this munger's state is ``step``'s (it has just numbered the step's packet in order,
+        or switched to it): the (sequence number, timestamp) offsets that number the chain's
+        next packets, each the chain's extended number minus its offset. None otherwise."""
+        if (
+            step.source != self._source
+            or self._resync
+            or step.now != self._last_time
+            or self._highest_out is None
+        ):
+            return None
+        # the chain's numbers are extended from its own first packet: whole wraps apart from ours
+        dseq, dts = step.sequence - self._highest_in, step.timestamp - self._in_ts
         if (
             dseq & SEQ_MASK
             or dts & TS_MASK
             or self._highest_out != self._highest_in - self._seq_offset
-            or self._highest_out_ts != used - dts - self._ts_offset
+            or self._highest_out_ts != step.packet_timestamp - dts - self._ts_offset
         ):
-            return False
-        self._step, self._dseq, self._dts = step, dseq, dts
-        return True
+            return None
+        return self._seq_offset + dseq, self._ts_offset + dts
 
-    def _sync(self) -> None:
-        """Stop following: this munger's own fields as of the step it followed last."""
-        step = self._step
-        if step is None:
-            return
-        self._step = None
-        self._highest_in = highest_in = step[1] - self._dseq
-        self._in_ts = step[2] - self._dts
+    def catch_up(self, start: Step, end: Step) -> None:
+        """The chain's packets after ``start`` up to ``end`` were numbered with
+        ``chain_offsets(start)``, taken when this munger was in ``start``'s state: it is now in
+        the state it would be in had it numbered them itself."""
+        dseq, dts = start.sequence - self._highest_in, start.timestamp - self._in_ts
+        self._highest_in = highest_in = end.sequence - dseq
+        self._in_ts = end.timestamp - dts
         self._highest_out = highest_in - self._seq_offset
-        self._highest_out_ts = step[3] - self._dts - self._ts_offset
-        self._last_time = step[4]
+        self._highest_out_ts = end.packet_timestamp - dts - self._ts_offset
+        self._last_time = end.now
+        self._packets += end.packets - start.packets
+        self._octets += end.octets - start.octets
 
-    def process(self, source: int, sequence: int, timestamp: int, now: float) -> Munged | Drop:
-        """Outgoing numbering for a packet to forward, or a ``Drop`` (duplicate / before switch)."""
-        if self._step is not None:
-            self._sync()
+    def process(
+        self, source: int, sequence: int, timestamp: int, now: float, octets: int = 0
+    ) -> Munged | Drop:
+        """Outgoing numbering for a packet to forward (of ``octets`` payload octets), or a
+        ``Drop`` (duplicate / before switch)."""
         if source != self._source or self._resync:
-            return self._start_run(source, sequence, timestamp, now)
-        # Unwrapping inlined: each value is placed closest to the highest one of the run. The
-        # forwarding path's copy of this in-order step is ``DownTrack.write`` (a test keeps the
-        # two equal).
+            return self._start_run(source, sequence, timestamp, now, octets)
         highest_in = self._highest_in
-        d = (sequence - highest_in) & SEQ_MASK
-        in_ts = self._in_ts
-        dt = (timestamp - in_ts) & TS_MASK
-        if dt < 0x80000000:
-            in_ts += dt
-            self._in_ts = in_ts
-        else:
-            in_ts += dt - TS_MOD
-        if 0 < d < 0x8000:
-            in_ext = highest_in + d
+        in_ext, self._in_ts, in_ts = extend(highest_in, self._in_ts, sequence, timestamp)
+        if in_ext > highest_in:
             out_ext = in_ext - self._seq_offset
             out_ts = in_ts - self._ts_offset
             self._highest_in = in_ext
             self._highest_out = out_ext
             self._highest_out_ts = out_ts
             self._last_time = now
+            self._packets += 1
+            self._octets += octets
             return _new_munged(Munged, (out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext))
-        if d == 0:
+        if in_ext == highest_in:
             return _DUPLICATE
-        offset = self._offset_for(highest_in + d - SEQ_MOD)
+        offset = self._offset_for(in_ext)
         if offset is None:
             return _BEFORE_SWITCH
-        out_ext = highest_in + d - SEQ_MOD - offset
-        out_ts = in_ts - self._ts_offset
-        return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
+        out_ext = in_ext - offset
+        self._packets += 1
+        self._octets += octets
+        return Munged(out_ext & SEQ_MASK, (in_ts - self._ts_offset) & TS_MASK, out_ext)
 
     def skip_sequence(self, source: int, sequence: int) -> None:
         """A packet of the current source that is deliberately not forwarded (e.g. padding only,
@@ -244,7 +283,6 @@ class RtpMunger:
         Only an in-order packet can be skipped; a late one already has a number reserved and its
         gap stays (the receiver may NACK it).
         """
-        self._sync()
         if source != self._source or self._resync:
             return
         d = (sequence - self._highest_in) & SEQ_MASK
@@ -254,9 +292,9 @@ class RtpMunger:
         old_offset = self._seq_offset
         self._seq_offset = old_offset + 1
         self._highest_in = in_ext
-        segment = (self._run, source, in_ext + 1, in_ext - old_offset, old_offset + 1, self._ts_offset)
+        segment = Segment(self._run, source, in_ext + 1, in_ext - old_offset, old_offset + 1, self._ts_offset)
         last = self._segments[-1]
-        if last[0] == self._run and last[3] == segment[3]:
+        if last.run == self._run and last.out_start == segment.out_start:
             self._segments[-1] = segment  # consecutive skips: nothing was sent in between
         else:
             self._add_segment(segment)
@@ -264,39 +302,30 @@ class RtpMunger:
     def resync(self) -> None:
         """Treat the next packet as a switch point even if its source is unchanged (for example
         when forwarding resumes after a pause: its timestamps restart from the arrival time)."""
-        self._sync()
         self._resync = True
-
-    def incoming_for(self, sequence: int) -> tuple[int, int] | None:
-        """(source, incoming 16-bit sequence number) behind outgoing ``sequence``, or None if it
-        was never sent or is too old to tell."""
-        found = self.origin(sequence)
-        return None if found is None else (found[0], found[1])
 
     def origin(self, sequence: int) -> tuple[int, int, int] | None:
         """(source, incoming 16-bit sequence number, timestamp offset) behind outgoing
         ``sequence``: the packet went out with timestamp ``(incoming - offset) & 0xFFFFFFFF``.
         None if it was never sent or is too old to tell."""
-        self._sync()
         if self._highest_out is None:
             return None
         out_ext = unwrap_near(sequence, self._highest_out, SEQ_BITS)
         if out_ext > self._highest_out:
             return None
-        for _run, source, _in_start, out_start, offset, ts_offset in reversed(self._segments):
-            if out_ext >= out_start:
-                return source, (out_ext + offset) & SEQ_MASK, ts_offset
+        for segment in reversed(self._segments):
+            if out_ext >= segment.out_start:
+                return segment.source, (out_ext + segment.offset) & SEQ_MASK, segment.ts_offset
         return None
 
     def translate_timestamp(self, source: int, timestamp: int) -> int | None:
         """Outgoing 32-bit timestamp for a timestamp of ``source`` (e.g. from its sender report),
         or None when that source is not the one being forwarded."""
-        self._sync()
         if source != self._source or self._resync:
             return None
         return (unwrap_near(timestamp, self._in_ts, TS_BITS) - self._ts_offset) & TS_MASK
 
-    def _start_run(self, source: int, sequence: int, timestamp: int, now: float) -> Munged:
+    def _start_run(self, source: int, sequence: int, timestamp: int, now: float, octets: int) -> Munged:
         self._run += 1
         self._source = source
         self._resync = False
@@ -315,19 +344,21 @@ class RtpMunger:
         self._highest_out = out_ext
         self._highest_out_ts = out_ts
         self._last_time = now
-        self._add_segment((self._run, source, in_ext, out_ext, self._seq_offset, self._ts_offset))
+        self._packets += 1
+        self._octets += octets
+        self._add_segment(Segment(self._run, source, in_ext, out_ext, self._seq_offset, self._ts_offset))
         return Munged(out_ext & SEQ_MASK, out_ts & TS_MASK, out_ext)
 
     def _offset_for(self, in_ext: int) -> int | None:
         run = self._run
-        for seg_run, _source, in_start, _out_start, offset, _ts in reversed(self._segments):
-            if seg_run != run:
+        for segment in reversed(self._segments):
+            if segment.run != run:
                 return None
-            if in_ext >= in_start:
-                return offset
+            if in_ext >= segment.in_start:
+                return segment.offset
         return None
 
-    def _add_segment(self, segment: _Segment) -> None:
+    def _add_segment(self, segment: Segment) -> None:
         segments = self._segments
         segments.append(segment)
         if len(segments) > self._max_segments:

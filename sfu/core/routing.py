@@ -73,13 +73,6 @@ class IncomingRouter:
         self._ssrcs = kept
         self._learned = len(kept)
 
-    def forget_ssrc(self, ssrc: int) -> None:
-        if self._ssrcs.pop(ssrc, None) is not None:
-            self._learned -= 1
-
-    def learned(self) -> Mapping[int, Route]:
-        return dict(self._ssrcs)
-
     def route(self, ssrc: int, payload_type: int, extensions: Mapping[int, bytes]) -> Route | None:
         """The route of a packet, or None when it cannot be attributed (it is dropped)."""
         found = self._ssrcs.get(ssrc)

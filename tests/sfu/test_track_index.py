@@ -90,8 +90,8 @@ class Setup:
     @property
     def direct(self) -> bool:
         """The slot is indexed for direct forwarding (and the forwarder not asked)."""
-        direct = self.slot in self.track.direct.get("", ())
-        deciding = self.forwarder in self.track.listeners.get("", ())
+        direct = self.slot in self.track._direct.get("", ())
+        deciding = self.forwarder in self.track._listeners.get("", ())
         assert direct != deciding, "indexed both ways, or not at all"
         return direct
 
@@ -186,7 +186,7 @@ def test_a_forwarder_that_stops_leaves_the_index(how: str) -> None:
         s.forwarder.detach()
     else:
         s.forwarder.set_limits(LayerLimits(paused=True), 0.2)
-    assert s.slot not in s.track.direct.get("", ())
+    assert s.slot not in s.track._direct.get("", ())
     sent = len(s.writer.sent)
     s.send(FIRST)
     assert len(s.writer.sent) == sent

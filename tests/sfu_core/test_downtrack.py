@@ -49,9 +49,16 @@ def _nothing_received_yet() -> None:
     RECEIVED.packets.clear()
 
 
+def forward(track: DownTrack, view: RtpView, now: float, switched: bool = False) -> bytes | Drop:
+    """What ``track`` writes for ``view`` into a buffer of its own."""
+    buffer = memoryview(bytearray(1500))
+    size = track.write(view, now, buffer, switched=switched)
+    return size if isinstance(size, Drop) else bytes(buffer[:size])
+
+
 def sent(track: DownTrack, view: RtpView, now: float, switched: bool = False) -> RtpView:
     RECEIVED.packets[view.ssrc, view.sequence] = view
-    out = track.forward(view, now, switched=switched)
+    out = forward(track, view, now, switched=switched)
     assert isinstance(out, bytes), out
     return RtpView(out)
 
@@ -68,7 +75,7 @@ def test_forwarded_packet_carries_the_subscriber_ssrc_payload_type_and_extension
 def test_duplicate_is_reported_as_a_drop() -> None:
     track = DownTrack(PARAMS)
     sent(track, packet(1), 0.0)
-    assert track.forward(packet(1), 0.01) == Drop(DropReason.DUPLICATE)
+    assert forward(track, packet(1), 0.01) == Drop(DropReason.DUPLICATE)
 
 
 def test_nack_is_answered_from_the_source_packets_with_the_bytes_that_were_sent() -> None:
@@ -129,6 +136,26 @@ def test_retransmission_uses_rtx_when_negotiated() -> None:
     assert bytes(rtx.payload) == b"\x00\x00abc"
 
 
+def test_the_rtx_stream_numbers_its_packets_on_across_its_wrap() -> None:
+    params = DownTrackParams(
+        ssrc=1,
+        payload_type=100,
+        clock_rate=90_000,
+        first_sequence=0,
+        first_timestamp=0,
+        rtx_ssrc=2,
+        rtx_payload_type=101,
+        rtx_first_sequence=0xFFFE,
+    )
+    track = DownTrack(params)
+    for seq in range(10, 14):
+        sent(track, packet(seq), 0.0)
+    actions = track.on_nack([0, 1, 2, 3], now=0.05, source=RECEIVED)
+    rtx = [RtpView(a.packet) for a in actions if isinstance(a, SendRtp)]
+    assert [p.sequence for p in rtx] == [0xFFFE, 0xFFFF, 0, 1]
+    assert [p.payload[:2].tobytes() for p in rtx] == [b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x00\x03"]
+
+
 def test_switched_flag_keeps_the_stream_continuous_after_a_pause() -> None:
     track = DownTrack(PARAMS)
     first = sent(track, packet(10, ts=0), 0.0)
@@ -158,15 +185,17 @@ def test_sender_report_is_translated_for_lip_sync() -> None:
     assert track.translate_sender_report(other) is None
 
 
-def test_write_puts_the_same_packet_as_forward_into_the_buffer() -> None:
+def test_a_reused_buffer_holds_exactly_the_packet_written_last() -> None:
+    """The subscriber's SRTP buffer is written over for every packet: nothing of a longer packet
+    before shows through."""
     a, b = DownTrack(PARAMS, ExtensionRemapper({3: 7})), DownTrack(PARAMS, ExtensionRemapper({3: 7}))
     buffer = memoryview(bytearray(1500))
     for seq in range(10, 14):
-        view = packet(seq, ts=3000 * seq, payload=bytes([seq]) * 300)
+        view = packet(seq, ts=3000 * seq, payload=bytes([seq]) * (400 - 50 * (seq - 10)))
         size = b.write(view, 0.0, buffer)
         assert isinstance(size, int)
-        assert bytes(buffer[:size]) == a.forward(view, 0.0)
-    assert (b.packets_sent, b.octets_sent) == (a.packets_sent, a.octets_sent) == (4, 1200)
+        assert bytes(buffer[:size]) == forward(a, view, 0.0)
+    assert (b.packets_sent, b.octets_sent) == (a.packets_sent, a.octets_sent) == (4, 1300)
     assert b.write(packet(13), 0.0, buffer) == Drop(DropReason.DUPLICATE)
 
 
@@ -196,8 +225,8 @@ def test_a_packet_too_long_for_the_buffer_is_dropped_and_leaves_a_gap_like_a_los
 def test_write_numbers_packets_exactly_as_the_munger_does(
     events: list[tuple[str, int, int, int]], first_seq: int, first_ts: int
 ) -> None:
-    """``write`` inlines the munger's in-order step: whatever arrives, it must number each packet
-    as ``RtpMunger.process`` does."""
+    """Whatever arrives (switches, skips, loss, duplicates, late packets, wraps), ``write`` numbers
+    each packet and translates sender reports as a bare ``RtpMunger`` does."""
     track = DownTrack(PARAMS)
     reference = RtpMunger(PARAMS.clock_rate, first_sequence=PARAMS.first_sequence, first_timestamp=0)
     buffer = memoryview(bytearray(1500))
@@ -225,4 +254,9 @@ def test_write_numbers_packets_exactly_as_the_munger_does(
             reference.highest_sequence,
             reference.highest_timestamp,
         )
-        assert track.translate_timestamp(ssrc, ts[ssrc]) == reference.translate_timestamp(ssrc, ts[ssrc])
+        report = SenderReport(
+            ssrc=ssrc, ntp_timestamp=0, rtp_timestamp=ts[ssrc], packet_count=0, octet_count=0
+        )
+        translated = track.translate_sender_report(report)
+        expected_ts = reference.translate_timestamp(ssrc, ts[ssrc])
+        assert (None if translated is None else translated.rtp_timestamp) == expected_ts

@@ -65,7 +65,10 @@ def test_unknown_mids_are_dropped_and_learning_is_bounded() -> None:
     assert r.route(1, 96, {MID: b"nope"}) == Route("0", "", False)  # falls back to the payload type
     assert r.route(2, 96, {MID: b"0"}) == Route("0", "", False)
     assert r.route(3, 96, {MID: b"0"}) == Route("0", "", False)
-    assert len(r.learned()) == 2
+    # the first two SSRCs were learned: a later packet needs neither MID nor a known payload type
+    assert r.route(1, 127, {}) == Route("0", "", False)
+    assert r.route(2, 127, {}) == Route("0", "", False)
+    assert r.route(3, 127, {}) is None  # the third was routed by its MID but not learned
 
 
 def test_removing_a_track_forgets_its_ssrcs() -> None:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sfu.core.actions import Drop, DropReason
-from sfu.core.munger import Munged, RtpMunger
+from sfu.core.munger import Munged, RtpMunger, extend
 
 LOW, HIGH = 0x1000, 0x2000
 FRAME = 3000  # 30 fps at 90 kHz
@@ -19,6 +19,12 @@ def forward(m: RtpMunger, source: int, seq: int, ts: int, now: float) -> Munged:
     result = m.process(source, seq & 0xFFFF, ts & 0xFFFFFFFF, now)
     assert isinstance(result, Munged), result
     return result
+
+
+def incoming_for(m: RtpMunger, sequence: int) -> tuple[int, int] | None:
+    """(source, incoming 16-bit sequence number) behind outgoing ``sequence``."""
+    found = m.origin(sequence)
+    return None if found is None else found[:2]
 
 
 def test_first_packet_starts_at_the_configured_sequence_and_timestamp() -> None:
@@ -119,8 +125,8 @@ def test_consecutive_skips_collapse() -> None:
     for s in range(11, 20):
         m.skip_sequence(LOW, s)
     assert forward(m, LOW, 20, 0, 0.1).sequence == 1001
-    assert m.incoming_for(1001) == (LOW, 20)
-    assert m.incoming_for(1000) == (LOW, 10)
+    assert incoming_for(m, 1001) == (LOW, 20)
+    assert incoming_for(m, 1000) == (LOW, 10)
 
 
 def test_skip_of_a_late_or_foreign_packet_changes_nothing() -> None:
@@ -139,15 +145,15 @@ def test_outgoing_sequence_maps_back_to_the_incoming_one_across_a_switch() -> No
         forward(m, LOW, 200 + i, 0, 0.0)  # out 1000..1002
     forward(m, HIGH, 9000, 0, 0.1)  # out 1003
     forward(m, HIGH, 9002, 0, 0.1)  # out 1005 (9001 lost)
-    assert m.incoming_for(1001) == (LOW, 201)
-    assert m.incoming_for(1004) == (HIGH, 9001)
-    assert m.incoming_for(1005) == (HIGH, 9002)
-    assert m.incoming_for(1006) is None
-    assert m.incoming_for(900) is None
+    assert incoming_for(m, 1001) == (LOW, 201)
+    assert incoming_for(m, 1004) == (HIGH, 9001)
+    assert incoming_for(m, 1005) == (HIGH, 9002)
+    assert incoming_for(m, 1006) is None
+    assert incoming_for(m, 900) is None
 
 
 def test_nothing_maps_back_before_the_first_packet() -> None:
-    assert munger().incoming_for(1000) is None
+    assert incoming_for(munger(), 1000) is None
 
 
 def test_resync_on_the_same_source_rebases_after_a_pause() -> None:
@@ -173,6 +179,34 @@ def test_timestamp_translation_follows_a_wrap_of_the_source() -> None:
     forward(m, LOW, 1, 0xFFFF_FF00, 0.0)
     assert forward(m, LOW, 2, 0x100, 0.01).timestamp == 50_000 + 0x200
     assert m.translate_timestamp(LOW, 0x0000_0200) == 50_000 + 0x300
+
+
+def test_the_numbering_step_extends_timestamps_across_the_32_bit_wrap() -> None:
+    """Each packet's timestamp is placed closest to the highest of its stream, which only a
+    packet ahead of it moves."""
+    highest, highest_ts = 7, 0xFFFF_F000
+    packets = []
+    for sequence, timestamp in enumerate([0xFFFF_FF00, 0x0000_0100, 0xFFFF_FFF0, 0x0001_0000], start=8):
+        ext, highest_ts, packet_ts = extend(highest, highest_ts, sequence, timestamp)
+        assert ext == sequence == highest + 1
+        highest = ext
+        packets.append((packet_ts, highest_ts))
+    base = 1 << 32
+    assert packets == [
+        (0xFFFF_FF00, 0xFFFF_FF00),
+        (base + 0x100, base + 0x100),
+        (0xFFFF_FFF0, base + 0x100),  # went back: the highest stays
+        (base + 0x10000, base + 0x10000),
+    ]
+
+
+def test_the_numbering_step_tells_next_duplicate_and_late_packets_apart() -> None:
+    highest = 3 * 65536 + 65535
+    assert extend(highest, 0, 0, 0)[0] == highest + 1  # next, across the 16-bit wrap
+    assert extend(highest, 0, 65535, 0)[0] == highest  # duplicate
+    assert extend(highest, 0, 65530, 0)[0] == highest - 5  # late
+    assert extend(highest, 0, 0x7FFE, 0)[0] == highest + 0x7FFF  # the furthest ahead
+    assert extend(highest, 0, 0x7FFF, 0)[0] == highest - 0x8000  # half way round: late
 
 
 def test_clock_rate_must_be_positive() -> None:

@@ -13,7 +13,7 @@ from sfu.core.rtp import (
     build_extension_block,
     build_rtx,
     clear_header,
-    rewrite_header,
+    pack_fixed_header,
 )
 
 from .packets import one_byte_extensions, rtp, two_byte_extensions
@@ -102,36 +102,32 @@ def test_payload_is_a_zero_copy_view() -> None:
     assert payload.obj is data
 
 
+def rewritten(view: RtpView, remapper: ExtensionRemapper, *, ssrc: int, pt: int, seq: int, ts: int) -> bytes:
+    """The packet a subscriber with ``remapper``'s id map receives: a new fixed header over the
+    tail the remapper built (as ``DownTrack.write`` puts them together)."""
+    first, tail = remapper.tail(view)
+    return pack_fixed_header(first, (view.data[1] & 0x80) | pt, seq, ts, ssrc) + tail
+
+
+NONE = ExtensionRemapper({})
+
+
 def test_rewrite_round_trip_changes_only_rewritten_fields() -> None:
     original = rtp(seq=100, ts=5000, ssrc=1, pt=96, marker=True, payload=b"frame-data", csrcs=(9,))
-    out = rewrite_header(RtpView(original), ssrc=2, payload_type=100, sequence=7, timestamp=9)
+    out = rewritten(RtpView(original), NONE, ssrc=2, pt=100, seq=7, ts=9)
     view = RtpView(out)
     assert (view.ssrc, view.payload_type, view.sequence, view.timestamp) == (2, 100, 7, 9)
     assert view.marker is True
     assert view.csrcs == (9,)
     assert bytes(view.payload) == b"frame-data"
-    same = rewrite_header(view, ssrc=1, payload_type=96, sequence=100, timestamp=5000)
+    same = rewritten(view, ExtensionRemapper({}), ssrc=1, pt=96, seq=100, ts=5000)
     assert same == original
 
 
-def test_rewrite_wraps_extended_sequence_and_timestamp() -> None:
-    out = RtpView(
-        rewrite_header(
-            RtpView(rtp()), ssrc=1, payload_type=96, sequence=3 * 65536 + 5, timestamp=(1 << 32) + 77
-        )
-    )
-    assert (out.sequence, out.timestamp) == (5, 77)
-
-
-@pytest.mark.parametrize(
-    ("original", "override", "expected"), [(True, None, True), (True, False, False), (False, True, True)]
-)
-def test_rewrite_keeps_marker_unless_overridden(
-    original: bool, override: bool | None, expected: bool
-) -> None:
-    view = RtpView(rtp(marker=original))
-    out = rewrite_header(view, ssrc=1, payload_type=96, sequence=1, timestamp=1, marker=override)
-    assert RtpView(out).marker is expected
+@pytest.mark.parametrize("marker", [True, False])
+def test_rewrite_keeps_the_marker(marker: bool) -> None:
+    out = rewritten(RtpView(rtp(marker=marker)), NONE, ssrc=1, pt=96, seq=1, ts=1)
+    assert RtpView(out).marker is marker
 
 
 def test_rewrite_remaps_extension_ids_for_subscriber() -> None:
@@ -139,23 +135,14 @@ def test_rewrite_remaps_extension_ids_for_subscriber() -> None:
     subscriber = {ABS_SEND_TIME: 3, AUDIO_LEVEL: 10}
     remapper = ExtensionRemapper.from_uris(publisher, subscriber)
     incoming = RtpView(rtp(extension=one_byte_extensions({4: b"0", 2: b"\x01\x02\x03", 1: b"\x9e"})))
-    out = RtpView(
-        rewrite_header(
-            incoming,
-            ssrc=5,
-            payload_type=111,
-            sequence=1,
-            timestamp=1,
-            extensions=remapper.remap(incoming.extensions),
-        )
-    )
+    out = RtpView(rewritten(incoming, remapper, ssrc=5, pt=111, seq=1, ts=1))
     assert dict(out.extensions) == {3: b"\x01\x02\x03", 10: b"\x9e"}
     assert bytes(out.payload) == bytes(incoming.payload)
 
 
 def test_rewrite_without_extensions_drops_extension_block() -> None:
     incoming = RtpView(rtp(extension=one_byte_extensions({1: b"x"}), payload=b"pp"))
-    out = rewrite_header(incoming, ssrc=5, payload_type=96, sequence=1, timestamp=1)
+    out = rewritten(incoming, NONE, ssrc=5, pt=96, seq=1, ts=1)
     view = RtpView(out)
     assert view.extension_profile == 0
     assert len(out) == 12 + 2
@@ -163,27 +150,14 @@ def test_rewrite_without_extensions_drops_extension_block() -> None:
 
 
 def test_rewrite_preserves_csrcs_and_padding() -> None:
-    incoming = RtpView(rtp(csrcs=(7, 8), payload=b"abc", padding=5, extension=one_byte_extensions({1: b"x"})))
-    view = RtpView(
-        rewrite_header(incoming, ssrc=1, payload_type=96, sequence=1, timestamp=1, extensions={2: b"yz"})
+    incoming = RtpView(
+        rtp(csrcs=(7, 8), payload=b"abc", padding=5, extension=one_byte_extensions({1: b"yz"}))
     )
+    view = RtpView(rewritten(incoming, ExtensionRemapper({1: 2}), ssrc=1, pt=96, seq=1, ts=1))
     assert view.csrcs == (7, 8)
     assert view.padding is True
     assert bytes(view.payload) == b"abc"
     assert dict(view.extensions) == {2: b"yz"}
-
-
-def test_rewrite_rejects_both_extension_forms() -> None:
-    with pytest.raises(ValueError):
-        rewrite_header(
-            RtpView(rtp()),
-            ssrc=1,
-            payload_type=96,
-            sequence=1,
-            timestamp=1,
-            extensions={},
-            extension_block=b"",
-        )
 
 
 def test_build_extension_block_prefers_one_byte_form() -> None:
@@ -319,12 +293,10 @@ def test_rewrite_then_parse_round_trips_every_field(
     elements: dict[int, bytes],
     payload: bytes,
 ) -> None:
-    source = RtpView(rtp(csrcs=tuple(csrcs), payload=payload))
-    out = RtpView(
-        rewrite_header(
-            source, ssrc=ssrc, payload_type=pt, sequence=seq, timestamp=ts, marker=marker, extensions=elements
-        )
-    )
+    block = build_extension_block(elements)
+    source = RtpView(rtp(csrcs=tuple(csrcs), payload=payload, marker=marker, extension=block, pt=96))
+    remapper = ExtensionRemapper({i: i for i in elements})
+    out = RtpView(rewritten(source, remapper, ssrc=ssrc, pt=pt, seq=seq, ts=ts))
     assert (out.sequence, out.timestamp, out.ssrc, out.payload_type, out.marker) == (
         seq,
         ts,

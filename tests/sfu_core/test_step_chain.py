@@ -91,7 +91,7 @@ class Fanout:
         does with a chain; the pairs in ``switched`` get it as a newly selected stream instead
         (``Slot.forward``, no chain)."""
         self.now += 0.01
-        steps = self.chain.advance(
+        prev, step = self.chain.advance(
             view.ssrc, view.sequence, view.timestamp, self.now, view.payload_end - view.header_length
         )
         for i, pair in enumerate(self.pairs):
@@ -103,7 +103,7 @@ class Fanout:
                 got_follower = pair.follower.write(view, self.now, b, switched=True)
             else:
                 got_alone = pair.alone.write(view, self.now, a)
-                got_follower = pair.follower.write_next(view, steps[0], steps[1], b)
+                got_follower = pair.follower.write_next(view, prev, step, b)
             assert got_alone == got_follower
             if isinstance(got_alone, int) and isinstance(got_follower, int):
                 assert bytes(a[:got_alone]) == bytes(b[:got_follower])
@@ -130,9 +130,10 @@ class Fanout:
             assert a.translate_sender_report(report) == b.translate_sender_report(report)
             assert (a.highest_sequence, a.highest_timestamp) == (b.highest_sequence, b.highest_timestamp)
             top = a.highest_sequence
-            if top is not None:
-                for back in (0, 1, 2, 5, 40):
-                    assert a.origin((top - back) & 0xFFFF) == b.origin((top - back) & 0xFFFF)
+            if top is not None:  # what each answers to NACKs (resends, or NACKs upstream)
+                lost = [(top - back) & 0xFFFF for back in (0, 1, 2, 5, 40)]
+                lookup = _lookup(self)
+                assert a.on_nack(lost, self.now, None, lookup) == b.on_nack(lost, self.now, None, lookup)
 
 
 EVENTS = st.one_of(
