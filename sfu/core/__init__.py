@@ -8,15 +8,16 @@ decisions; adapters carry them out.
 
 Modules, one concept each:
 
-- ``rtp``: RTP header view, header-extension parsing/building, header rewrite, RTX unwrap.
+- ``rtp``: RTP header view, header-extension parsing and remapping, fixed-header packing, RTX unwrap.
 - ``rtcp``: RTCP packets the forwarder needs (SR, RR, PLI, FIR, NACK, REMB), compound splitting.
-- ``seqnum``: 16/32-bit unwrapping into extended counters and modular helpers.
+- ``seqnum``: 16-bit sequence numbers unwrapped into an extended counter.
 - ``history``: per received stream, the packets kept to answer NACKs, with a resend throttle.
 - ``keyframe``: keyframe detection from RTP payloads (VP8, VP9, H.264, AV1, Opus).
 - ``keyrequest``: keyframe (PLI) request throttling per source.
-- ``munger``: sequence number/timestamp rewriting across source switches; ``StepChain``, a
-  steady layer's in-order step taken once for all its subscribers.
-- ``downtrack``: one subscriber's copy of a track: munger, header rewrite, NACK answers.
+- ``munger``: the one home of numbering: ``extend`` (the in-order step), ``RtpMunger`` (a
+  subscriber's numbers across source switches) and ``StepChain`` (a steady layer's step taken
+  once for all its subscribers).
+- ``downtrack``: one subscriber's copy of a track: holds its munger; header rewrite, NACK answers.
 - ``simulcast``: per-subscriber simulcast layer selection and the track's layer liveness.
 - ``dynacast``: which layers a publisher should send, from what the subscribers want.
 - ``loadshed``: how many layers every subscriber's video is held below the top under load.
