@@ -143,7 +143,7 @@ async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
         "auto_created": room.auto_created,
         "created_at": int(room.created_at),
         "updated_at": int(room.updated_at),
-        "num_participants": await ctx.rooms.count(room.name),
+        "num_participants": await ctx.rooms.admin.count(room.name),
     }
 
 
@@ -152,7 +152,7 @@ async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
 
 async def list_rooms(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    rooms = await ctx.rooms.list_rooms()
+    rooms = await ctx.rooms.admin.list_rooms()
     return web.json_response({"rooms": [await _room_json(ctx, r) for r in rooms]})
 
 
@@ -162,7 +162,7 @@ async def create_room(request: web.Request) -> web.Response:
     _only(data, {"name", "max_participants", "empty_timeout", "metadata"})
     if "name" not in data:
         raise ServiceError("invalid_room_name", "name is required")
-    room = await ctx.rooms.create_room(
+    room = await ctx.rooms.admin.create_room(
         check_room_name(data["name"]),
         max_participants=check_max_participants(_integral(data["max_participants"]))
         if "max_participants" in data
@@ -179,7 +179,7 @@ async def create_room(request: web.Request) -> web.Response:
 
 async def get_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    room = await ctx.rooms.get_room(request.match_info["name"])
+    room = await ctx.rooms.admin.get_room(request.match_info["name"])
     return web.json_response(await _room_json(ctx, room))
 
 
@@ -222,13 +222,13 @@ async def delete_room(request: web.Request) -> web.Response:
 
 async def list_participants(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    people = await ctx.rooms.participants(request.match_info["name"])
+    people = await ctx.rooms.admin.participants(request.match_info["name"])
     return web.json_response({"participants": [participant_info(p) for p in people]})
 
 
 async def get_participant(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    p = await ctx.rooms.find_participant(request.match_info["name"], request.match_info["identity"])
+    p = await ctx.rooms.admin.find_participant(request.match_info["name"], request.match_info["identity"])
     return web.json_response(participant_info(p))
 
 
@@ -312,7 +312,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     # remember it for the longest lifetime either kind may have, so it can never be used again.
     until = int(now) + max(ctx.token_max_ttl, ADMIN_MAX_TTL) + ctx.leeway
     await ctx.store.revocations.revoke(jti, expires_at=until, now=now)
-    dropped = request.app[SIGNALING].rooms.disconnect_token(jti)
+    dropped = request.app[SIGNALING].rooms.hub.disconnect_token(jti)
     log.info(
         "admin revoked token",
         extra={

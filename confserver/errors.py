@@ -1,17 +1,11 @@
-"""Errors with stable codes, shared by the admin API and signaling."""
+"""Errors with stable codes, shared by the admin API and signaling. ``ServiceError`` is defined in
+``confserver.contract`` (the media side raises it too) and re-exported here."""
 
 from __future__ import annotations
 
+from .contract import ServiceError
 
-class ServiceError(Exception):
-    """A refused operation: ``code`` is stable and documented, ``message`` is for people,
-    ``status`` is the HTTP status the admin API answers with."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+__all__ = ["ServiceError", "not_found"]
 
 
 def not_found(code: str, message: str) -> ServiceError:

@@ -1,13 +1,13 @@
 """The one interface between signaling and media. confserver never imports aiortc; the SFU
-package provides an implementation of ``MediaController`` and the app factory takes it."""
+package provides an implementation of ``MediaController`` and the app factory takes it. The
+messages and the error that cross it are in ``confserver.contract``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .errors import ServiceError
-from .signaling.messages import MediaMessage
+from .contract import MediaMessage, ServiceError
 
 SendFn = Callable[[Mapping[str, Any]], None]
 """Queues a server message to one participant (non-blocking)."""
@@ -20,7 +20,8 @@ class MediaController(Protocol):
         """A participant is in the room; ``send`` reaches its signaling connection."""
 
     async def handle(self, room: str, sid: str, message: MediaMessage) -> None:
-        """A media message from the participant; raises ``ServiceError`` to refuse it."""
+        """A media message from the participant, checked already (``contract.parse_media``);
+        raises ``ServiceError`` to refuse it."""
 
     async def set_muted(self, room: str, sid: str, kind: str, muted: bool) -> None:
         """Stop (or resume) forwarding the participant's audio or video."""

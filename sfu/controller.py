@@ -1,9 +1,10 @@
 """``SfuController``: the media service behind confserver's ``MediaController`` interface.
 
-It keeps the rooms' media state, answers the media messages of ``docs/PROTOCOL.md`` (refusing
-with ``ServiceError`` codes), and runs one timer task for the whole service: keyframe request
-retries, NACK retries, receiver and sender reports, layer re-evaluation, active speakers and
-the metrics flush all happen there, batched, never one task per track.
+It keeps the rooms' media state, answers the media messages of ``docs/PROTOCOL.md`` (typed and
+checked already: ``confserver.contract``; refusing with ``ServiceError`` codes), and runs one
+timer task for the whole service: keyframe request retries, NACK retries, receiver and sender
+reports, layer re-evaluation, active speakers and the metrics flush all happen there, batched,
+never one task per track.
 
 Hostile input is refused before aiortc sees it (docs/SFU.md, "Hostile input"): descriptions are
 parsed and capped by ``sfu.sdp`` and paid for from each participant's ``SdpBudget``;
@@ -18,17 +19,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, assert_never
 
 from aiortc import RTCIceCandidate
 from prometheus_client import CollectorRegistry
 
 from confserver.config import SfuConfig
-from confserver.errors import ServiceError
+from confserver.contract import (
+    SOURCES,
+    IceCandidate,
+    MediaMessage,
+    PublishOffer,
+    ServiceError,
+    SubscribeAnswer,
+    Unpublish,
+    UpdateSubscription,
+)
 from confserver.media import SendFn
-from confserver.signaling.messages import MediaMessage
-from sfu import requests, udpmux
+from sfu import udpmux
 from sfu.context import MediaContext, PacketFilters
 from sfu.core.budget import BudgetConfig, SdpBudget
 from sfu.core.candidate import CandidateError, parse_candidate
@@ -52,7 +61,7 @@ MAX_REMOTE_CANDIDATES = 32
 """Remote candidates one connection takes (each gets connectivity checks from the server)."""
 MAX_SCREEN_SUBSCRIPTIONS = 8
 """Screen shares one subscriber may receive at once, beyond ``max_video_subscriptions``."""
-PUBLISH_PERMISSIONS = frozenset(permission for _kind, permission in requests.SOURCES.values())
+PUBLISH_PERMISSIONS = frozenset(permission for _kind, permission in SOURCES.values())
 
 
 class SfuController:
@@ -126,20 +135,21 @@ class SfuController:
             raise
 
     async def _dispatch(self, r: Room, member: Member, message: MediaMessage) -> None:
-        body = message.body
-        kind = message.type
-        if kind == "publish_offer":
-            await self._publish_offer(r, member, body)
-        elif kind == "subscribe_answer":
-            await self._subscribe_answer(r, member, body)
-        elif kind == "ice_candidate":
-            await self._ice_candidate(member, body)
-        elif kind == "update_subscription":
-            await self._update_subscription(r, member, body)
-        elif kind == "unpublish":
-            self._unpublish(r, member, body)
-        else:
-            raise ServiceError("unknown_type", f"{kind} is not a media message")
+        """One case per message of the contract; ``assert_never`` makes a message type without
+        one a mypy error (and a loud failure at run time), never a message silently ignored."""
+        match message:
+            case PublishOffer():
+                await self._publish_offer(r, member, message)
+            case SubscribeAnswer():
+                await self._subscribe_answer(r, member, message)
+            case IceCandidate():
+                await self._ice_candidate(member, message)
+            case UpdateSubscription():
+                await self._update_subscription(r, member, message)
+            case Unpublish():
+                self._unpublish(r, member, message)
+            case _:
+                assert_never(message)
 
     async def set_muted(self, room: str, sid: str, kind: str, muted: bool) -> None:
         r = self._rooms.get(room)
@@ -186,16 +196,16 @@ class SfuController:
 
     # --- publishing ----------------------------------------------------------------------------
 
-    async def _publish_offer(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+    async def _publish_offer(self, room: Room, member: Member, offer: PublishOffer) -> None:
         if not member.permissions & PUBLISH_PERMISSIONS:
             raise ServiceError("forbidden", "this token does not allow publishing")
-        wanted = requests.published_tracks(body)
+        wanted = list(offer.tracks)
         for entry in wanted:
             if entry.permission not in member.permissions:
                 raise ServiceError("forbidden", f"this token does not allow publishing {entry.source}")
-        self._charge(member, body.get("sdp"))
+        self._charge(member, offer.sdp)
         try:
-            info = parse_sdp(body.get("sdp"))
+            info = parse_sdp(offer.sdp)
             check_bundle(info, member.publisher.offer if member.publisher is not None else None)
             for entry in wanted:
                 section = info.section(entry.mid)
@@ -218,7 +228,7 @@ class SfuController:
         publisher = member.publisher
         try:
             async with self._negotiating(member):
-                answer, added, removed = await publisher.answer(info, body["sdp"], wanted)
+                answer, added, removed = await publisher.answer(info, offer.sdp, wanted)
         except Exception as exc:
             if publisher.closed and not member.media_failed:
                 return  # the participant left while the offer was being answered
@@ -237,8 +247,8 @@ class SfuController:
         for track in added:
             room.publish(track)
 
-    def _unpublish(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
-        track_id = requests.unpublished_track(body)
+    def _unpublish(self, room: Room, member: Member, message: Unpublish) -> None:
+        track_id = message.track
         track = member.publisher.unpublish(track_id) if member.publisher is not None else None
         if track is None:
             raise ServiceError("unknown_track", f"you publish no track {track_id}")
@@ -246,13 +256,11 @@ class SfuController:
 
     # --- subscribing ---------------------------------------------------------------------------
 
-    async def _subscribe_answer(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+    async def _subscribe_answer(self, room: Room, member: Member, answer: SubscribeAnswer) -> None:
         sub = member.subscriber
         if sub is None:
             raise ServiceError("forbidden", "this token does not allow subscribing")
-        sdp = body.get("sdp")
-        if not isinstance(sdp, str):
-            raise ServiceError("bad_sdp", "sdp must be a string")
+        sdp = answer.sdp
         self._charge(member, sdp)
         try:
             async with self._negotiating(member):
@@ -267,11 +275,11 @@ class SfuController:
         if room.members.get(member.sid) is member and not sub.closed:
             room.subscriber_ready(sub)
 
-    async def _update_subscription(self, room: Room, member: Member, body: Mapping[str, Any]) -> None:
+    async def _update_subscription(self, room: Room, member: Member, update: UpdateSubscription) -> None:
         sub = member.subscriber
         if sub is None:
             raise ServiceError("forbidden", "this token does not allow subscribing")
-        changes = requests.subscription_changes(body)
+        changes = update.tracks
         wanted = set(sub.video_subscriptions)
         for change in changes:
             track = room.tracks.get(change.track)
@@ -319,8 +327,7 @@ class SfuController:
 
     # --- ICE -----------------------------------------------------------------------------------
 
-    async def _ice_candidate(self, member: Member, body: Mapping[str, Any]) -> None:
-        cand = requests.ice_candidate(body)
+    async def _ice_candidate(self, member: Member, cand: IceCandidate) -> None:
         pc_owner = member.publisher if cand.target == "publish" else member.subscriber
         if pc_owner is None:
             raise ServiceError("bad_field", f"there is no {cand.target} connection yet")
@@ -364,9 +371,9 @@ class SfuController:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _charge(self, member: Member, sdp: object) -> None:
+    def _charge(self, member: Member, sdp: str) -> None:
         """Pay for parsing a description from ``member`` (``SdpBudget``), before parsing it."""
-        size = len(sdp) if isinstance(sdp, str) else 0
+        size = len(sdp)
         if member.budget is not None and not member.budget.charge(size, self._context().clock()):
             cfg = self._budget
             raise ServiceError(

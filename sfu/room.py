@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from confserver.media import SendFn
 from sfu.context import MediaContext
 from sfu.core.audio import ActiveSpeakers, AudioConfig
 from sfu.core.budget import SdpBudget
@@ -22,8 +23,6 @@ from sfu.subscriber import Subscriber
 from sfu.uptrack import UpTrack
 
 log = logging.getLogger("sfu.room")
-
-SendFn = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass

@@ -146,7 +146,7 @@ async def test_room_service_refuses_metadata_whatever_the_caller(client: TestCli
 
     from .conftest import app_of
 
-    rooms = app_of(client)[SIGNALING].rooms
+    rooms = app_of(client)[SIGNALING].rooms.admin
     await create_room(client, "council", metadata={"topic": "budget"})
     with pytest.raises(ServiceError, match="surrogate"):
         await rooms.update_room("council", RoomUpdate(metadata={"topic": "\ud800"}))

@@ -81,7 +81,7 @@ async def test_101st_join_is_refused_with_room_full(client: TestClient) -> None:
     assert await late.closed() == 4000
     # someone leaves: a seat is free again
     await people[0][0].close()
-    rooms = app_of(client)[SIGNALING].rooms
+    rooms = app_of(client)[SIGNALING].rooms.admin
     for _ in range(100):
         if await rooms.count("plenary") == 99:
             break
@@ -163,7 +163,7 @@ async def test_room_not_found_when_auto_create_is_off(make_client: AppMaker) -> 
 async def test_room_is_auto_created_on_first_join_in_dev_mode(client: TestClient) -> None:
     _ws, joined = await join(client, "adhoc", "ana")
     assert joined["room"]["name"] == "adhoc"
-    room = await app_of(client)[SIGNALING].rooms.get_room("adhoc")
+    room = await app_of(client)[SIGNALING].rooms.admin.get_room("adhoc")
     assert room.auto_created and room.empty_timeout == 300
 
 
@@ -239,7 +239,7 @@ async def test_dead_client_frees_its_seat_after_heartbeat_timeout(make_client: A
     ws = Ws(await client.ws_connect("/ws", autoping=False))
     await ws.send({"type": "join", "token": join_token("r1", "ghost"), "room": "r1"})
     assert (await ws.recv())["type"] == "joined"
-    rooms = app_of(client)[SIGNALING].rooms
+    rooms = app_of(client)[SIGNALING].rooms.admin
     for _ in range(100):
         if await rooms.count("r1") == 0:
             break
@@ -255,9 +255,9 @@ async def test_slow_consumer_is_disconnected_without_stalling_the_room(make_clie
     ana, _ = await join(client, "r1", "ana")
     slow, _ = await join(client, "r1", "slow")
     sig = app_of(client)[SIGNALING]
-    slow_sid = next(p.sid for p in sig.rooms.local_participants("r1") if p.identity == "slow")
-    peer = sig.rooms.peer("r1", slow_sid)
-    assert peer is not None
+    seat = sig.rooms.hub.by_identity("r1", "slow")
+    assert seat is not None
+    peer = seat.peer
     for i in range(20):  # more than its queue holds, faster than it is drained
         peer.send_text(f'{{"type":"filler","i":{i}}}')
     assert await slow.closed() == 4008
@@ -356,7 +356,7 @@ async def test_display_name_change_needs_the_grant(client: TestClient) -> None:
 
 async def test_media_messages_are_refused_clearly_without_a_media_service(client: TestClient) -> None:
     ana, _ = await join(client, "r1", "ana")
-    await ana.send({"type": "publish_offer", "sdp": "v=0"})
+    await ana.send({"type": "publish_offer", "sdp": "v=0", "tracks": []})
     assert (await ana.expect("error"))["code"] == "media_unavailable"
 
 
@@ -368,7 +368,7 @@ async def test_empty_room_closes_after_its_empty_timeout(make_client: AppMaker) 
     ana, _ = await join(client, "brief", "ana")
     await ana.send({"type": "leave"})
     await ana.closed()
-    rooms = app_of(client)[SIGNALING].rooms
+    rooms = app_of(client)[SIGNALING].rooms.admin
     for _ in range(60):
         names = [r.name for r in await rooms.list_rooms()]
         if "brief" not in names:

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from confserver.app import create_app
+from confserver.contract import MediaMessage
 from confserver.media import SendFn
 from confserver.metrics import Metrics
-from confserver.signaling.messages import MediaMessage
 from confserver.signaling.websocket import SIGNALING
 from confserver.store import MemoryStore
 from tests.conftest import CREDS, AppMaker, Ws, app_of, base_config, connect, create_room, join, join_token
@@ -150,14 +150,14 @@ async def test_a_writer_that_dies_closes_its_connection_and_frees_the_seat(make_
     ana, _ = await join(client, "r1", "ana")
     budi, _ = await join(client, "r1", "budi")
     rooms = app_of(client)[SIGNALING].rooms
-    rooms.broadcast("r1", {"type": "chat", "text": "\ud800"})
+    rooms.hub.broadcast("r1", {"type": "chat", "text": "\ud800"})
     assert await ana.closed() == 1011
     assert await budi.closed() == 1011
     for _ in range(50):
-        if await rooms.count("r1") == 0:
+        if await rooms.admin.count("r1") == 0:
             break
         await asyncio.sleep(0.05)
-    assert await rooms.count("r1") == 0
+    assert await rooms.admin.count("r1") == 0
     cara, _ = await join(client, "r1", "cara")  # the seats are free again
     dodi, _ = await join(client, "r1", "dodi")
     await _chat_reaches(cara, dodi, "the room works")

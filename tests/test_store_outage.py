@@ -19,7 +19,7 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from confserver.config import Config
-from confserver.rooms import CLOSE_SEAT_LOST
+from confserver.signaling.messages import CloseCode
 from confserver.store import RedisStore, StoreUnavailableError
 
 from .conftest import (
@@ -207,7 +207,7 @@ async def test_after_an_outage_longer_than_the_lease_the_room_never_holds_more_t
     assert connected == held  # everyone still connected holds a seat; the room holds 3 people
     for a in attendees:
         if a.sid not in held:
-            assert await a.reader == CLOSE_SEAT_LOST
+            assert await a.reader == CloseCode.SEAT_LOST
             assert a.was_told_seat_lost()
     for ws, _ in [*during, *after]:
         await ws.close()
@@ -251,7 +251,7 @@ async def test_redis_restarted_empty_is_detected_and_known_rooms_are_not_recreat
     volatile_redis.start()  # no persistence: everything is gone
 
     # the connected participant's seat and room are gone: closed rather than left seatless
-    assert await asyncio.wait_for(seated.reader, 8 * HEARTBEAT) == CLOSE_SEAT_LOST
+    assert await asyncio.wait_for(seated.reader, 8 * HEARTBEAT) == CloseCode.SEAT_LOST
     assert seated.was_told_seat_lost()
     assert await _answer(lambda: store.state_intact(time.time())) is False
     ready = await node.get("/readyz")

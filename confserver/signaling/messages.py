@@ -1,18 +1,21 @@
 """The signaling wire protocol, version 1: typed client messages and one parser.
 
 Every client message is a JSON object with a ``type``. ``parse_client_message`` turns text into one
-of the frozen dataclasses below or raises ``ProtocolError`` with a stable code; nothing else escapes.
-Server messages are plain dicts built by the helpers at the end (their shapes are in docs/PROTOCOL.md).
+of the frozen dataclasses below (media messages: those of ``confserver.contract``) or raises
+``ProtocolError`` with a stable code; nothing else escapes. Server messages are plain dicts built by
+the helpers at the end (their shapes are in docs/PROTOCOL.md). ``CloseCode`` is every close code.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import contract
 from .. import text as untrusted
 
 PROTOCOL_VERSION = 1
@@ -21,12 +24,39 @@ ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TOKEN_CHARS = 8192
 MAX_NAME_CHARS = untrusted.MAX_NAME_CHARS
 MAX_IDENTITY_CHARS = 128
-MAX_SDP_CHARS = 64 * 1024
-MAX_CANDIDATE_CHARS = 1024
-MAX_TRACK_ID_CHARS = 64
 MAX_SUBSCRIPTIONS = 100
 STATE_KEYS = ("audio_muted", "video_muted", "hand_raised")
 MEDIA_KINDS = ("audio", "video")
+
+
+class CloseCode(enum.IntEnum):
+    """Every WebSocket close code of the protocol (docs/PROTOCOL.md, "Close codes"; web/protocol.js
+    ``CLOSE`` has the same names and numbers)."""
+
+    NORMAL = 1000
+    """After ``left``."""
+    GOING_AWAY = 1001
+    """The server is shutting down."""
+    ABNORMAL = 1006
+    """Never sent: what a client sees when the connection dropped without a close frame."""
+    TOO_LARGE = 1009
+    """A frame beyond the size cap (closed by the WebSocket layer before it is read)."""
+    SERVER_ERROR = 1011
+    """The server failed to send to this connection; the session ends and its seat is freed."""
+    JOIN_REFUSED = 4000
+    """After an ``error`` answering ``join``."""
+    REMOVED = 4001
+    """After ``kicked``."""
+    ROOM_CLOSED = 4002
+    """After ``room_closed``."""
+    SLOW_CONSUMER = 4008
+    RATE_LIMITED = 4009
+    JOIN_TIMEOUT = 4010
+    SEAT_LOST = 4011
+    """After ``error seat_lost``: the seat lapsed (a store outage longer than the seat lease) and
+    could not be taken again. The client may reconnect; its join is then admitted or refused."""
+    MEDIA_TIMEOUT = 4012
+    """After ``error media_timeout``."""
 
 
 class ProtocolError(Exception):
@@ -97,16 +127,6 @@ class EndRoom:
     pass
 
 
-@dataclass(frozen=True)
-class MediaMessage:
-    """A media-negotiation message handed to the MediaController as it is (validated for shape
-    and size here): ``publish_offer``, ``subscribe_answer``, ``ice_candidate``,
-    ``update_subscription``, ``unpublish``."""
-
-    type: str
-    body: Mapping[str, Any]
-
-
 ClientMessage = (
     Join
     | Ping
@@ -117,8 +137,10 @@ ClientMessage = (
     | KickParticipant
     | LockRoom
     | EndRoom
-    | MediaMessage
+    | contract.MediaMessage
 )
+"""Every client message: the signaling ones above and the media ones of ``confserver.contract``
+(parsed here once; the media side receives the frozen value)."""
 
 
 # --- field readers -------------------------------------------------------------------------------
@@ -251,21 +273,15 @@ def _lock(o: Mapping[str, Any]) -> LockRoom:
     return LockRoom(locked=_bool(o, "locked", "lock_room", default=True))
 
 
-_MEDIA_LIMITS: dict[str, tuple[tuple[str, int], ...]] = {
-    "publish_offer": (("sdp", MAX_SDP_CHARS),),
-    "subscribe_answer": (("sdp", MAX_SDP_CHARS),),
-    "ice_candidate": (("candidate", MAX_CANDIDATE_CHARS),),
-    "update_subscription": (),
-    "unpublish": (("track", MAX_TRACK_ID_CHARS),),
-}
-
-
-def _media(kind: str) -> Callable[[Mapping[str, Any]], MediaMessage]:
-    def parse(o: Mapping[str, Any]) -> MediaMessage:
-        for key, limit in _MEDIA_LIMITS[kind]:
-            _req_str(o, key, kind, max_len=limit)
-        body = {k: v for k, v in o.items() if k != "type"}
-        return MediaMessage(type=kind, body=body)
+def _media(kind: str) -> Callable[[Mapping[str, Any]], contract.MediaMessage]:
+    def parse(o: Mapping[str, Any]) -> contract.MediaMessage:
+        if kind == contract.IceCandidate.type:
+            # Clients send the candidate's text; the contract also takes RTCIceCandidateInit.
+            _req_str(o, "candidate", kind, max_len=contract.MAX_CANDIDATE_CHARS)
+        try:
+            return contract.parse_media(o)
+        except contract.ServiceError as e:
+            raise ProtocolError(e.code, e.message, kind) from None
 
     return parse
 
@@ -280,7 +296,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
     "kick": _kick,
     "lock_room": _lock,
     "end_room": lambda o: EndRoom(),
-    **{k: _media(k) for k in _MEDIA_LIMITS},
+    **{k: _media(k) for k in contract.MEDIA_TYPES},
 }
 CLIENT_TYPES = tuple(sorted(_PARSERS))
 

@@ -12,8 +12,9 @@ import secrets
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
+from ..contract import IceCandidate, PublishOffer, SubscribeAnswer, Unpublish, UpdateSubscription
 from ..errors import ServiceError
 from ..media import MediaController
 from ..metrics import Metrics
@@ -21,12 +22,10 @@ from ..rooms import JoinRequest, Peer, RoomService, participant_info, room_info
 from ..store import RevocationStore, RoomUpdate
 from ..tokens import JoinClaims, TokenError, TokenVerifier
 from . import messages as m
+from .messages import CloseCode
 
 log = logging.getLogger("confserver.signaling")
 
-CLOSE_NORMAL = 1000
-CLOSE_JOIN_FAILED = 4000
-CLOSE_MEDIA_TIMEOUT = 4012
 ICE_REFRESH_INTERVAL = 300.0
 """Seconds between fresh TURN credentials pushed to a joined session (``ice_servers``); the first
 comes before the join token's expiry, which bounds the credentials given at join."""
@@ -92,25 +91,46 @@ class Session:
             self.send_error(e.code, e.message, e.ref or _ref(msg))
 
     async def _dispatch(self, msg: m.ClientMessage) -> None:
-        if isinstance(msg, m.Ping):
-            self.send({"type": "pong", "t": msg.t})
-            return
-        if isinstance(msg, m.Join):
-            await self._join(msg)
-            return
-        claims = self._claims
-        if claims is None:
+        """One case per message type; ``assert_never`` makes a type without one a mypy error (and a
+        loud ``internal`` at run time), never a message silently ignored."""
+        match msg:
+            case m.Ping():
+                self.send({"type": "pong", "t": msg.t})
+            case m.Join():
+                await self._join(msg)
+            case m.Leave():
+                self._joined()
+                self._peer.close_with({"type": "left"}, CloseCode.NORMAL)
+            case m.Chat():
+                self._chat(self._joined(), msg)
+            case m.UpdateSelf():
+                await self._update(self._joined(), msg)
+            case m.MuteParticipant():
+                await self._mute(self._moderator(), msg)
+            case m.KickParticipant():
+                claims = self._moderator()
+                await self._rooms.kick(claims.room, msg.identity, claims.identity)
+            case m.LockRoom():
+                claims = self._moderator()
+                await self._rooms.update_room(claims.room, RoomUpdate(locked=msg.locked))
+            case m.EndRoom():
+                await self._rooms.delete_room(self._moderator().room, reason="ended")
+            case PublishOffer() | SubscribeAnswer() | IceCandidate() | UpdateSubscription() | Unpublish():
+                claims = self._joined()
+                await self._media_call(self._media.handle(claims.room, self.sid, msg), msg.type)
+            case _:
+                assert_never(msg)
+
+    def _joined(self) -> JoinClaims:
+        if self._claims is None:
             raise ServiceError("not_joined", "send join first")
-        if isinstance(msg, m.Leave):
-            self._peer.close_with({"type": "left"}, CLOSE_NORMAL)
-        elif isinstance(msg, m.Chat):
-            self._chat(claims, msg)
-        elif isinstance(msg, m.UpdateSelf):
-            await self._update(claims, msg)
-        elif isinstance(msg, m.MediaMessage):
-            await self._media_call(self._media.handle(claims.room, self.sid, msg), msg.type)
-        else:
-            await self._moderate(claims, msg)
+        return self._claims
+
+    def _moderator(self) -> JoinClaims:
+        claims = self._joined()
+        if "moderate" not in claims.permissions:
+            raise ServiceError("forbidden", "only moderators can do this")
+        return claims
 
     # --- join ---------------------------------------------------------------------------------
 
@@ -189,7 +209,7 @@ class Session:
 
     def _fail_join(self, code: str, message: str, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
-        self._peer.close_with(m.error(code, message, "join", **extra), CLOSE_JOIN_FAILED)
+        self._peer.close_with(m.error(code, message, "join", **extra), CloseCode.JOIN_REFUSED)
 
     # --- in the room ----------------------------------------------------------------------------
 
@@ -211,10 +231,10 @@ class Session:
             "ts": int(time.time() * 1000),
         }
         if msg.to is None:
-            self._rooms.broadcast(claims.room, out)
+            self._rooms.hub.broadcast(claims.room, out)
             return
         out["to"] = msg.to
-        if not self._rooms.send_to_identity(claims.room, msg.to, out):
+        if not self._rooms.hub.send_to_identity(claims.room, msg.to, out):
             raise ServiceError("participant_not_found", f"no participant {msg.to} in this room")
         if msg.to != claims.identity:
             self.send(out)  # the sender sees its own private message in the conversation
@@ -235,25 +255,16 @@ class Session:
                 muted = msg.state[key]
                 await self._media_call(self._media.set_muted(claims.room, self.sid, kind, muted), "update")
 
-    async def _moderate(self, claims: JoinClaims, msg: m.ClientMessage) -> None:
-        if "moderate" not in claims.permissions:
-            raise ServiceError("forbidden", "only moderators can do this")
+    async def _mute(self, claims: JoinClaims, msg: m.MuteParticipant) -> None:
         by = claims.identity
-        if isinstance(msg, m.MuteParticipant):
-            if not msg.muted:
-                if not self._rooms.send_to_identity(
-                    claims.room, msg.identity, {"type": "unmute_requested", "kind": msg.kind, "by": by}
-                ):
-                    raise ServiceError("participant_not_found", f"no participant {msg.identity} in this room")
-                return
-            target = await self._rooms.mute(claims.room, msg.identity, msg.kind, by)
-            await self._media_call(self._media.set_muted(claims.room, target.sid, msg.kind, True), "mute")
-        elif isinstance(msg, m.KickParticipant):
-            await self._rooms.kick(claims.room, msg.identity, by)
-        elif isinstance(msg, m.LockRoom):
-            await self._rooms.update_room(claims.room, RoomUpdate(locked=msg.locked))
-        elif isinstance(msg, m.EndRoom):
-            await self._rooms.delete_room(claims.room, reason="ended")
+        if not msg.muted:
+            if not self._rooms.hub.send_to_identity(
+                claims.room, msg.identity, {"type": "unmute_requested", "kind": msg.kind, "by": by}
+            ):
+                raise ServiceError("participant_not_found", f"no participant {msg.identity} in this room")
+            return
+        target = await self._rooms.mute(claims.room, msg.identity, msg.kind, by)
+        await self._media_call(self._media.set_muted(claims.room, target.sid, msg.kind, True), "mute")
 
     def _schedule_ice_refresh(self, delay: float) -> None:
         self._ice_refresh = asyncio.get_running_loop().call_later(delay, self._refresh_ice_servers)
@@ -284,7 +295,7 @@ class Session:
         self._metrics.ws_errors.labels("media_timeout").inc()
         self._peer.close_with(
             m.error("media_timeout", "the media service did not answer in time; reconnecting", ref),
-            CLOSE_MEDIA_TIMEOUT,
+            CloseCode.MEDIA_TIMEOUT,
         )
 
     # --- end ----------------------------------------------------------------------------------
@@ -313,16 +324,27 @@ class Session:
 
 
 def _ref(msg: m.ClientMessage) -> str:
-    if isinstance(msg, m.MediaMessage):
-        return msg.type
-    return {
-        m.Join: "join",
-        m.Ping: "ping",
-        m.Leave: "leave",
-        m.Chat: "chat",
-        m.UpdateSelf: "update",
-        m.MuteParticipant: "mute",
-        m.KickParticipant: "kick",
-        m.LockRoom: "lock_room",
-        m.EndRoom: "end_room",
-    }.get(type(msg), "unknown")
+    """The wire type of a message, the ``ref`` of an error answering it."""
+    match msg:
+        case PublishOffer() | SubscribeAnswer() | IceCandidate() | UpdateSubscription() | Unpublish():
+            return msg.type
+        case m.Join():
+            return "join"
+        case m.Ping():
+            return "ping"
+        case m.Leave():
+            return "leave"
+        case m.Chat():
+            return "chat"
+        case m.UpdateSelf():
+            return "update"
+        case m.MuteParticipant():
+            return "mute"
+        case m.KickParticipant():
+            return "kick"
+        case m.LockRoom():
+            return "lock_room"
+        case m.EndRoom():
+            return "end_room"
+        case _:
+            assert_never(msg)

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..config import SignalingConfig
+from ..contract import MEDIA_CLASSES
 from ..errors import ServiceError
 from ..media import MediaController
 from ..metrics import Metrics
@@ -27,15 +28,11 @@ from ..rooms import RoomService
 from ..store import RevocationStore, StoreUnavailableError
 from ..tokens import TokenVerifier
 from . import messages as m
+from .messages import CloseCode
 from .session import MEDIA_CALL_TIMEOUT, Session, SessionLimits
 
 log = logging.getLogger("confserver.signaling")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_SLOW_CONSUMER = 4008
-CLOSE_RATE_LIMITED = 4009
-CLOSE_JOIN_TIMEOUT = 4010
 RATE_VIOLATIONS_BEFORE_CLOSE = 20
 
 
@@ -70,7 +67,7 @@ class WsPeer:
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
         self._closing = False
-        self._close_code = CLOSE_GOING_AWAY
+        self._close_code: int = CloseCode.GOING_AWAY
         self.close_reason = "closed"
 
     def send_text(self, text: str) -> None:
@@ -97,7 +94,7 @@ class WsPeer:
     def _drop_slow(self, why: str) -> None:
         log.warning("disconnecting slow client", extra={"sid": self.sid, "why": why})
         self._queue.clear()
-        self._begin_close(CLOSE_SLOW_CONSUMER, "slow_consumer")
+        self._begin_close(CloseCode.SLOW_CONSUMER, "slow_consumer")
 
     async def run(self) -> None:
         """The writer: drain the queue with a deadline per send, then close when asked.
@@ -130,7 +127,7 @@ class WsPeer:
             self._closing = True
             self.close_reason = "writer_failed"
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code=CLOSE_INTERNAL_ERROR), self._send_timeout)
+                await asyncio.wait_for(ws.close(code=CloseCode.SERVER_ERROR), self._send_timeout)
 
 
 class UnjoinedBudget:
@@ -234,7 +231,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     def join_deadline() -> None:
         if not session.joined:
             ctx.metrics.ws_errors.labels("join_timeout").inc()
-            peer.close_with(m.error("join_timeout", "no join message in time"), CLOSE_JOIN_TIMEOUT)
+            peer.close_with(m.error("join_timeout", "no join message in time"), CloseCode.JOIN_TIMEOUT)
 
     timer = loop.call_later(cfg.join_timeout, join_deadline)
     bucket = TokenBucket(cfg.rate_per_second, cfg.rate_burst, loop.time())
@@ -247,7 +244,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
                     violations += 1
                     if violations >= RATE_VIOLATIONS_BEFORE_CLOSE:
                         ctx.metrics.ws_errors.labels("rate_limited").inc()
-                        peer.close_with(m.error("rate_limited", "too many messages"), CLOSE_RATE_LIMITED)
+                        peer.close_with(m.error("rate_limited", "too many messages"), CloseCode.RATE_LIMITED)
                     else:
                         session.send_error("rate_limited", "too many messages; this one was not processed")
                     continue
@@ -264,7 +261,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         timer.cancel()
         if unjoined:
             ctx.unjoined.give_back(address)
-        if ws.close_code == 1009:
+        if ws.close_code == CloseCode.TOO_LARGE:
             reason = "too_large"
         elif peer.close_reason != "closed":
             reason = peer.close_reason
@@ -272,7 +269,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             await session.end(reason if reason != "disconnected" or session.joined else "disconnected")
         finally:
             if not writer.done():
-                peer.close_with({"type": "bye"}, CLOSE_GOING_AWAY)
+                peer.close_with({"type": "bye"}, CloseCode.GOING_AWAY)
                 try:
                     await asyncio.wait_for(writer, cfg.send_timeout)
                 except TimeoutError:
@@ -314,7 +311,7 @@ async def _process(ctx: SignalingContext, session: Session, data: str) -> None:
     except m.ProtocolError as e:
         session.send_error(e.code, e.message, e.ref)
         return
-    mtype = type(parsed).__name__ if not isinstance(parsed, m.MediaMessage) else parsed.type
+    mtype = parsed.type if isinstance(parsed, MEDIA_CLASSES) else type(parsed).__name__
     ctx.metrics.ws_messages.labels(mtype).inc()
     try:
         await session.handle(parsed)
@@ -332,4 +329,4 @@ async def close_all(app: web.Application) -> None:
     """on_shutdown: tell every client the server is going away."""
     ctx = app[SIGNALING]
     for ws in list(ctx.sockets):
-        await ws.close(code=CLOSE_GOING_AWAY, message=b"server shutdown")
+        await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown")

@@ -33,8 +33,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
+from confserver.contract import parse_media
 from confserver.errors import ServiceError
-from confserver.signaling.messages import MediaMessage
 from sfu.controller import SfuController
 from sfu.glue import prepare_gathering, take_over_media
 from sfu.ports import GatherPolicy, PortRange
@@ -179,7 +179,7 @@ class Peer:
         self._tasks.append(asyncio.create_task(self._pump()))
 
     async def request(self, mtype: str, **body: Any) -> None:
-        await self.sfu.handle(self.room, self.sid, MediaMessage(type=mtype, body=body))
+        await self.sfu.handle(self.room, self.sid, parse_media({"type": mtype, **body}))
 
     def of_type(self, mtype: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == mtype]

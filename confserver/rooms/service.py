@@ -1,0 +1,251 @@
+"""``RoomService``: what needs both the rooms in the store and the peers connected here.
+
+Joins and leaves take and free seats in the store (the exact cap is the store's atomic claim) and
+put them in the hub; leases are refreshed, and re-taken after an outage; kicks, mutes, room updates
+and deletions change the store and tell the people connected; rooms left empty close after their
+timeout. The time comes from ``clock``, so the rejoin grace and empty timeouts are tested without
+waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from ..errors import ServiceError, not_found
+from ..metrics import Metrics
+from ..signaling.messages import CloseCode
+from ..signaling.messages import error as error_message
+from ..store import ClaimResult, Participant, Room, RoomUpdate, Store
+from .admin import RoomAdmin, claim_error, room_info
+from .hub import DEFAULT_STATE, Hub, Peer, Seat, participant_info
+
+log = logging.getLogger("confserver.rooms")
+
+REJOIN_GRACE = 120.0
+"""Seconds after an unplanned disconnect during which the same identity may rejoin a locked room."""
+UNPLANNED = frozenset({"disconnected", "error", "slow_consumer", "too_large", "rate_limited", "seat_lost"})
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    room: str
+    sid: str
+    identity: str
+    name: str
+    role: str
+    permissions: frozenset[str]
+    state: Mapping[str, bool]
+    jti: str = ""
+
+
+class RoomService:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        node: str,
+        auto_create: bool,
+        default_max_participants: int,
+        auto_created_empty_timeout: int,
+        seat_lease: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.admin = RoomAdmin(store, default_max_participants=default_max_participants, clock=clock)
+        self.hub = Hub(metrics)
+        self._store = store
+        self._clock = clock
+        self._node = node
+        self._auto_create = auto_create
+        self._default_max = default_max_participants
+        self._auto_timeout = auto_created_empty_timeout
+        self._lease = seat_lease
+        self._dropped: dict[tuple[str, str], float] = {}
+        """(room, identity) -> when its connection ended unplanned: it may rejoin a locked room."""
+        self._removed: set[tuple[str, str]] = set()
+        """(room, identity) removed by a moderator: not admitted again while the room lives here."""
+
+    async def store_intact(self) -> bool:
+        return await self.admin.store_intact()
+
+    # --- joins and leaves -------------------------------------------------------------------
+
+    async def join(self, req: JoinRequest, peer: Peer) -> tuple[Room, Participant, list[Participant]]:
+        """Take a seat (exact cap), register the peer here and tell the others."""
+        now = self._clock()
+        if (req.room, req.identity) in self._removed:
+            raise ServiceError("removed", "a moderator removed you from this meeting", 403)
+        existing = self.hub.by_identity(req.room, req.identity)
+        dropped_at = self._dropped.pop((req.room, req.identity), None)
+        # Someone coming back (a second tab, or after a network blip) returns to a locked room.
+        rejoining = existing is not None or (dropped_at is not None and now - dropped_at < REJOIN_GRACE)
+        if existing is not None:
+            # The same identity joins again (a reload, a second device): the new session replaces
+            # the old one, as a reconnect would.
+            self.hub.kick(existing, "duplicate_identity", "you joined from another session")
+            await self.leave(req.room, existing.sid, "replaced")
+        participant = Participant(
+            room=req.room,
+            sid=req.sid,
+            identity=req.identity,
+            name=req.name,
+            role=req.role,
+            permissions=tuple(sorted(req.permissions)),
+            joined_at=now,
+            node=self._node,
+            state={**DEFAULT_STATE, **req.state},
+        )
+        auto = None
+        # A room this node has seen is not re-created from defaults once the store lost it
+        # (its cap, lock and settings would silently be replaced).
+        if self._auto_create and (not self.admin.known(req.room) or await self.admin.store_intact()):
+            auto = Room(
+                name=req.room,
+                max_participants=self._default_max,
+                empty_timeout=self._auto_timeout,
+                metadata={},
+                created_at=now,
+                updated_at=now,
+                auto_created=True,
+            )
+        result = await self._store.seats.claim(
+            participant, now=now, lease=self._lease, auto_create=auto, bypass_lock=rejoining
+        )
+        if result is not ClaimResult.ADMITTED:
+            raise claim_error(result)
+        room = await self._store.rooms.get(req.room)
+        if room is None:  # deleted between claim and read
+            await self._store.seats.release(req.room, req.sid, now)
+            raise claim_error(ClaimResult.ROOM_NOT_FOUND)
+        self.admin.remember(room.name)
+        others = [p for p in await self._store.seats.list(req.room, now) if p.sid != req.sid]
+        joined = {"type": "participant_joined", "participant": participant_info(participant)}
+        self.hub.broadcast(req.room, joined)
+        self.hub.add(Seat(peer=peer, participant=participant, jti=req.jti))
+        log.info("participant joined", extra={"room": req.room, "sid": req.sid, "identity": req.identity})
+        return room, participant, others
+
+    async def leave(self, room: str, sid: str, reason: str) -> None:
+        """Free the seat and tell the others; safe to call twice."""
+        seat = self.hub.remove(room, sid)
+        await self._store.seats.release(room, sid, self._clock())
+        if seat is not None:
+            identity = seat.participant.identity
+            if reason in UNPLANNED:
+                self._dropped[(room, identity)] = self._clock()
+            self.hub.broadcast(
+                room, {"type": "participant_left", "sid": sid, "identity": identity, "reason": reason}
+            )
+            log.info("participant left", extra={"room": room, "sid": sid, "reason": reason})
+
+    async def refresh_leases(self) -> None:
+        """Extend the seats held by this node's connections (run every heartbeat interval).
+
+        After a store outage longer than the lease, seats have lapsed and others may have taken
+        them: each connection here without a seat claims one again (earliest joined first, the cap
+        and the store's atomic claim hold, the lock is bypassed since they were in). One that
+        cannot be seated is closed with ``error seat_lost``; the room never holds more than its cap.
+        """
+        await self.admin.store_intact()
+        now = self._clock()
+        for name in self.hub.rooms():
+            sids = [seat.sid for seat in self.hub.seats(name)]
+            lost = await self._store.seats.refresh(name, sids, now=now, lease=self._lease)
+            if lost:
+                await self._reseat(name, lost, now)
+
+    async def _reseat(self, room: str, sids: Iterable[str], now: float) -> None:
+        waiting = [seat for sid in sids if (seat := self.hub.seat(room, sid)) is not None]
+        waiting.sort(key=lambda s: (s.participant.joined_at, s.sid))
+        for seat in waiting:
+            if self.hub.seat(room, seat.sid) is not seat:  # left while we waited for the store
+                continue
+            result = await self._store.seats.claim(
+                seat.participant, now=now, lease=self._lease, bypass_lock=True
+            )
+            if result is ClaimResult.DUPLICATE:  # seated meanwhile
+                continue
+            if result is ClaimResult.ADMITTED:
+                log.warning("seat taken again after its lease lapsed", extra={"room": room, "sid": seat.sid})
+                continue
+            message = (
+                "the room no longer exists"
+                if result is ClaimResult.ROOM_NOT_FOUND
+                else "your seat lapsed during a server outage and the room is now full"
+            )
+            log.warning(
+                "closing a session that lost its seat",
+                extra={"room": room, "sid": seat.sid, "result": result.value},
+            )
+            seat.peer.close_with(error_message("seat_lost", message), CloseCode.SEAT_LOST)
+
+    async def close_expired_rooms(self) -> list[str]:
+        """Close the rooms left empty for their ``empty_timeout``; forget rejoin grace that ran out."""
+        now = self._clock()
+        self._dropped = {k: t for k, t in self._dropped.items() if now - t < REJOIN_GRACE}
+        closed = await self.admin.close_expired_rooms()
+        for name in closed:
+            self._close_here(name, "empty_timeout")
+            log.info("room closed after empty timeout", extra={"room": name})
+        return closed
+
+    # --- rooms changed by admins and moderators ------------------------------------------------
+
+    async def update_room(self, name: str, changes: RoomUpdate) -> Room:
+        room = await self.admin.update_room(name, changes)
+        self.hub.broadcast(name, {"type": "room_updated", "room": room_info(room)})
+        log.info("room updated", extra={"room": name})
+        return room
+
+    async def delete_room(self, name: str, reason: str = "deleted") -> None:
+        await self.admin.delete_room(name)
+        self._close_here(name, reason)
+        log.info("room deleted", extra={"room": name, "reason": reason})
+
+    def _close_here(self, name: str, reason: str) -> None:
+        self._removed = {key for key in self._removed if key[0] != name}
+        self.hub.close_room(name, reason)
+
+    # --- presence and moderation ----------------------------------------------------------------
+
+    async def update_state(
+        self, room: str, sid: str, state: Mapping[str, bool], name: str | None = None
+    ) -> Participant | None:
+        seat = self.hub.seat(room, sid)
+        if seat is None:
+            return None
+        current = seat.participant
+        stored = await self._store.seats.update_state(room, sid, state)
+        merged_state = stored.state if stored is not None else {**current.state, **state}
+        # The display name lives with the connection; the store keeps the token's name.
+        merged = replace(current, state={**DEFAULT_STATE, **merged_state}, name=name or current.name)
+        seat.participant = merged
+        self.hub.broadcast(room, {"type": "participant_updated", "participant": participant_info(merged)})
+        return merged
+
+    async def mute(self, room: str, identity: str, kind: str, by: str) -> Participant:
+        """Mute a participant's audio or video. Forced unmute is not offered: a moderator may only
+        ask (privacy), which the session does with ``unmute_requested``."""
+        target = await self.admin.find_participant(room, identity)
+        key = "audio_muted" if kind == "audio" else "video_muted"
+        self.hub.send_to_identity(room, identity, {"type": "muted", "kind": kind, "by": by})
+        updated = await self.update_state(room, target.sid, {key: True})
+        if updated is None:
+            stored = await self._store.seats.update_state(room, target.sid, {key: True})
+            if stored is None:
+                raise not_found("participant_not_found", f"no participant {identity} in room {room}")
+            updated = stored
+        log.info("participant muted", extra={"room": room, "identity": identity, "kind": kind, "by": by})
+        return updated
+
+    async def kick(self, room: str, identity: str, by: str) -> None:
+        target = await self.admin.find_participant(room, identity)
+        self._removed.add((room, identity))
+        seat = self.hub.by_identity(room, identity)
+        if seat is not None:
+            self.hub.kick(seat, "removed", f"removed by {by}", by=by)
+        await self.leave(room, target.sid, "removed")
+        log.info("participant removed", extra={"room": room, "identity": identity, "by": by})
