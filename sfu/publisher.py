@@ -17,6 +17,7 @@ from typing import Any
 
 from aiortc import RTCSessionDescription
 
+from confserver.contract import PublishedTrack
 from confserver.errors import ServiceError
 from sfu.context import MediaContext, new_id, random_ssrc
 from sfu.core.dynacast import LayerDemand
@@ -34,7 +35,6 @@ from sfu.glue import (
     release_sockets,
     take_over_media,
 )
-from sfu.requests import PublishedTrack
 from sfu.sdp import (
     URI_AUDIO_LEVEL,
     URI_MID,

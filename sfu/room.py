@@ -72,10 +72,7 @@ class Room:
             sub = member.subscriber
             if sub is not None and sub.forget_track(track):
                 sub.send_track_map()
-        track.forwarders = []
-        track.listeners = {}
-        track.direct = {}
-        track.audio_slots = []
+        track.unpublish()
         self.broadcast({"type": "track_unpublished", "id": track.id})
 
     def set_muted(self, sid: str, kind: str, muted: bool) -> None:

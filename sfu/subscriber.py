@@ -252,13 +252,13 @@ class Subscriber:
                 return
             self.release_audio(slot.track)  # type: ignore[arg-type]
         slot.bind(track)
-        track.audio_slots = [*track.audio_slots, slot]
+        track.add_audio_slot(slot)
 
     def release_audio(self, track: UpTrack) -> None:
         for slot in self.audio:
             if slot.track is track:
                 slot.unbind()
-        track.audio_slots = [s for s in track.audio_slots if s.track is track]
+        track.prune_audio_slots()
 
     def forget_track(self, track: UpTrack) -> bool:
         """The track was unpublished; True when the track map changed."""

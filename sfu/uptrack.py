@@ -244,37 +244,6 @@ class UpTrack:
         """The video subscriptions of this track."""
         return self._forwarders
 
-    # Assigning an index replaces it wholesale, unchecked: the methods below keep the indexes
-    # consistent with each other and are the interface to use.
-
-    @forwarders.setter
-    def forwarders(self, forwarders: list[VideoForwarder]) -> None:
-        self._forwarders = tuple(forwarders)
-
-    @property
-    def listeners(self) -> dict[str, list[VideoForwarder]]:
-        return self._listeners
-
-    @listeners.setter
-    def listeners(self, listeners: dict[str, list[VideoForwarder]]) -> None:
-        self._listeners = listeners
-
-    @property
-    def direct(self) -> dict[str, list[Slot]]:
-        return self._direct
-
-    @direct.setter
-    def direct(self, direct: dict[str, list[Slot]]) -> None:
-        self._direct = direct
-
-    @property
-    def audio_slots(self) -> list[Slot]:
-        return self._audio_slots
-
-    @audio_slots.setter
-    def audio_slots(self, slots: list[Slot]) -> None:
-        self._audio_slots = slots
-
     def add_forwarder(self, fwd: VideoForwarder) -> None:
         """``fwd`` subscribes to this track (it indexes itself with ``listen``)."""
         if fwd not in self._forwarders:
