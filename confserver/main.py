@@ -13,7 +13,9 @@ import shlex
 import signal
 import ssl
 import sys
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"confserver: configuration error: {e}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(cfg)
+        print(redacted(cfg))
         for warning in config_warnings(cfg):
             print(f"confserver: warning: {warning}", file=sys.stderr)
         return 0
@@ -70,6 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError, ValueError) as e:
         print(f"confserver: cannot start: {e}", file=sys.stderr)
         return 1
+
+
+def redacted(cfg: Config) -> Config:
+    """The configuration as ``--check-config`` prints it: secrets (the API secret, the TURN secret,
+    a password in the Redis URL) replaced by ``***``, so the output can be pasted anywhere."""
+    url = urlsplit(cfg.store.redis_url)
+    redis_url = cfg.store.redis_url
+    if url.password is not None:
+        host = url.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{url.port}" if url.port else ""
+        user = url.username or ""
+        redis_url = urlunsplit(url._replace(netloc=f"{user}:***@{host}{port}"))
+    return replace(
+        cfg,
+        auth=replace(cfg.auth, api_secret="***" if cfg.auth.api_secret else ""),
+        sfu=replace(cfg.sfu, turn_secret="***" if cfg.sfu.turn_secret else ""),
+        store=replace(cfg.store, redis_url=redis_url),
+    )
 
 
 def _tls(cfg: Config) -> tuple[ssl.SSLContext | None, Path | None]:

@@ -114,3 +114,20 @@ def test_metrics_on_a_public_address_are_warned_about_in_the_server_log(tmp_path
             srv.proc.kill()
             srv.proc.wait()
     assert '"key": "metrics.host"' in err and '"level": "warning"' in err
+
+
+def test_check_config_prints_no_secret(tmp_path: Path) -> None:
+    api_secret = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    turn_secret = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    toml = (
+        f'[auth]\napi_key = "APIkey01"\napi_secret = "{api_secret}"\n'
+        f'[sfu]\nturn_secret = "{turn_secret}"\n'
+        '[store]\nkind = "redis"\nredis_url = "rediss://ops:redis-pass-1234@[::1]:6380/0"\n'
+    )
+    done = check_config(tmp_path, toml)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout + done.stderr
+    for secret in (api_secret, turn_secret, "redis-pass-1234"):
+        assert secret not in printed
+    assert "rediss://ops:***@[::1]:6380/0" in printed
+    assert "APIkey01" in printed  # the rest is printed as configured
