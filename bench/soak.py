@@ -53,7 +53,7 @@ from confctl.loadtest import plan
 from confctl.loadtest.runner import mint_tokens
 from confctl.loadtest.signaling import tls_context, ws_url
 from confctl.loadtest.swarm import Member, Snapshot, SwarmPlan
-from confctl.loadtest.workers import ProcessSwarm
+from confctl.loadtest.workers import ProcessSwarm, SwarmHandle
 from confserver.tokens import SigningKey, mint_join_token
 
 ROOM = "soak"
@@ -201,9 +201,16 @@ class Hostile:
     cycling through the attacks until stopped."""
 
     def __init__(
-        self, url: str, tls: ssl.SSLContext | None, key: SigningKey, offer: str, out: Hostility
+        self,
+        url: str,
+        tls: ssl.SSLContext | None,
+        key: SigningKey,
+        offer: str,
+        out: Hostility,
+        only: tuple[str, ...] = (),
     ) -> None:
         self._url = url
+        self._only = only  # run only the attacks whose name contains one of these (all when empty)
         self._tls = tls
         self._key = key
         self._offer = offer
@@ -499,16 +506,29 @@ class Hostile:
     async def run(self, client: AdminClient) -> None:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
+            attacks = [
+                *self.frame_attacks(),
+                ("viewer joining unmuted", self.viewer_unmuted),
+                ("tokens", self.token_attacks),
+                ("reconnect storm", self.reconnect_storm),
+                ("room metadata lone surrogate", lambda: self.admin_metadata(client)),
+            ]
+            holds = [
+                ("idle websockets", self.idle_websockets),
+                ("half-open tcp", self.half_open),
+                ("slowloris", self.slowloris),
+            ]
+            attacks = [(name, attack) for name, attack in attacks if self._chosen(name)]
+            holds = [(name, hold) for name, hold in holds if self._chosen(name)]
+            if not attacks and not holds:
+                raise ValueError(f"no attack matches {self._only}")
             while True:
-                for name, attack in self.frame_attacks():
+                for name, attack in attacks:
                     await self._attempt(name, attack)
-                await self._attempt("viewer joining unmuted", self.viewer_unmuted)
-                await self._attempt("tokens", self.token_attacks)
-                await self._attempt("reconnect storm", self.reconnect_storm)
-                await self._attempt("room metadata lone surrogate", lambda: self.admin_metadata(client))
-                self.hold("idle websockets", self.idle_websockets)
-                self.hold("half-open tcp", self.half_open)
-                self.hold("slowloris", self.slowloris)
+                for name, hold in holds:
+                    self.hold(name, hold)
+                if not attacks:
+                    await asyncio.sleep(HOSTILE_PAUSE)
         finally:
             for task in list(self._background):
                 task.cancel()
@@ -516,6 +536,9 @@ class Hostile:
             if self._ws is not None:
                 await self._ws.close()
             await self._session.close()
+
+    def _chosen(self, name: str) -> bool:
+        return not self._only or any(part in name for part in self._only)
 
     async def _attempt(self, name: str, attack: Callable[[], Awaitable[Any]]) -> None:
         self.out.attacks[name] += 1
@@ -626,7 +649,23 @@ class Soak:
         )
 
 
-async def _poll(swarm: ProcessSwarm, soak: Soak) -> Snapshot:
+class NoMeeting:
+    """The swarm of ``--no-meeting``: nobody."""
+
+    async def prepare(self) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    async def snapshot(self) -> Snapshot:
+        return Snapshot()
+
+    async def stop(self) -> Snapshot:
+        return Snapshot()
+
+
+async def _poll(swarm: SwarmHandle, soak: Soak) -> Snapshot:
     soak.last_snapshot = await swarm.snapshot()
     return soak.last_snapshot
 
@@ -641,21 +680,25 @@ async def run(ns: argparse.Namespace, server: srv.Server) -> dict[str, Any]:
     )
     url = ws_url(client.base_url)
     tls = tls_context(settings.cacert) if url.startswith("wss:") else None
-    n = ns.participants
-    options = plan.Options(
-        room=ROOM, video_publishers=max(1, n // 4), audio_publishers=n, subscribers=n, participants=n,
-        speakers=min(3, n), simulcast=True, tiles=9, speaker_view=True, metrics_url=None,
-    ).check()  # fmt: skip
-    clips = await asyncio.to_thread(clip_factory.build, video=True, simulcast=True, speech=True, quiet=n > 3)
+    n = ns.participants if ns.meeting else 0
     run_id = secrets.token_hex(3)
-    roles = plan.roles(options, run_id)
-    tokens = await asyncio.to_thread(mint_tokens, client, ROOM, roles)
-    # joins spread a little: every synthetic client comes from one loopback address, and the server
-    # caps the connections of one address that have not joined yet (signaling.max_unjoined_per_address)
-    members = tuple(
-        Member(r, t, JOIN_SPACING * i) for i, (r, t) in enumerate(zip(roles, tokens, strict=True))
-    )
-    swarm = ProcessSwarm(SwarmPlan(url, settings.cacert, options, clips, members))
+    swarm: SwarmHandle = NoMeeting()
+    if ns.meeting:
+        options = plan.Options(
+            room=ROOM, video_publishers=max(1, n // 4), audio_publishers=n, subscribers=n, participants=n,
+            speakers=min(3, n), simulcast=True, tiles=9, speaker_view=True, metrics_url=None,
+        ).check()  # fmt: skip
+        clips = await asyncio.to_thread(
+            clip_factory.build, video=True, simulcast=True, speech=True, quiet=n > 3
+        )
+        roles = plan.roles(options, run_id)
+        tokens = await asyncio.to_thread(mint_tokens, client, ROOM, roles)
+        # joins spread a little: every synthetic client comes from one loopback address, and the server
+        # caps the connections of one address that have not joined yet (signaling.max_unjoined_per_address)
+        members = tuple(
+            Member(r, t, JOIN_SPACING * i) for i, (r, t) in enumerate(zip(roles, tokens, strict=True))
+        )
+        swarm = ProcessSwarm(SwarmPlan(url, settings.cacert, options, clips, members))
     key = SigningKey.hs256(settings.api_key, settings.api_secret)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     tasks: list[asyncio.Task[None]] = []
@@ -681,11 +724,14 @@ async def run(ns: argparse.Namespace, server: srv.Server) -> dict[str, Any]:
                 break
             await asyncio.sleep(1)
         soak.show(soak.progress("joined", await asyncio.to_thread(seats, client)))
+        # the hostile client starts with the warm-up: the server's memory baseline includes what
+        # serving it costs, and the steady state measures growth, not its first minute
+        if ns.hostile:
+            hostile = Hostile(url, tls, key, await real_offer(), soak.hostility, tuple(ns.attack))
+            tasks.append(asyncio.create_task(hostile.run(client)))
         await asyncio.sleep(ns.warmup)
         soak.rss_start = rss_mib(server.pid)
         steady_from = time.monotonic()
-        hostile = Hostile(url, tls, key, await real_offer(), soak.hostility)
-        tasks.append(asyncio.create_task(hostile.run(client)))
         end = steady_from + ns.minutes * 60
         next_report = steady_from + ns.report_every
         while (now := time.monotonic()) < end:
@@ -695,7 +741,8 @@ async def run(ns: argparse.Namespace, server: srv.Server) -> dict[str, Any]:
                 soak.show(soak.progress("steady", await asyncio.to_thread(seats, client)))
                 next_report += ns.report_every
         # the end of the steady state: hostility stops, the last chats get their grace time
-        tasks[-1].cancel()
+        if ns.hostile:
+            tasks[-1].cancel()
         for chatter in soak.chatters:
             chatter.sending = False
         await asyncio.sleep(CHAT_GRACE + 1)
@@ -721,7 +768,7 @@ async def run(ns: argparse.Namespace, server: srv.Server) -> dict[str, Any]:
             await asyncio.sleep(1)
         final["seats_after_leaving"] = left.held
         final["participants_after_leaving"] = left.connected
-        final["checks"] = checks(final, ns.participants)
+        final["checks"] = checks(final, n)
         final["passed"] = all(final["checks"].values())
         return final
     finally:
@@ -793,8 +840,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report-every", type=float, default=60.0, help="seconds between progress reports")
     parser.add_argument(
-        "--warmup", type=float, default=30.0, help="seconds after joining before the steady state"
+        "--warmup",
+        type=float,
+        default=120.0,
+        help="seconds after joining, with the hostile client already running, before the steady state",
     )
+    parser.add_argument(
+        "--no-meeting", dest="meeting", action="store_false",
+        help="no synthetic meeting (observers and the hostile client only): to isolate what grows",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-hostile", dest="hostile", action="store_false",
+        help="no hostile client (the meeting and observers only): to isolate what grows",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attack", action="append", default=[], metavar="NAME",
+        help="run only the hostile attacks whose name contains NAME (repeatable; default all)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the final report as one JSON object")
     parser.add_argument(
         "--server-env", action="append", default=[], type=_setting, metavar="CONF_X=V",
