@@ -53,6 +53,8 @@ class ApiContext:
     token_max_ttl: int
     leeway: int
     max_body_bytes: int
+    auto_create: bool = False
+    """Whether a join creates its room (dev mode): a token for a missing room is then useful."""
 
 
 API = web.AppKey("api", ApiContext)
@@ -273,6 +275,12 @@ async def create_token(request: web.Request) -> web.Response:
     perms = data.get("permissions")
     if perms is not None and (not isinstance(perms, list) or not all(isinstance(p, str) for p in perms)):
         raise ServiceError("invalid_field", "permissions must be a list of strings")
+    if not ctx.auto_create and await ctx.store.rooms.get(room) is None:
+        raise ServiceError(
+            "room_not_found",
+            f"no room named {room}: this server creates rooms only through the API; create it first",
+            404,
+        )
     try:
         token, claims = mint_join_token(
             ctx.signing_key,

@@ -101,6 +101,7 @@ def create_app(
         token_max_ttl=cfg.auth.token_max_ttl,
         leeway=cfg.auth.leeway,
         max_body_bytes=cfg.server.max_body_bytes,
+        auto_create=cfg.auto_create_rooms,
     )
     app.on_response_prepare.append(_security_headers(cfg))
     app.router.add_get("/ws", handle_ws)

@@ -271,7 +271,7 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "/tokens": {
             "post": _op(
                 "Create a join token and link",
-                {"201": _resp("Token", _ref("Token")), **_errors(400, 415)},
+                {"201": _resp("Token", _ref("Token")), **_errors(400, 404, 415)},
                 _ref("TokenCreate"),
             ),
         },

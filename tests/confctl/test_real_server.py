@@ -62,3 +62,21 @@ def test_the_dev_ca_is_where_cli_md_says(server: Server) -> None:
     """docs/CLI.md: the dev CA is ``certs/ca.pem`` under the directory confserver started in."""
     assert Path(server.home, "certs", "ca.pem").is_file()
     assert str(Path(server.home, "certs", "ca.pem")) in server.banner
+
+
+def test_a_token_for_a_missing_room_is_refused_where_the_server_would_not_create_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = tmp_path_factory.mktemp("home-no-autocreate")
+    env = {"CONF_SFU_ENABLED": "false", "CONF_ROOMS_AUTO_CREATE": "false"}
+    srv = start_server(home, free_port(), free_port(), env)
+    try:
+        done = srv.confctl("token", "create", "--room", "nowhere", "--identity", "ana")
+        assert done.returncode == 1, done.stderr
+        assert "room_not_found" in done.stderr
+        assert "#token=" not in done.stdout
+        assert srv.confctl("room", "create", "board").returncode == 0
+        made = srv.confctl("token", "create", "--room", "board", "--identity", "ana")
+        assert made.returncode == 0 and "/r/board#token=" in made.stdout, made.stderr
+    finally:
+        srv.stop()
