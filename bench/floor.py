@@ -4,7 +4,7 @@
 
 A forwarding unit cannot spend less per forwarded packet than protecting it for its subscriber
 and handing it to the kernel. This measures exactly that with the SFU's own code
-(``sfu.fastio.SrtpSession``, AES-256-GCM as negotiated between aiortc peers, a 1,200-byte packet,
+(``sfu.glue.srtp.SrtpSession``, AES-256-GCM as negotiated between aiortc peers, a 1,200-byte packet,
 ``send`` on a connected loopback UDP socket, whose CPU includes the kernel's delivery into the
 receiving socket), cycling over as many destinations (one SRTP session and socket pair each) as
 a fan-out has subscribers: one packet goes to each in turn. The benchmarks report the server's
@@ -25,7 +25,7 @@ import time
 from pylibsrtp import Policy, Session
 
 from bench import positive
-from sfu.fastio import SrtpSession
+from sfu.glue.srtp import SrtpSession
 
 PACKET_SIZE = 1200
 ROUNDS = 20  # packets to every destination per timed batch

@@ -33,8 +33,9 @@ from bench import positive
 from bench.floor import close_pairs, drain, open_pairs
 from sfu.core.rtp import RtpView
 from sfu.core.simulcast import LayerLimits
-from sfu.fastio import DatagramBatch, SrtpSession
+from sfu.fastio import DatagramBatch
 from sfu.forwarder import VideoForwarder
+from sfu.glue.srtp import SrtpSession
 from sfu.metrics import Counters
 from sfu.sdp import Codec
 from sfu.slot import Slot, SlotParams

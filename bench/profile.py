@@ -28,7 +28,8 @@ PROJECT = str(Path(__file__).resolve().parent.parent)  # file names are shown re
 
 
 def frame_name(frame: str) -> str:
-    """``handle_rtp_data (sfu/glue.py:102)`` -> ``handle_rtp_data (sfu/glue.py)``; paths shortened."""
+    """``handle_rtp_data (sfu/glue/receive.py:102)`` -> ``handle_rtp_data (sfu/glue/receive.py)``;
+    paths shortened."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     for marker in ("site-packages/", f"{PROJECT}/", "python3.11/"):

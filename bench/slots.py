@@ -1,6 +1,6 @@
 """What adding a subscribe connection's video slot costs the server: aiortc's own
 ``addTransceiver`` (its receiver builds a receive-side bitrate estimator of 1,000 objects)
-against ``sfu.glue.add_sending_transceiver`` (the same transceiver without it), alternated
+against ``sfu.glue.receive.add_sending_transceiver`` (the same transceiver without it), alternated
 round by round so the ratio holds still while the machine's speed drifts.
 
     .venv/bin/python -m bench.slots [--connections 20] [--slots 10] [--rounds 6]
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from bench import positive
-from sfu.glue import add_sending_transceiver
+from sfu.glue.receive import add_sending_transceiver
 
 
 def _aiortc(pc: RTCPeerConnection) -> None:

@@ -12,7 +12,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from confserver.config import SfuConfig
 from sfu.core.loadshed import LoadShedding, SheddingConfig
 from sfu.deadline import Deadlines
-from sfu.glue import PacketFilter
+from sfu.glue.receive import PacketFilter
 from sfu.metrics import Counters, SfuMetrics
 from sfu.ports import GatherPolicy, PortRange, StaleGuard
 from sfu.udpmux import MediaPorts, UdpMux

@@ -19,7 +19,7 @@ from typing import TypeVar
 from aiortc import RTCPeerConnection
 
 from confserver.errors import ServiceError
-from sfu.glue import release_sockets
+from sfu.glue.gathering import release_sockets
 
 log = logging.getLogger("sfu.deadline")
 

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from sfu.slot import Slot
     from sfu.uptrack import UpTrack
 
-_WAITING = DropReason.WAITING_FOR_KEYFRAME.value
-
 
 class Listening(NamedTuple):
     """What a forwarder takes from its track: packets of ``deciding`` layers through
@@ -163,12 +161,12 @@ class VideoForwarder:
             elif view.ssrc != self._ssrc:
                 # the same layer restarted under a new SSRC: wait for its keyframe
                 self.restart(now)
-                slot.counters.drop(_WAITING)
+                slot.counters.drop(DropReason.WAITING_FOR_KEYFRAME)
                 self.track.request_keyframe(rid, now)
                 return
             slot.forward(view, now, switched=decision.switched)
         else:
-            slot.counters.drop(decision.reason.value if decision.reason is not None else "not_selected")
+            slot.counters.drop(decision.reason or DropReason.LAYER_NOT_SELECTED)
             if decision.reason is DropReason.WAITING_FOR_KEYFRAME and self.waiting_since is None:
                 self.waiting_since = now
         if decision.request_keyframe:

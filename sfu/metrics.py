@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sfu.core.actions import DropReason
 from sfu.ports import UdpQueues, udp_queues
 
 KINDS = ("audio", "video")
@@ -48,9 +49,9 @@ class Counters:
         self.bytes_out_video = 0
         self.nacks = 0
         self.plis = 0
-        self.dropped: dict[str, int] = {}
+        self.dropped: dict[DropReason, int] = {}
 
-    def drop(self, reason: str, count: int = 1) -> None:
+    def drop(self, reason: DropReason, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
     def count_out(self, video: bool, packets: int, payload_size: int) -> None:
@@ -238,7 +239,7 @@ class SfuMetrics:
             self._plis.inc(c.plis)
         for reason, count in c.dropped.items():
             if count:
-                self._dropped.labels(reason).inc(count)
+                self._dropped.labels(reason.value).inc(count)
         c.packets_in_audio = c.packets_in_video = c.bytes_in_audio = c.bytes_in_video = 0
         c.packets_out_audio = c.packets_out_video = c.bytes_out_audio = c.bytes_out_video = 0
         c.nacks = c.plis = 0

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from aioice.ice import get_host_addresses
 
+from sfu.core.actions import DropReason
+
 if TYPE_CHECKING:
     from sfu.metrics import Counters, ReceiveWaits
 
@@ -68,7 +70,7 @@ class StaleGuard:
         if 0 < self.max_delay < seconds:
             self.stale_at = time.monotonic()
             if self._counters is not None:
-                self._counters.drop("stale")
+                self._counters.drop(DropReason.STALE)
             return True
         return False
 
@@ -153,6 +155,23 @@ def check_port_free(port: int, addresses: Iterable[str] = ()) -> None:
                 probe.bind((address, port))
             except OSError as exc:
                 raise OSError(exc.errno, f"cannot bind UDP port {port} on {address}: {exc.strerror}") from exc
+
+
+def bind_udp(address: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to (``address``, ``port``; 0: any free port), for
+    ``loop.create_datagram_endpoint(sock=...)``: the SFU keeps the socket itself, to read what it
+    holds (``sfu.fastio.drain``) and send on it without asyncio's buffering."""
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.bind(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def size_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER_SIZE, *, force: bool = False) -> int:

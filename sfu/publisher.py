@@ -15,26 +15,20 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiortc import RTCSessionDescription
-
 from confserver.contract import PublishedTrack
 from confserver.errors import ServiceError
 from sfu.context import MediaContext, new_id, random_ssrc
+from sfu.core.actions import DropReason
 from sfu.core.dynacast import LayerDemand
 from sfu.core.keyrequest import KeyframeRequester
 from sfu.core.routing import IncomingRouter, Route, TrackRouting
 from sfu.core.rtcp import Nack, Pli, ReceiverReport, RtcpParseError, SenderReport, parse_rtcp
 from sfu.core.rtp import RtpParseError, RtpView
 from sfu.deadline import close_connection, within
-from sfu.glue import (
-    IceRestart,
-    RtpWriter,
-    accept_forward_only_codecs,
-    local_ports,
-    prepare_gathering,
-    release_sockets,
-    take_over_media,
-)
+from sfu.glue.gathering import release_sockets
+from sfu.glue.icerestart import IceRestart
+from sfu.glue.negotiation import MediaHooks, RemoteOffer, negotiate
+from sfu.glue.send import RtpWriter
 from sfu.sdp import (
     URI_AUDIO_LEVEL,
     URI_MID,
@@ -110,25 +104,11 @@ class Publisher:
             begun = IceRestart.begin(pc, self._ctx.gather, self._ctx.ports)
             restart = await within(seconds, begun, "gathering for an ICE restart")
             self.remote_candidates = 0
+        media = MediaHooks(self.on_rtp, self.on_rtcp, self._ctx.filters.incoming, self.skip_silence)
         try:
-            try:
-                await within(
-                    seconds,
-                    pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer")),
-                    "applying the offer",
-                )
-            except ServiceError:
-                raise
-            except Exception as exc:
-                raise ServiceError("bad_sdp", f"the offer was refused: {exc}") from None
-            lossy = self._ctx.filters.incoming
-            take_over_media(
-                pc, self.on_rtp, self.on_rtcp, drop_incoming=lossy, skip_encrypted=self.skip_silence
+            local = await negotiate(
+                pc, media, self._ctx.gather, self._ctx.ports, seconds, RemoteOffer(sdp, info)
             )
-            accept_forward_only_codecs(pc, info)
-            answer = await within(seconds, pc.createAnswer(), "creating the answer")
-            prepare_gathering(pc, self._ctx.gather, self._ctx.ports)
-            await within(seconds, pc.setLocalDescription(answer), "applying the answer")
         except BaseException:
             if restart is not None:  # its new agent and sockets must not outlive the failure
                 try:
@@ -136,9 +116,6 @@ class Publisher:
                 except ServiceError:
                     log.warning("an abandoned ICE restart did not end in time")
             raise
-        if not local_ports(pc):
-            raise ServiceError("media_unavailable", "no UDP port is free for media on this server")
-        local = pc.localDescription.sdp
         if restart is not None:
             first = info.media[0]
             restart.start(first.ice_ufrag, first.ice_pwd)
@@ -223,12 +200,12 @@ class Publisher:
         try:
             view = RtpView(data)
         except RtpParseError:
-            self._counters.drop("malformed")
+            self._counters.drop(DropReason.MALFORMED)
             return
         route = self.router.route(view.ssrc, view.payload_type, view.extensions)
         track = self.tracks.get(route.track) if route is not None else None
         if track is None or route is None:
-            self._counters.drop("unroutable")
+            self._counters.drop(DropReason.UNROUTABLE)
             return
         track.on_rtp(view, route.layer, route.rtx, now)
 

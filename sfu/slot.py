@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sfu.core.actions import Drop
+from sfu.core.actions import Drop, DropReason
 from sfu.core.downtrack import DownTrack, DownTrackParams
 from sfu.core.munger import StepChain
 from sfu.core.rtp import ExtensionRemapper, RtpView
-from sfu.glue import RtpWriter
+from sfu.glue.send import RtpWriter
 from sfu.metrics import Counters
 from sfu.sdp import FORWARDED_EXTENSIONS, Codec
 
@@ -180,28 +180,28 @@ def forward_to(
     sent = 0
     for slot in slots:
         if pt != slot._pub_pt and not slot._prepare(pt):
-            slot.counters.drop("codec_not_negotiated")
+            slot.counters.drop(DropReason.CODEC_NOT_NEGOTIATED)
             continue
         downtrack, writer = slot.downtrack, slot.writer
         if downtrack is None or writer is None:
-            slot.counters.drop("not_negotiated")
+            slot.counters.drop(DropReason.NOT_NEGOTIATED)
             continue
         buffer = writer.buffer
         if buffer is None:
             buffer = writer.prepare()
             if buffer is None:
-                slot.counters.drop("not_sent")  # not connected (yet)
+                slot.counters.drop(DropReason.NOT_SENT)  # not connected (yet)
                 continue
         if step is None:
             written = downtrack.write(view, now, buffer, switched=switched)
         else:
             written = downtrack.write_next(view, prev, step, buffer)
         if isinstance(written, Drop):
-            slot.counters.drop(written.reason.value)
+            slot.counters.drop(written.reason)
         elif writer.emit(written):
             sent += 1
         else:
-            slot.counters.drop("not_sent")
+            slot.counters.drop(DropReason.NOT_SENT)
     return sent
 
 

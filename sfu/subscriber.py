@@ -26,15 +26,10 @@ from sfu.core.rtcp import Fir, Nack, Pli, Remb, RtcpParseError, parse_rtcp
 from sfu.core.simulcast import LayerLimits
 from sfu.deadline import close_connection, within
 from sfu.forwarder import VideoForwarder
-from sfu.glue import (
-    RtpWriter,
-    add_sending_transceiver,
-    local_ports,
-    prepare_gathering,
-    separate_streams,
-    take_over_media,
-)
-from sfu.sdp import SdpError, SessionInfo, add_forward_only_codecs, check_bundle, parse_sdp
+from sfu.glue.negotiation import MediaHooks, negotiate
+from sfu.glue.receive import add_sending_transceiver, take_over_media
+from sfu.glue.send import RtpWriter
+from sfu.sdp import SdpError, SessionInfo, check_bundle, parse_sdp
 from sfu.slot import Slot, SlotParams
 from sfu.uptrack import UpTrack
 
@@ -109,19 +104,10 @@ class Subscriber:
         if not self.pc.getTransceivers():
             return
         self._in_flight = True
-        # neuter new transceivers now: an earlier negotiation's connect task may reach them (and
-        # start aiortc's sender with its own RTP/RTCP loops) while the answer is being applied
-        take_over_media(self.pc, _ignore_rtp, self.on_rtcp)
-        seconds = self._ctx.deadlines.media
+        ctx = self._ctx
         try:
-            separate_streams(self.pc)
-            created = await within(seconds, self.pc.createOffer(), "creating a subscribe offer")
-            offer = RTCSessionDescription(sdp=add_forward_only_codecs(created.sdp), type="offer")
-            prepare_gathering(self.pc, self._ctx.gather, self._ctx.ports)
-            await within(seconds, self.pc.setLocalDescription(offer), "applying a subscribe offer")
-            if not local_ports(self.pc):
-                raise ServiceError("media_unavailable", "no UDP port is free for media on this server")
-            sdp = self.pc.localDescription.sdp
+            media = MediaHooks(_ignore_rtp, self.on_rtcp)
+            sdp = await negotiate(self.pc, media, ctx.gather, ctx.ports, ctx.deadlines.media)
             self._offer = parse_sdp(sdp)
         except BaseException:
             self._in_flight = False

@@ -33,13 +33,17 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioice import stun
 
-from sfu.fastio import DatagramBatch, Drainer, SrtpSession, enable_timestamps
+from sfu.core.actions import DropReason
+from sfu.fastio import DatagramBatch, Drainer, enable_timestamps
 from sfu.metrics import Counters
-from sfu.ports import PortRange, StaleGuard, size_receive_buffer
+from sfu.ports import PortRange, StaleGuard, bind_udp, size_receive_buffer
+
+if TYPE_CHECKING:
+    from sfu.glue.srtp import SrtpSession
 
 log = logging.getLogger("sfu.udpmux")
 
@@ -103,12 +107,19 @@ class MuxTransport(asyncio.DatagramTransport):
 
 
 class MuxSocket(asyncio.DatagramProtocol):
-    """One shared socket: its endpoints, the addresses they hold, and its send batch."""
+    """One shared socket: its endpoints, the addresses they hold, and its send batch. ``sock``:
+    the socket the transport reads (``bind_udp``), read on and sent on directly; without it
+    nothing is batched or drained."""
 
-    def __init__(self, counters: Counters | None = None, guard: StaleGuard | None = None) -> None:
+    def __init__(
+        self,
+        counters: Counters | None = None,
+        guard: StaleGuard | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.guard = guard if guard is not None else StaleGuard(counters)
-        self.sock: socket.socket | None = None
+        self.sock = sock
         self.batch: DatagramBatch | None = None
         self.family = socket.AF_INET
         self._counters = counters
@@ -166,15 +177,17 @@ class MuxSocket(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = self.sock = getattr(transport, "_sock", None) or transport.get_extra_info(
-            "socket"
-        )  # asyncio's
+        sock = self.sock
+        if sock is None:
+            return
         self.family = sock.family
         size_receive_buffer(sock, RECEIVE_BUFFER_SIZE, force=True)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_SIZE)
         batch = DatagramBatch(sock, self._schedule_flush, self._failed)
         self.batch = batch if batch.available else None
-        self._drainer = Drainer(self, self._one, self.guard if enable_timestamps(sock) else None)
+        self._drainer = Drainer(
+            sock, self._one, self.error_received, self.guard if enable_timestamps(sock) else None
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -199,7 +212,7 @@ class MuxSocket(asyncio.DatagramProtocol):
             entry = self._stun_entry(data, addr, entry)
         if entry is None:
             if self._counters is not None:
-                self._counters.drop("unknown_address")
+                self._counters.drop(DropReason.UNKNOWN_ADDRESS)
             return
         try:
             entry.deliver(data, addr)
@@ -237,7 +250,7 @@ class MuxSocket(asyncio.DatagramProtocol):
 
     def _failed(self, count: int) -> None:
         if self._counters is not None:
-            self._counters.drop("not_sent", count)
+            self._counters.drop(DropReason.NOT_SENT, count)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -279,16 +292,18 @@ class UdpMux:
     async def _bind(self, address: str) -> MuxSocket:
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: MuxSocket(self._counters, self.guard),
-                local_addr=(address, self._port),
-            )
+            sock = bind_udp(address, self._port)
         except OSError:
             if not self._any_port or self._port == 0:
                 raise
-            _, protocol = await loop.create_datagram_endpoint(  # the port is taken on this address
-                lambda: MuxSocket(self._counters, self.guard), local_addr=(address, 0)
+            sock = bind_udp(address, 0)  # the port is taken on this address
+        try:
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: MuxSocket(self._counters, self.guard, sock), sock=sock
             )
+        except BaseException:
+            sock.close()
+            raise
         if protocol.transport is not None:
             port = protocol.transport.get_extra_info("sockname")[1]
             self._port = self._port or port  # the other addresses too

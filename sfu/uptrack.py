@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from sfu.core.actions import DropReason
 from sfu.core.audio import AudioConfig
 from sfu.core.history import DEFAULT_SIZE, PacketHistory
 from sfu.core.keyframe import KeyframeDetector, always_keyframe, keyframe_detector
@@ -36,15 +37,15 @@ if TYPE_CHECKING:
     from sfu.slot import Slot
 
 DEFAULT_TOP = (1280, 720)
-SILENCE = 127
 UNMEASURED_LEVEL = 50
+"""-dBov assumed for a packet that carries no audio level (the extension not negotiated, or a
+sender that writes it only for audio it encodes itself, as aiortc's): loud enough to be
+forwarded when a slot is free, never louder than someone who measurably speaks up."""
 QUIET_LEVEL = AudioConfig().silence_level
 """-dBov: audio quieter than this may be dropped before decryption (``UpTrack.skip_silence``)."""
 VERIFY_EVERY = 64
 """Of the silent packets dropped before decryption, one in this many is decrypted anyway."""
 SRTP_TAG_SIZE = 16  # AES-GCM's tag: the payload size counted for a packet never decrypted
-"""-dBov assumed for a source that did not negotiate the audio level extension: loud enough to be
-forwarded when a slot is free, never louder than someone who measurably speaks up."""
 
 
 class Upstream(Protocol):
@@ -302,12 +303,12 @@ class UpTrack:
     def on_rtp(self, view: RtpView, rid: str, rtx: bool, now: float) -> None:
         layer = self.layers.get(rid)
         if layer is None:
-            self.counters.drop("unknown_layer")
+            self.counters.drop(DropReason.UNKNOWN_LAYER)
             return
         if rtx:
             apt = self._rtx_apt.get(view.payload_type)
             if apt is None or layer.ssrc is None:
-                self.counters.drop("unknown_rtx")
+                self.counters.drop(DropReason.UNKNOWN_RTX)
                 return
             layer.rtx_ssrc = view.ssrc
             if view.payload_end - view.header_length <= 2:
@@ -315,7 +316,7 @@ class UpTrack:
             try:
                 view = RtpView(unwrap_rtx(view, ssrc=layer.ssrc, payload_type=apt))
             except RtpParseError:
-                self.counters.drop("malformed")
+                self.counters.drop(DropReason.MALFORMED)
                 return
         elif view.ssrc != layer.ssrc:
             self._new_stream(layer, view.ssrc)
@@ -331,14 +332,14 @@ class UpTrack:
             self.counters.packets_in_video += 1
             self.counters.bytes_in_video += size
             if self.muted:
-                self.counters.drop("muted")
+                self.counters.drop(DropReason.MUTED)
                 return
             self._video(view, rid, size, now, layer.chain)
         else:
             self.counters.packets_in_audio += 1
             self.counters.bytes_in_audio += size
             if self.muted:
-                self.counters.drop("muted")
+                self.counters.drop(DropReason.MUTED)
                 return
             self._audio(view, now, layer.chain)
 
@@ -388,7 +389,7 @@ class UpTrack:
         self._received(layer, stats, nacks, ssrc, seq, timestamp, size, now, False)
         self.counters.packets_in_audio += 1
         self.counters.bytes_in_audio += size
-        self.counters.drop("silent")
+        self.counters.drop(DropReason.SILENT)
         return True
 
     def _new_stream(self, layer: Layer, ssrc: int) -> None:
@@ -417,7 +418,7 @@ class UpTrack:
             return
         detector = self._detectors.get(view.payload_type)
         if detector is None:
-            self.counters.drop("unknown_payload_type")
+            self.counters.drop(DropReason.UNKNOWN_PAYLOAD_TYPE)
             return
         is_key = detector(view.payload)
         if is_key:
@@ -430,14 +431,11 @@ class UpTrack:
             fwd.on_packet(view, rid, is_key, now)
 
     def _audio(self, view: RtpView, now: float, chain: StepChain) -> None:
-        if self._audio_level_id:
-            raw = view.extensions.get(self._audio_level_id)
-            level = raw[0] & 0x7F if raw else SILENCE
-        else:
-            level = UNMEASURED_LEVEL
+        raw = view.extensions.get(self._audio_level_id) if self._audio_level_id else None
+        level = raw[0] & 0x7F if raw else UNMEASURED_LEVEL  # no level: unmeasured, not silent
         policy = self.audio_policy
         if policy is not None and not policy(self, level, now):
-            self.counters.drop("silent")
+            self.counters.drop(DropReason.SILENT)
             return
         sent = forward_to(self._audio_slots, view, now, chain=chain)
         if sent:

@@ -9,5 +9,6 @@ session descriptions), ``rtpstats`` (packets and loss per SSRC, no decoding), ``
 WebSocket client), ``participant`` (one synthetic participant), ``swarm`` (the participants of
 one process), ``workers`` (swarms in worker processes), ``scrape`` (the server's Prometheus
 metrics), ``runner`` (orchestration and progress), ``report`` (figures, text and JSON) and
-``cli`` (the subcommand).
+``cli`` (the subcommand); ``glue`` holds every reach into aiortc's and aioice's internals (its
+own, not the server's ``sfu.glue``).
 """

@@ -3,9 +3,9 @@ connection (it offers; crafted RTP by default, aiortc's own sender with ``--send
 answers the server's offers on its subscribe connection, chooses what to watch with
 ``update_subscription``, and counts what arrives.
 
-A counting subscriber never decodes: ``sfu.glue.take_over_media`` hands its decrypted RTP to a
+A counting subscriber never decodes: ``confctl.loadtest.glue.take_over_media`` hands its decrypted RTP to a
 ``ReceiveCounter`` and keeps aiortc's decoders from starting; once the connection is up,
-``sfu.glue.tap_rtp_datagrams`` hands the counter the SRTP datagrams straight from the socket
+``glue.tap_rtp_datagrams`` hands the counter the SRTP datagrams straight from the socket
 instead (the header it reads is in the clear), so counting costs no decryption and no trip
 through aiortc's receive path. A decoding subscriber reads its tracks through aiortc as a real
 client would, and counts decoded frames.
@@ -33,15 +33,13 @@ from aiortc.mediastreams import MediaStreamError
 
 from confctl.loadtest import sdpinfo
 from confctl.loadtest.clips import ClipSet
+from confctl.loadtest.glue import gather_on_loopback, take_over_media, tap_rtp_datagrams
 from confctl.loadtest.plan import Options, Role
 from confctl.loadtest.publishing import CraftedMedia, add_aiortc_tracks
 from confctl.loadtest.rawmedia import Pacer
 from confctl.loadtest.rtpstats import ReceiveCounter, ReceiveTotals
 from confctl.loadtest.signaling import Signaling, SignalingError
-from sfu.glue import prepare_gathering, take_over_media, tap_rtp_datagrams
-from sfu.ports import GatherPolicy, PortRange
 
-LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 MAX_VIDEO_SUBSCRIPTIONS = 25  # the server's default cap (sfu.max_video_subscriptions)
 SUBSCRIPTION_DEBOUNCE = 0.05
 
@@ -230,7 +228,7 @@ class Participant:
         self, pc: RTCPeerConnection, rewrite: Callable[[str], str] | None = None
     ) -> str:
         offer = await pc.createOffer()
-        prepare_gathering(pc, LOOPBACK, PortRange())
+        gather_on_loopback(pc)
         await pc.setLocalDescription(offer)
         sdp = pc.localDescription.sdp
         if rewrite is not None:
@@ -276,7 +274,7 @@ class Participant:
             sdpinfo.ssrc_kinds(sdp), sdpinfo.ssrc_extension_ids(sdp, sdpinfo.URI_ABS_SEND_TIME)
         )
         answer = await pc.createAnswer()
-        prepare_gathering(pc, LOOPBACK, PortRange())
+        gather_on_loopback(pc)
         await pc.setLocalDescription(answer)
         await self._signaling.send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
 

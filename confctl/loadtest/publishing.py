@@ -2,7 +2,7 @@
 
 - ``CraftedMedia`` (the default): transceivers without tracks, an offer turned into a simulcast
   offer when asked, then ``RawStream``s of the clips sent through the connection's SRTP session
-  (``sfu.glue.RtpWriter``) by the process's ``Pacer``; keyframe requests (PLI, FIR) make the
+  (``glue.RtpSender``) by the process's ``Pacer``; keyframe requests (PLI, FIR) make the
   requested stream jump to its next keyframe.
 - ``add_aiortc_tracks``: tracks for aiortc's own ``RTCRtpSender`` (``--sender aiortc``).
 """
@@ -16,10 +16,10 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 
 from confctl.loadtest import sdpinfo
 from confctl.loadtest.clips import LAYERS, ClipSet, dtx
+from confctl.loadtest.glue import RtpSender, take_over_media
 from confctl.loadtest.plan import Options, Role
 from confctl.loadtest.rawmedia import Pacer, RawStream, one_byte_extensions, stamped_extensions
 from confctl.loadtest.tracks import ClipTrack, SpeechTrack
-from sfu.glue import RtpWriter, take_over_media
 
 RTCP_PSFB = 206
 FMT_PLI = 1
@@ -92,7 +92,7 @@ class CraftedMedia:
     def start(self, pc: RTCPeerConnection) -> None:
         """After the answer: take the connection's media over and start the streams."""
         take_over_media(pc, _ignore, self.on_rtcp)
-        writer = RtpWriter.for_connection(pc)
+        writer = RtpSender.for_connection(pc)
         if writer is None:
             raise RuntimeError("the publish connection has no transport")
         by_mid = {s.mid: s for s in self._sections}

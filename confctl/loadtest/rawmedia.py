@@ -10,7 +10,7 @@ and timestamps; abs-send-time is what subscribers measure the delay with
 (``confctl.loadtest.rtpstats``). On a
 keyframe request (PLI) it jumps to the clip's next keyframe, as an encoder would produce one.
 
-Packets leave through ``sfu.glue.RtpWriter`` (SRTP protect and ``sendto`` on the connection's
+Packets leave through ``confctl.loadtest.glue.RtpSender`` (SRTP protect and ``sendto`` on the connection's
 nominated pair), driven by one ``Pacer`` per process rather than a task per stream.
 """
 

@@ -9,7 +9,7 @@ fill gaps: the loss figure is loss on the way, before any repair.
 Only the fixed header is read, so the counter takes decrypted RTP and still-encrypted SRTP alike
 (the header is in the clear; the trailing auth tag is never looked at, and no bytes are counted).
 A counting subscriber switches from the first to the second once connected
-(``sfu.glue.tap_rtp_datagrams``): packets still queued on the decrypting path then arrive after
+(``confctl.loadtest.glue.tap_rtp_datagrams``): packets still queued on the decrypting path then arrive after
 newer ones from the socket, so a late packet from before a stream's first one moves the start
 back instead of counting as a duplicate.
 

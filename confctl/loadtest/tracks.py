@@ -4,8 +4,10 @@
 packetizes it (``encoder.pack``): nothing is encoded per send. The one exception is
 ``SpeechTrack``: aiortc's sender writes the RFC 6464 audio level only for frames it encodes
 itself (``RTCRtpSender._next_encoded_frame`` computes it from PCM; the ``pack`` path leaves it
-out), and the server treats a packet without a level as silence. So a speaker's track returns
-PCM frames, which the sender encodes to Opus (one small encode per 20 ms per speaker).
+out), and the server counts a packet without a level as moderately loud (-50 dBov), never as
+speech that outshouts others. So a speaker's track returns PCM frames, which the sender encodes
+to Opus and measures (one small encode per 20 ms per speaker): its level is what makes it one
+of the room's loudest.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Counting at the socket (``sfu.glue.tap_rtp_datagrams``) with two real aiortc peers on
+"""Counting at the socket (``confctl.loadtest.glue.tap_rtp_datagrams``) with two real aiortc peers on
 127.0.0.1: the tap sees exactly the packets the decrypting path would have handed over, and
 STUN, DTLS and RTCP keep flowing past it."""
 
@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
+from confctl.loadtest.glue import RtpSender, gather_on_loopback, take_over_media, tap_rtp_datagrams
 from confctl.loadtest.rtpstats import ReceiveCounter
 from sfu.core.rtcp import ReceiverReport
-from sfu.glue import RtpWriter, prepare_gathering, take_over_media, tap_rtp_datagrams
-from sfu.ports import GatherPolicy, PortRange
 
-LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 SSRC = 0x1234ABCD
 VP8 = 96
 SRTP_TAGS = (10, 16)  # AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM
@@ -60,7 +58,7 @@ class Sinks:
 class Link:
     sender: RTCPeerConnection
     receiver: RTCPeerConnection
-    writer: RtpWriter
+    writer: RtpSender
     sinks: Sinks
 
 
@@ -90,19 +88,19 @@ async def connect(tap_early: bool) -> Link:
     sender.addTransceiver("video", direction="sendonly")
     up = asyncio.create_task(connected(sender, receiver))
     offer = await sender.createOffer()
-    prepare_gathering(sender, LOOPBACK, PortRange())
+    gather_on_loopback(sender)
     await sender.setLocalDescription(offer)
     await receiver.setRemoteDescription(sender.localDescription)
     take_over_media(sender, _ignore, _ignore)
     take_over_media(receiver, sinks.decrypted, sinks.rtcp)
     answer = await receiver.createAnswer()
-    prepare_gathering(receiver, LOOPBACK, PortRange())
+    gather_on_loopback(receiver)
     await receiver.setLocalDescription(answer)
     if tap_early:  # before any STUN check or DTLS record has arrived
         tap_rtp_datagrams(receiver, sinks.tapped)
     await sender.setRemoteDescription(receiver.localDescription)
     await up
-    writer = RtpWriter.for_connection(sender)
+    writer = RtpSender.for_connection(sender)
     assert writer is not None
     return Link(sender, receiver, writer, sinks)
 

@@ -36,7 +36,8 @@ from av import AudioFrame, VideoFrame
 from confserver.contract import parse_media
 from confserver.errors import ServiceError
 from sfu.controller import SfuController
-from sfu.glue import prepare_gathering, take_over_media
+from sfu.glue.gathering import prepare_gathering
+from sfu.glue.receive import take_over_media
 from sfu.ports import GatherPolicy, PortRange
 
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))

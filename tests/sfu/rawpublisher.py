@@ -13,7 +13,9 @@ import struct
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from sfu.core.rtcp import Pli, RtcpParseError, parse_rtcp
-from sfu.glue import RtpWriter, prepare_gathering, take_over_media
+from sfu.glue.gathering import prepare_gathering
+from sfu.glue.receive import take_over_media
+from sfu.glue.send import RtpWriter
 from sfu.ports import PortRange
 from tests.sfu.peers import LOOPBACK, Peer, wait_until
 

@@ -4,13 +4,23 @@ are announced, and muting stops forwarding."""
 from __future__ import annotations
 
 import asyncio
+import fractions
+from typing import Any
 
+import av
 import pytest
-from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
 
 from sfu.controller import SfuController
-from sfu.fastio import SrtpSession
-from sfu.glue import prepare_gathering
+from sfu.glue.gathering import prepare_gathering
+from sfu.glue.srtp import SrtpSession
 from sfu.ports import PortRange
 from sfu.uptrack import VERIFY_EVERY
 from tests.sfu.conftest import config
@@ -18,7 +28,31 @@ from tests.sfu.peers import LOOPBACK, Peer, ToneTrack, wait_until
 from tests.sfu.test_forwarding import video_track_of
 
 
-async def publish_audio(peer: Peer, track: AudioStreamTrack) -> None:
+class PreEncodedOpus(MediaStreamTrack):
+    """Opus packets handed to aiortc's sender as they are (``av.Packet``): the sender only
+    packetizes them and writes no audio level, though the extension is negotiated."""
+
+    kind = "audio"
+    FRAME = bytes([0xFC]) + b"\x5a" * 60  # one 20 ms Opus frame; never decoded by the SFU
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+        self._time_base = fractions.Fraction(1, 48000)
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._count:
+            await asyncio.sleep(0.02)
+        packet = av.Packet(self.FRAME)
+        packet.pts = self._count * 960
+        packet.time_base = self._time_base
+        self._count += 1
+        return packet
+
+
+async def publish_audio(peer: Peer, track: MediaStreamTrack) -> None:
     """Publish one microphone track (a tone, or aiortc's silence)."""
     pc = peer.publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -65,6 +99,28 @@ async def test_only_the_loudest_sources_reach_listeners_and_silence_is_dropped(s
     finally:
         for p in everyone:
             await p.close()
+
+
+async def test_audio_without_a_level_is_forwarded_as_unmeasured_not_dropped_as_silent(
+    sfu: SfuController,
+) -> None:
+    talker = Peer(sfu, "prerecorded", "talker", decode=False)
+    listener = Peer(sfu, "prerecorded", "listener", decode=False)
+    try:
+        await talker.join()
+        await listener.join()
+        await publish_audio(talker, PreEncodedOpus())
+        publisher = sfu._rooms["prerecorded"].members["talker"].publisher
+        assert publisher is not None
+        (track,) = publisher.tracks.values()
+        assert track._audio_level_id  # the extension is negotiated; the packets carry no level
+        await wait_until(
+            lambda: sum(listener.rtp_packets.values()) >= 20, 5, what="level-less audio reaches the listener"
+        )
+        assert track.audio_forwarded
+    finally:
+        await talker.close()
+        await listener.close()
 
 
 async def test_speakers_events_come_at_most_about_three_a_second(sfu: SfuController) -> None:

@@ -8,8 +8,9 @@ import re
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from sfu import glue
 from sfu.controller import SfuController
+from sfu.glue.gathering import local_ports
+from sfu.glue.icerestart import IceRestart
 from sfu.ports import PortRange
 from sfu.udpmux import UdpMux
 from tests.sfu.conftest import config
@@ -29,7 +30,7 @@ def on_new_path(sfu: SfuController, pc: RTCPeerConnection, ports_before: list[in
     ports = sfu._ctx.ports if sfu._ctx is not None else None
     if isinstance(ports, UdpMux):
         return old_ufrag not in ports.ufrags()
-    return glue.local_ports(pc) != ports_before
+    return local_ports(pc) != ports_before
 
 
 @pytest.mark.parametrize(
@@ -49,13 +50,13 @@ async def test_a_publish_offer_with_new_ice_credentials_restarts_ice_and_media_k
         await bob.subscribe(track)
         await wait_until(lambda: (r := bob.video_for(track)) is not None and r.frames >= 5, 5, what="video")
         server_pc = sfu._rooms["restart"].members["alice"].publisher.pc  # type: ignore[union-attr]
-        ports_before = glue.local_ports(server_pc)
+        ports_before = local_ports(server_pc)
         first_answer = alice.of_type("publish_answer")[0]["sdp"]
         assert not on_new_path(sfu, server_pc, ports_before, ufrag(first_answer))
 
         pc = alice.publish_pc
         assert pc is not None
-        restart = await glue.IceRestart.begin(pc, LOOPBACK, PortRange())  # the client side of the restart
+        restart = await IceRestart.begin(pc, LOOPBACK, PortRange())  # the client side of the restart
         await pc.setLocalDescription(await pc.createOffer())
         offer = pc.localDescription.sdp
         assert ufrag(offer) != ufrag(alice.of_type("publish_answer")[0]["sdp"])
@@ -71,7 +72,7 @@ async def test_a_publish_offer_with_new_ice_credentials_restarts_ice_and_media_k
             5,
             what="server on the new path",
         )
-        assert len(glue.local_ports(server_pc)) == 1
+        assert len(local_ports(server_pc)) == 1
         got = bob.video_for(track)
         assert got is not None
         before = got.frames

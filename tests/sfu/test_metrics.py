@@ -8,6 +8,7 @@ import socket
 
 from prometheus_client import generate_latest
 
+from sfu.core.actions import DropReason
 from sfu.metrics import SfuMetrics, UdpSocketCollector
 from sfu.ports import UdpQueues, parse_proc_net_udp, udp_queues
 
@@ -23,7 +24,7 @@ def test_a_scrape_includes_what_was_counted_since_the_last_flush_once() -> None:
     metrics = SfuMetrics()
     metrics.counters.packets_in_video += 3
     metrics.counters.count_out(True, 100, 1000)
-    metrics.counters.drop("silent")
+    metrics.counters.drop(DropReason.SILENT)
     assert sample(metrics, 'conf_sfu_packets_total{direction="in",kind="video"}') == 3
     assert sample(metrics, 'conf_sfu_packets_total{direction="out",kind="video"}') == 100
     assert sample(metrics, 'conf_sfu_dropped_packets_total{reason="silent"}') == 1

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import aiortc
+import pylibsrtp
 import pytest
 
 from confserver.config import IceServerConfig
 from confserver.errors import ServiceError
 from sfu import glue, ports, udpmux
 from sfu.controller import SfuController
+from sfu.glue import gathering
 from sfu.ports import PortRange
 from tests.sfu.conftest import config
 from tests.sfu.peers import Peer, wait_until
@@ -26,10 +28,16 @@ from tests.sfu.test_forwarding import video_track_of
 
 def test_aiortc_is_exactly_the_version_the_glue_was_written_for() -> None:
     assert aiortc.__version__ == "1.16.0", (
-        f"aiortc {aiortc.__version__} is installed; sfu/glue.py reaches into aiortc 1.16.0 internals. "
-        "Re-check every seam in sfu/glue.py against the new version before changing the pin."
+        f"aiortc {aiortc.__version__} is installed; sfu/glue/ reaches into aiortc 1.16.0 internals. "
+        "Re-check every seam in sfu/glue/ against the new version before changing the pin."
     )
     glue.check_versions()
+
+
+def test_the_controller_refuses_to_start_on_another_pylibsrtp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pylibsrtp, "__version__", "1.1.0")
+    with pytest.raises(RuntimeError, match=r"pylibsrtp==1\.0\.0"):
+        SfuController(config())
 
 
 def test_the_controller_refuses_to_start_on_another_aiortc(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +95,7 @@ async def test_media_sockets_bind_inside_the_configured_port_range(sfu: SfuContr
     for member in room.members.values():
         for side in (member.publisher, member.subscriber):
             if side is not None:
-                used += glue.local_ports(side.pc)
+                used += gathering.local_ports(side.pc)
     assert len(used) == 3 and len(set(used)) == 3
     assert all(47100 <= port <= 47103 for port in used)
     answer = peers[0].of_type("publish_answer")[0]["sdp"]
@@ -177,7 +185,7 @@ def test_the_sfu_warns_at_start_when_the_kernel_grants_less(
 
 @pytest.mark.parametrize(
     ("sfu_config", "binder"),
-    [(config(), udpmux), (config(port_min=47120, port_max=47129), glue)],
+    [(config(), udpmux), (config(port_min=47120, port_max=47129), gathering)],
     ids=["shared port", "port per connection"],
 )
 async def test_the_servers_media_sockets_are_given_large_receive_buffers(
@@ -199,7 +207,7 @@ async def test_the_servers_media_sockets_are_given_large_receive_buffers(
         port
         for side in (member.publisher, member.subscriber)
         if side is not None
-        for port in glue.local_ports(side.pc)
+        for port in gathering.local_ports(side.pc)
     ]
     assert used and set(used) <= set(sized)
     await peer.close()

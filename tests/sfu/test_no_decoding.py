@@ -17,9 +17,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.exceptions import InternalError
 from aiortc.rate import RateBucket, RemoteBitrateEstimator
 
-from sfu import glue
 from sfu.controller import SfuController
-from sfu.glue import decoding_disabled
+from sfu.glue import receive
+from sfu.glue.receive import decoding_disabled
 from tests.sfu.peers import Peer, wait_until
 from tests.sfu.test_forwarding import video_track_of
 
@@ -49,7 +49,7 @@ async def test_taken_over_receivers_free_their_bitrate_estimators() -> None:
         pc.addTransceiver("audio", direction="sendonly")
         assert bitrate_estimators(pc) == 3
         before = rate_buckets()
-        glue.take_over_media(pc, lambda data: None, lambda data: None)
+        receive.take_over_media(pc, lambda data: None, lambda data: None)
         assert bitrate_estimators(pc) == 0
         assert rate_buckets() <= before - 3 * 1000
     finally:
@@ -64,7 +64,7 @@ async def test_subscribe_slots_are_added_without_building_bitrate_estimators() -
     try:
         before = rate_buckets()
         for kind in ("video", "video", "audio"):
-            glue.add_sending_transceiver(pc, kind)
+            receive.add_sending_transceiver(pc, kind)
         assert [(t.kind, t.direction) for t in pc.getTransceivers()] == [
             ("video", "sendonly"),
             ("video", "sendonly"),
@@ -73,7 +73,7 @@ async def test_subscribe_slots_are_added_without_building_bitrate_estimators() -
         assert bitrate_estimators(pc) == 0 and rate_buckets() == before
         assert vars(aiortc.rtcrtpreceiver)["RemoteBitrateEstimator"] is RemoteBitrateEstimator
         with pytest.raises(InternalError):  # aiortc refuses the kind; its module is restored
-            glue.add_sending_transceiver(pc, "subtitles")
+            receive.add_sending_transceiver(pc, "subtitles")
         assert vars(aiortc.rtcrtpreceiver)["RemoteBitrateEstimator"] is RemoteBitrateEstimator
         pc.addTransceiver("video", direction="sendonly")  # aiortc's own way: with its estimator
         assert bitrate_estimators(pc) == 1
@@ -145,7 +145,7 @@ async def test_server_srtp_skips_aioices_queue_and_the_dtls_receive_task(
         original(self, data, component)
 
     handled: list[int] = []
-    fast = glue._SrtpReceiver.__call__
+    fast = receive._SrtpReceiver.__call__
 
     def count(self: Any, data: bytes) -> bool:
         done = fast(self, data)
@@ -154,7 +154,7 @@ async def test_server_srtp_skips_aioices_queue_and_the_dtls_receive_task(
         return done
 
     monkeypatch.setattr(aioice.ice.Connection, "data_received", spy)
-    monkeypatch.setattr(glue._SrtpReceiver, "__call__", count)
+    monkeypatch.setattr(receive._SrtpReceiver, "__call__", count)
     alice = Peer(sfu, "fastrx", "alice", decode=False)
     bob = Peer(sfu, "fastrx", "bob", decode=False)
     try:

@@ -8,7 +8,7 @@ import re
 
 from sfu.controller import SfuController
 from sfu.core.rtcp import Remb
-from sfu.glue import RtpWriter
+from sfu.glue.send import RtpWriter
 from tests.sfu.peers import Peer, wait_until
 from tests.sfu.rawpublisher import RawPublisher
 

@@ -6,11 +6,12 @@ import asyncio
 import socket
 from typing import Any
 
-from sfu import fastio
+from sfu import fastio, ports
 
 
 class Recorder(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    def __init__(self, sock: Any = None) -> None:
+        self.sock = sock
         self.transport: Any = None
         self.callbacks = 0
         self.datagrams: list[bytes] = []
@@ -22,7 +23,7 @@ class Recorder(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.callbacks += 1
         self.datagrams.append(data)
-        fastio.drain(self, lambda d, a: self.datagrams.append(d))
+        fastio.drain(self.sock, lambda d, a: self.datagrams.append(d), self.error_received)
 
     def error_received(self, exc: Exception) -> None:
         self.errors.append(exc)
@@ -30,7 +31,8 @@ class Recorder(asyncio.DatagramProtocol):
 
 async def test_datagrams_already_waiting_are_read_in_the_same_callback() -> None:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+    sock = ports.bind_udp("127.0.0.1", 0)
+    transport, protocol = await loop.create_datagram_endpoint(lambda: Recorder(sock), sock=sock)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         address = transport.get_extra_info("sockname")
@@ -59,10 +61,9 @@ def test_a_socket_error_while_draining_goes_to_error_received() -> None:
     try:
         sock.connect(address)
         sock.send(b"to nobody")  # draws an ICMP port unreachable, reported on the next read
-        protocol = Recorder()
-        protocol.transport = type("Transport", (), {"_sock": sock})()
+        protocol = Recorder(sock)
         handled: list[bytes] = []
-        fastio.drain(protocol, lambda d, a: handled.append(d))
+        fastio.drain(sock, lambda d, a: handled.append(d), protocol.error_received)
         assert handled == []
         assert len(protocol.errors) == 1 and isinstance(protocol.errors[0], ConnectionRefusedError)
     finally:
@@ -85,10 +86,9 @@ class CountingSocket:
 
 def test_after_finding_nothing_the_next_callbacks_do_not_look() -> None:
     sock = CountingSocket()
-    protocol = Recorder()
-    protocol.transport = type("Transport", (), {"_sock": sock})()
+    protocol = Recorder(sock)
     handled: list[bytes] = []
-    drainer = fastio.Drainer(protocol, lambda d, a: handled.append(d))
+    drainer = fastio.Drainer(sock, lambda d, a: handled.append(d), protocol.error_received)  # type: ignore[arg-type]
     drainer()  # nothing waiting: one failed read
     assert sock.reads == 1
     for _ in range(fastio.DRAIN_BACKOFF):

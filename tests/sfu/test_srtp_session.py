@@ -1,4 +1,4 @@
-"""The SFU's libsrtp calls (``sfu.fastio.SrtpSession``) give exactly what pylibsrtp gives."""
+"""The SFU's libsrtp calls (``sfu.glue.srtp.SrtpSession``) give exactly what pylibsrtp gives."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 
 from pylibsrtp import Policy, Session
 
-from sfu.fastio import SrtpSession
+from sfu.glue.srtp import SrtpSession
 
 KEY = bytes(range(44))  # AES-256-GCM: 32-byte key + 12-byte salt
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from sfu.core.rtp import RtpView
 from sfu.core.simulcast import LayerLimits
 from sfu.forwarder import VideoForwarder
-from sfu.glue import RtpWriter
+from sfu.glue.send import RtpWriter
 from sfu.metrics import Counters
 from sfu.sdp import Codec
 from sfu.slot import Slot, SlotParams

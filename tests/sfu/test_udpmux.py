@@ -16,10 +16,12 @@ import pytest
 from aioice import stun
 
 from confserver.config import ConfigError, load_config
-from sfu import fastio, glue, ports
+from sfu import fastio, ports
 from sfu.context import PacketFilters
 from sfu.controller import SfuController
-from sfu.fastio import DatagramBatch, SrtpSession, enable_timestamps
+from sfu.fastio import DatagramBatch, enable_timestamps
+from sfu.glue import gathering, send
+from sfu.glue.srtp import SrtpSession
 from sfu.metrics import Counters, ReceiveWaits, SfuMetrics
 from sfu.ports import StaleGuard
 from sfu.udpmux import MuxSocket, UdpMux
@@ -188,10 +190,10 @@ async def test_responses_go_to_the_endpoint_that_sent_the_check_even_from_an_add
 
 
 class Reader:
-    """What ``drain`` reads through: a protocol whose transport holds a real socket."""
+    """What ``drain`` reads through: a real socket, and where its errors go."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.transport = type("Transport", (), {"_sock": sock})()
+        self.sock = sock
         self.errors: list[OSError] = []
 
     def error_received(self, exc: OSError) -> None:
@@ -234,7 +236,7 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
             sender.sendto(packet, to)
         got: list[bytes] = []
         reader = Reader(receiver)
-        read = fastio.drain(reader, lambda data, _addr: got.append(data), guard)
+        read = fastio.drain(reader.sock, lambda data, _addr: got.append(data), reader.error_received, guard)
         assert read == 10 and counters.dropped == {"stale": 5} and reader.errors == []
         assert got == [rtcp, check, *fresh]
         # the oldest was timed (the head of the queue), and what followed it not
@@ -245,7 +247,10 @@ def test_rtp_that_waited_longer_than_the_bound_is_dropped_unread_and_nothing_els
         time.sleep(0.25)
         got.clear()
         unbounded = StaleGuard(counters, 0.0, waits)
-        assert fastio.drain(reader, lambda data, _addr: got.append(data), unbounded) == 3
+        assert (
+            fastio.drain(reader.sock, lambda data, _addr: got.append(data), reader.error_received, unbounded)
+            == 3
+        )
         assert len(got) == 3 and counters.dropped == {"stale": 5} and sum(waits.counts) == 2
     finally:
         receiver.close()
@@ -274,7 +279,7 @@ def server_ports(sfu: SfuController, room: str) -> list[int]:
         for member in sfu._rooms[room].members.values()
         for side in (member.publisher, member.subscriber)
         if side is not None
-        for port in glue.local_ports(side.pc)
+        for port in gathering.local_ports(side.pc)
     ]
 
 
@@ -482,14 +487,14 @@ async def test_while_it_drops_stale_media_the_server_asks_publishers_for_no_retr
     filters = PacketFilters(incoming=lambda data: rng.random() < 0.1)  # gaps the SFU must NACK
     sfu = SfuController(config(max_receive_delay=0.2), None, packet_filters=filters)
     nacks: list[float] = []
-    send_rtcp = glue.RtpWriter.send_rtcp
+    send_rtcp = send.RtpWriter.send_rtcp
 
-    def recording(self: glue.RtpWriter, data: bytes) -> bool:
+    def recording(self: send.RtpWriter, data: bytes) -> bool:
         if is_nack(data):
             nacks.append(time.monotonic())
         return send_rtcp(self, data)
 
-    monkeypatch.setattr(glue.RtpWriter, "send_rtcp", recording)
+    monkeypatch.setattr(send.RtpWriter, "send_rtcp", recording)
     alice, bob = Peer(sfu, "shedding", "alice"), Peer(sfu, "shedding", "bob")
     try:
         for p in (alice, bob):
