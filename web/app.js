@@ -1,6 +1,7 @@
 // The meeting page's entry point: reads the join link, then shows the pre-join page, the meeting,
 // or a page explaining why joining is not possible.
 
+import { applyBrand, loadBrand } from "./brand.js";
 import { Call } from "./call.js";
 import { byId } from "./dom.js";
 import { EndScreen, endScreenKey } from "./endscreen.js";
@@ -9,6 +10,7 @@ import { mountLanguagePickers } from "./langpicker.js";
 import { Notices } from "./notices.js";
 import { PreJoin } from "./prejoin.js";
 import { takeTokenFromFragment } from "./protocol.js";
+import { fetchRoomTitle, roomTitle } from "./roomtitle.js";
 import { decodeJoinToken, tokenProblem } from "./token.js";
 
 // The token stays in this tab's sessionStorage so that a reload or "Rejoin" works after it was
@@ -43,13 +45,16 @@ async function main() {
   const room = roomFromPath(location.pathname);
   const fromLink = takeTokenFromFragment(location, history);
   if (fromLink) tokens.keep(room, fromLink);
-  const i18n = new Translator();
-  await i18n.init();
-  mountLanguagePickers(i18n);
   const token = fromLink || tokens.read(room);
-  const endScreen = new EndScreen({ i18n });
   const claims = decodeJoinToken(token);
   const problem = tokenProblem(token, claims, room, Date.now());
+  const i18n = new Translator();
+  // The catalogue, the branding and the meeting's title (only for a usable link) in parallel.
+  const [brand, storedTitle] = await Promise.all([loadBrand(), problem ? null : fetchRoomTitle(room, token), i18n.init()]);
+  applyBrand(document, brand);
+  mountLanguagePickers(i18n);
+  const title = roomTitle({ title: storedTitle }, room);
+  const endScreen = new EndScreen({ i18n, brand });
   if (problem) {
     tokens.forget(room);
     endScreen.show(endScreenKey({ kind: "token", problem }));
@@ -65,8 +70,10 @@ async function main() {
   const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const call = new Call({
     i18n,
+    brand,
     notices,
     room,
+    title,
     token,
     wsUrl,
     onEnded: (reason) => {
@@ -78,8 +85,9 @@ async function main() {
   });
   const prejoin = new PreJoin({
     i18n,
+    brand,
     claims,
-    room,
+    title,
     onJoin: (choice) => {
       prejoin.hide();
       call.start(choice);

@@ -2,6 +2,7 @@
 // devices to the stage, the control bar, the panels and the notices.
 
 import { AudioPlayer } from "./audioplayer.js";
+import { pageTitle } from "./brand.js";
 import { canShareScreen } from "./devices.js";
 import { byId, h, svgIcon } from "./dom.js";
 import { ICONS } from "./icons.js";
@@ -10,6 +11,7 @@ import { MediaSession } from "./media.js";
 import { Meeting } from "./meeting.js";
 import { PeoplePanel } from "./people.js";
 import { StatsSampler, rateQuality } from "./quality.js";
+import { roomTitle } from "./roomtitle.js";
 import { Stage } from "./stage.js";
 import { ChatPanel } from "./chat.js";
 import { SHORTCUTS, Toolbar } from "./toolbar.js";
@@ -20,10 +22,12 @@ const QUALITY_INTERVAL_MS = 3000;
 
 export class Call {
   /** `onEnded(reason)` when this client is out of the meeting (Meeting "ended" reasons). */
-  constructor({ i18n, notices, room, token, wsUrl, onEnded }) {
+  constructor({ i18n, brand = null, notices, room, title = room, token, wsUrl, onEnded }) {
     this.i18n = i18n;
+    this.brand = brand;
     this.notices = notices;
     this.roomName = room;
+    this._title = title; // until the room's own metadata arrives
     this.onEnded = onEnded;
     this.meeting = new Meeting({ url: wsUrl, room, token });
     this.media = null;
@@ -177,7 +181,7 @@ export class Call {
     const m = this.meeting;
     this.notices.hideBanner();
     if (rejoin) this.notices.toast(this.i18n.t("notice.reconnected"));
-    else this.notices.announce(this.i18n.t("notice.you_joined", { room: this.roomName }));
+    else this.notices.announce(this.i18n.t("notice.you_joined", { room: this.title() }));
     this._closeMedia();
     const media = new MediaSession({ send: (msg) => m.sendMedia(msg), iceServers: m.iceServers, selfSid: m.self.sid, permissions: m.self.permissions });
     this.media = media;
@@ -429,14 +433,21 @@ export class Call {
   _renderTopbar(count) {
     const t = (k, p) => this.i18n.t(k, p);
     const locked = !!(this.meeting.room && this.meeting.room.locked);
-    this.el.room.textContent = this.roomName;
+    this.el.room.textContent = this.title();
+    this.el.room.dir = "auto";
     this.el.lock.hidden = !locked;
     this.el.lock.replaceChildren(svgIcon(ICONS.lock, "icon"), h("span", {}, t("room.locked")));
-    document.title = t("room.page_title", { room: this.roomName, count });
+    document.title = pageTitle(this.i18n, this.brand, t("room.page_title", { room: this.title(), count }));
     this.el.sharing.hidden = !this.local.sharing;
     this.el.sharing.querySelector("span").textContent = t("sharing.active");
     this.el.sharing.querySelector("button").textContent = t("controls.stop_share_long");
     this._renderQuality();
+  }
+
+  /** The meeting's display title: from the room's metadata once joined. */
+  title() {
+    const room = this.meeting.room;
+    return room ? roomTitle(room.metadata, this.roomName) : this._title;
   }
 
   _videoFor(sid, source) {

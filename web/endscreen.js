@@ -1,5 +1,6 @@
 // The page shown instead of the meeting: a bad link, a refused join, or the end of a meeting.
 
+import { pageTitle } from "./brand.js";
 import { byId, h, svgIcon } from "./dom.js";
 import { ICONS } from "./icons.js";
 
@@ -48,8 +49,9 @@ const CAN_RETRY = new Set(["left", "duplicate", "connection_lost", "unreachable"
 const IS_PROBLEM = new Set(["missing", "invalid", "expired", "wrong_room", "revoked", "not_yet_valid", "room_full", "room_locked", "room_not_found", "forbidden", "outdated", "join_failed", "unreachable", "connection_lost"]);
 
 export class EndScreen {
-  constructor({ i18n }) {
+  constructor({ i18n, brand = null }) {
     this.i18n = i18n;
+    this.brand = brand;
     this.view = byId("view-end");
     this.card = byId("end-card");
     this._current = null;
@@ -61,7 +63,7 @@ export class EndScreen {
     this._current = { key, onRetry, params };
     this._render();
     for (const v of document.querySelectorAll(".view")) v.hidden = v !== this.view;
-    document.title = this.i18n.t(`end.${key}.title`);
+    document.title = pageTitle(this.i18n, this.brand, this.i18n.t(`end.${key}.title`));
     const title = byId("end-title");
     title.focus();
   }

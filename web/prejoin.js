@@ -1,6 +1,7 @@
 // The pre-join page: name, camera and microphone preview, device choice, microphone level, and
 // joining with camera and microphone on or off.
 
+import { pageTitle } from "./brand.js";
 import { LevelMeter, classifyMediaError, listDevices, onDeviceChange, openCamera, openMicrophone } from "./devices.js";
 import { byId, h, initials, svgIcon, hueOf } from "./dom.js";
 import { ICONS } from "./icons.js";
@@ -26,10 +27,12 @@ function savePrefs(prefs) {
 
 export class PreJoin {
   /** `onJoin({name, tracks: {camera, microphone}, devices: {cameraId, micId}, state})` */
-  constructor({ i18n, claims, room, onJoin }) {
+  /** `title`: the meeting's display title (roomtitle.js). */
+  constructor({ i18n, brand = null, claims, title, onJoin }) {
     this.i18n = i18n;
+    this.brand = brand;
     this.claims = claims;
-    this.room = room;
+    this.title = title;
     this.onJoin = onJoin;
     const perms = new Set(claims.permissions);
     this.canVideo = perms.has("publish_video");
@@ -71,8 +74,8 @@ export class PreJoin {
   async show() {
     const { el, claims } = this;
     for (const v of document.querySelectorAll(".view")) v.hidden = v !== el.view;
-    document.title = this.i18n.t("prejoin.page_title", { room: this.room });
-    el.room.textContent = this.room;
+    el.room.textContent = this.title;
+    el.room.dir = "auto";
     el.name.value = claims.name;
     const canRename = claims.permissions.includes("update_name");
     el.name.readOnly = !canRename;
@@ -268,7 +271,7 @@ export class PreJoin {
   _renderAll() {
     const { el, i18n } = this;
     const t = (k, p) => i18n.t(k, p);
-    document.title = t("prejoin.page_title", { room: this.room });
+    document.title = pageTitle(i18n, this.brand, t("prejoin.page_title", { room: this.title }));
     renderToggle(el.mic, this.micOn, this.micOn ? ICONS.mic : ICONS.micOff, t(this.micOn ? "controls.mic_off" : "controls.mic_on"));
     renderToggle(el.cam, this.camOn, this.camOn ? ICONS.cam : ICONS.camOff, t(this.camOn ? "controls.cam_off" : "controls.cam_on"));
     el.mic.disabled = !this.canAudio || this.problems.microphone === "denied" || this.problems.microphone === "insecure";
