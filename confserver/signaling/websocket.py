@@ -13,7 +13,7 @@ import contextlib
 import logging
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,25 @@ class WsPeer:
         self._closing = False
         self._close_code: int = CloseCode.GOING_AWAY
         self.close_reason = "closed"
+        self._reader: asyncio.Task[Any] | None = None
+        self._receiving = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def read_with(self, task: asyncio.Task[Any]) -> None:
+        """The task that reads this connection's frames; it is stopped before the close."""
+        self._reader = task
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Marks the reader as waiting for a frame (and so safe to cancel) for the block's length."""
+        self._receiving = True
+        try:
+            yield
+        finally:
+            self._receiving = False
 
     def send_text(self, text: str) -> None:
         if self._closing:
@@ -113,7 +132,7 @@ class WsPeer:
                         self._drop_slow("send deadline missed")
                         break
                 if self._closing:
-                    await asyncio.wait_for(ws.close(code=self._close_code), self._send_timeout)
+                    await self._close()
                     return
                 self._wake.clear()
                 await self._wake.wait()
@@ -126,8 +145,24 @@ class WsPeer:
             self._queue.clear()
             self._closing = True
             self.close_reason = "writer_failed"
+            self._close_code = CloseCode.SERVER_ERROR
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code=CloseCode.SERVER_ERROR), self._send_timeout)
+                await self._close()
+
+    async def _close(self) -> None:
+        """The closing handshake of RFC 6455: our Close frame, the client's answer, then the end of
+        the connection (within the send deadline). aiohttp's ``close()`` waits for that answer only
+        if no ``receive()`` is in progress: one in progress is ended, and the connection with it,
+        right after our Close frame, so over TLS the client finds its connection shut before it can
+        answer and reports 1006 instead of our code. So the reader is stopped first: cancelled if it
+        is waiting for a frame (the frames queued meanwhile stay for ``close()`` to read), otherwise
+        let finish the message in hand; it does not read again once the peer is closing."""
+        reader = self._reader
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            if self._receiving:
+                reader.cancel()
+            await asyncio.wait({reader}, timeout=self._send_timeout)
+        await asyncio.wait_for(self._ws.close(code=self._close_code), self._send_timeout)
 
 
 class UnjoinedBudget:
@@ -237,8 +272,12 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     bucket = TokenBucket(cfg.rate_per_second, cfg.rate_burst, loop.time())
     violations = 0
     reason = "disconnected"
-    try:
-        async for frame in ws:
+
+    async def read_frames() -> None:
+        nonlocal unjoined, violations, reason
+        while not peer.closing:  # once it is, the writer's close reads the client's Close frame
+            with peer.receiving():
+                frame = await ws.receive()
             if frame.type == WSMsgType.TEXT:
                 if not bucket.allow(loop.time()):
                     violations += 1
@@ -255,9 +294,23 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             elif frame.type == WSMsgType.BINARY:
                 session.send_error("bad_message", "binary frames are not accepted; send JSON text")
             elif frame.type == WSMsgType.ERROR:
-                reason = "error"
-                break
+                # a heartbeat that got no pong: the client dropped off, as when the socket closes
+                reason = "disconnected" if isinstance(frame.data, TimeoutError) else "error"
+                return
+            elif frame.type in _END_OF_STREAM:
+                return
+
+    reader = asyncio.create_task(read_frames(), name=f"ws-reader-{session.sid}")
+    peer.read_with(reader)
+    try:
+        await asyncio.wait({reader})
+        if not reader.cancelled():  # cancelled: stopped by the writer for the close
+            reader.result()
     finally:
+        if not reader.done():  # this handler was cancelled
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
         timer.cancel()
         if unjoined:
             ctx.unjoined.give_back(address)
@@ -278,6 +331,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             ctx.metrics.ws_disconnects.labels(_reason_label(reason)).inc()
     return ws
 
+
+_END_OF_STREAM = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 
 _REASONS = frozenset(
     {
