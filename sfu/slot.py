@@ -205,6 +205,11 @@ def forward_to(
     return sent
 
 
+MAX_SHARED_REMAPPERS = 32
+"""Distinct subscriber extension-id maps whose remappers a track keeps and shares (browsers use a
+handful); a subscriber with yet another map gets its own, unshared."""
+
+
 def _remapper(track: UpTrack, subscriber: Mapping[str, int]) -> ExtensionRemapper:
     """One remapper per (track, subscriber id map), shared so each packet's rewritten tail is
     built once for all the subscribers with that map."""
@@ -214,5 +219,7 @@ def _remapper(track: UpTrack, subscriber: Mapping[str, int]) -> ExtensionRemappe
     cache = track.remappers
     found = cache.get(id_map)
     if found is None:
-        found = cache[id_map] = ExtensionRemapper(dict(id_map))
+        found = ExtensionRemapper(dict(id_map))
+        if len(cache) < MAX_SHARED_REMAPPERS:  # the maps come from clients' descriptions: bounded
+            cache[id_map] = found
     return found

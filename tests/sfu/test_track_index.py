@@ -190,3 +190,19 @@ def test_a_forwarder_that_stops_leaves_the_index(how: str) -> None:
     sent = len(s.writer.sent)
     s.send(FIRST)
     assert len(s.writer.sent) == sent
+
+
+def test_the_shared_remappers_of_a_track_are_bounded() -> None:
+    """Extension-id maps come from clients' descriptions: a subscriber renegotiating with ever new
+    ids must not grow the track's cache without end."""
+    from sfu.sdp import URI_ABS_SEND_TIME as URI_ABS
+    from sfu.slot import MAX_SHARED_REMAPPERS, _remapper
+
+    s = Setup()
+    s.track.configure((VP8,), {URI_ABS: 3}, 0)
+    first = _remapper(s.track, {URI_ABS: 1})
+    assert _remapper(s.track, {URI_ABS: 1}) is first  # shared by subscribers with the same map
+    for i in range(2, 2 + 4 * MAX_SHARED_REMAPPERS):
+        _remapper(s.track, {URI_ABS: i})
+    assert len(s.track.remappers) == MAX_SHARED_REMAPPERS
+    assert _remapper(s.track, {URI_ABS: 1}) is first
