@@ -108,7 +108,7 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     api.add_routes(app)
-    pages.add_routes(app)
+    pages.add_routes(app, cfg.ui)
     app.cleanup_ctx.append(_background(cfg, rooms))
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(lambda _app: media.close())

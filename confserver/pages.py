@@ -168,11 +168,9 @@ def _contrast(a: Rgb, b: Rgb) -> float:
 # --- routes --------------------------------------------------------------------------------------
 
 
-def add_routes(app: web.Application) -> None:
-    from .app import CONFIG  # the app module imports this one; its key exists by now
-
+def add_routes(app: web.Application, ui: UiConfig) -> None:
     root = web_root()
-    brand = load_brand(app[CONFIG].ui)
+    brand = load_brand(ui)
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(root / "index.html")
