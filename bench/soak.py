@@ -326,7 +326,7 @@ class Hostile:
             raw("short ice candidate", json.dumps(short_candidate)),
             raw(
                 "offer without direction",
-                json.dumps({"type": "publish_offer", "sdp": no_direction, "tracks": _tracks(self._offer)}),
+                json.dumps({"type": "publish_offer", "sdp": no_direction, "tracks": tracks_of(self._offer)}),
             ),
             ("second offer bundling one mid twice", self._bundle_twice),
             raw(
@@ -338,7 +338,7 @@ class Hostile:
 
     async def _bundle_twice(self) -> None:
         name = "second offer bundling one mid twice"
-        first = json.dumps({"type": "publish_offer", "sdp": self._offer, "tracks": _tracks(self._offer)})
+        first = json.dumps({"type": "publish_offer", "sdp": self._offer, "tracks": tracks_of(self._offer)})
         await self.frame(name, first)
         lines = []
         for line in self._offer.splitlines():
@@ -351,7 +351,7 @@ class Hostile:
             lines.append(line)
         second = "\r\n".join(lines) + "\r\n"
         await self.frame(
-            name, json.dumps({"type": "publish_offer", "sdp": second, "tracks": _tracks(self._offer)})
+            name, json.dumps({"type": "publish_offer", "sdp": second, "tracks": tracks_of(self._offer)})
         )
 
     async def viewer_unmuted(self) -> None:
@@ -549,14 +549,18 @@ class Hostile:
         await asyncio.sleep(HOSTILE_PAUSE)
 
 
-def _tracks(sdp: str) -> list[dict[str, Any]]:
+def tracks_of(sdp: str) -> list[dict[str, Any]]:
+    """The ``tracks`` entries a client would send for ``sdp``: one per m-line with a MID."""
     out: list[dict[str, Any]] = []
     kind = ""
     for line in sdp.splitlines():
         if line.startswith("m="):
             kind = line[2:].split(" ", 1)[0]
         elif line.startswith("a=mid:") and kind in ("audio", "video"):
-            out.append({"mid": line[6:], "source": "microphone" if kind == "audio" else "camera"})
+            entry: dict[str, Any] = {"mid": line[6:], "source": "microphone" if kind == "audio" else "camera"}
+            if kind == "video":
+                entry.update(width=640, height=360)
+            out.append(entry)
     return out
 
 

@@ -14,18 +14,18 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.soak import real_offer, tracks_of
+
 from .conftest import admin_headers, join
 from .test_signaling_fuzz import (
     CHROMIUM_OFFER,
     LIVE,
     _new_ice,
-    aiortc_offer,
     exchange,
     json_text,
     live,
     live_media,
     probe_room,
-    tracks_of,
     trio,
 )
 
@@ -37,7 +37,7 @@ CANDIDATE = "candidate:{n} 1 udp 2130706431 127.0.0.1 {port} typ host"
 async def test_a_second_offer_bundling_one_mid_twice_with_new_ice_credentials_is_answered_at_once(
     live_media: TestClient,
 ) -> None:
-    sdp = await aiortc_offer()
+    sdp = await real_offer()
     t = await trio(live_media)
     try:
         first = await exchange(

@@ -27,19 +27,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from aiortc import RTCConfiguration, RTCPeerConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from bench.soak import real_offer, tracks_of
 from confserver.app import create_app
 from confserver.config import Config, SignalingConfig
 from confserver.metrics import Metrics
 from confserver.signaling.messages import CLIENT_TYPES, ProtocolError, parse_client_message
 from confserver.store import MemoryStore
 from sfu.controller import SfuController
-from sfu.glue import prepare_gathering
-from sfu.ports import GatherPolicy, PortRange
 
 from .conftest import CREDS, AppMaker, Ws, base_config, join, join_token
 from .sfu.conftest import LOOPBACK_SFU
@@ -318,34 +316,6 @@ def mutated_sdp(draw: st.DrawFn, base: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def tracks_of(sdp: str) -> list[dict[str, Any]]:
-    """The ``tracks`` entries a client would send for ``sdp``: one per m-line with a MID."""
-    out: list[dict[str, Any]] = []
-    kind = ""
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            kind = line[2:].split(" ", 1)[0]
-        elif line.startswith("a=mid:") and kind in ("audio", "video"):
-            entry: dict[str, Any] = {"mid": line[6:], "source": "microphone" if kind == "audio" else "camera"}
-            if kind == "video":
-                entry.update(width=640, height=360)
-            out.append(entry)
-    return out
-
-
-async def aiortc_offer() -> str:
-    """A real publish offer from aiortc (audio and video, sending), gathered on loopback only."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        pc.addTransceiver("audio", direction="sendonly")
-        pc.addTransceiver("video", direction="sendonly")
-        offer = await pc.createOffer()
-        prepare_gathering(pc, GatherPolicy(addresses=("127.0.0.1",)), PortRange())
-        await pc.setLocalDescription(offer)
-        sdp: str = pc.localDescription.sdp
-        return sdp
-    finally:
-        await pc.close()
 
 
 # --- the live harness ------------------------------------------------------------------------------
@@ -643,7 +613,7 @@ async def test_mutated_offers_get_an_answer_or_bad_sdp_and_the_room_goes_on(
     live_media: TestClient, data: st.DataObject
 ) -> None:
     base = data.draw(st.sampled_from(["chromium", "aiortc"]), label="base offer")
-    sdp = CHROMIUM_OFFER if base == "chromium" else await aiortc_offer()
+    sdp = CHROMIUM_OFFER if base == "chromium" else await real_offer()
     mutated = data.draw(mutated_sdp(sdp), label="mutated offer")
     renegotiate = data.draw(st.booleans(), label="after a good offer")
     tracks = data.draw(
