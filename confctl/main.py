@@ -137,6 +137,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def scope_list(text: str) -> list[str]:
+    """``rooms:read,tokens:create`` -> a list; the server checks the names."""
+    scopes = [part.strip() for part in text.split(",") if part.strip()]
+    if not scopes:
+        raise argparse.ArgumentTypeError("give at least one scope, e.g. rooms:read,tokens:create")
+    return scopes
+
+
 def json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -277,6 +285,20 @@ def cmd_participant_mute(args: argparse.Namespace) -> int:
     return _emit(args, doc, lambda _doc: f"Muted {args.kind} of {who} in room {args.room}")
 
 
+def cmd_api_key_create(args: argparse.Namespace) -> int:
+    doc = _client(args).request("POST", ["keys"], {"name": args.name, "scopes": args.scopes})
+    return _emit(args, doc, output.api_key_created)
+
+
+def cmd_api_key_list(args: argparse.Namespace) -> int:
+    return _emit(args, _client(args).request("GET", ["keys"]), output.api_key_table)
+
+
+def cmd_api_key_revoke(args: argparse.Namespace) -> int:
+    doc = _client(args).request("DELETE", ["keys", args.key_id])
+    return _emit(args, doc, lambda _doc: f"Revoked API key {output.clean(args.key_id)}")
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     key = keys.generate(args.alg, args.kid, args.out)
     if args.json:
@@ -401,6 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("identity", metavar="IDENTITY", type=non_empty)
         if name == "mute":
             p.add_argument("--kind", choices=("audio", "video"), default="audio")
+
+    api_keys = group("api-key", "manage named admin API keys and their scopes", API_JSON_HELP)
+    p = command(api_keys, "create", cmd_api_key_create, "create a named API key (its secret is shown once)")
+    p.add_argument("name", metavar="NAME", type=non_empty, help="who holds the key: a person or a system")
+    p.add_argument("--scopes", required=True, metavar="SCOPES", type=scope_list,
+                   help="comma-separated, e.g. rooms:read,rooms:write,tokens:create")
+    command(api_keys, "list", cmd_api_key_list, "list API keys (never their secrets)")
+    p = command(api_keys, "revoke", cmd_api_key_revoke, "revoke an API key: its tokens stop working at once")
+    p.add_argument("key_id", metavar="KEY_ID", type=non_empty)
 
     keys_json_help = "print the key's kid, alg and file paths as JSON instead of text"
     key_cmds = group("keys", "local key management (no server needed)", keys_json_help)

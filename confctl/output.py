@@ -195,3 +195,48 @@ def token_details(doc: object) -> str:
 def revoke_details(doc: object) -> str:
     res = _object(doc, "revocation")
     return f"Revoked token {_text(res.get('jti'))} (rejected until {format_time(res.get('revoked_until'))})"
+
+
+def _scopes(value: object) -> str:
+    if isinstance(value, list) and value:
+        return ",".join(clean(s) for s in value)
+    return "-"
+
+
+def api_key_created(doc: object) -> str:
+    key = _object(doc, "API key")
+    if not isinstance(key.get("id"), str) or not isinstance(key.get("secret"), str):
+        raise ResponseShapeError("expected 'id' and 'secret' strings")
+    return "\n".join(
+        [
+            details(
+                [
+                    ("API key", clean(key["id"])),
+                    ("API secret", clean(key["secret"])),
+                    ("Name", _text(key.get("name"))),
+                    ("Scopes", _scopes(key.get("scopes"))),
+                    ("Created", format_time(key.get("created_at"))),
+                ]
+            ),
+            "",
+            "The secret is shown this once; the server does not keep it. Use the key with:",
+            f"  CONF_API_KEY={clean(key['id'])} CONF_API_SECRET=... confctl ...",
+        ]
+    )
+
+
+def api_key_table(doc: object) -> str:
+    keys = _objects(doc, "keys")
+    if not keys:
+        return "No API keys."
+    rows = [
+        [
+            _text(k.get("id")),
+            _text(k.get("name")),
+            _scopes(k.get("scopes")),
+            format_time(k.get("created_at")),
+            format_time(k.get("revoked_at")) if k.get("revoked") else "no",
+        ]
+        for k in keys
+    ]
+    return table(["ID", "NAME", "SCOPES", "CREATED", "REVOKED"], rows)

@@ -1,6 +1,7 @@
-"""The admin REST API, ``/api/v1``: rooms, participants, tokens. JSON in and out; every error is
-``{"error": CODE, "message": TEXT}`` with a fitting HTTP status (docs/API.md). The OpenAPI document
-(openapi.py) describes exactly what these handlers accept."""
+"""The admin REST API, ``/api/v1``: rooms, participants, tokens, admin keys. JSON in and out; every
+error is ``{"error": CODE, "message": TEXT}`` with a fitting HTTP status (docs/API.md). The OpenAPI
+document (openapi.py) describes exactly what these handlers accept. Every route names the scope a
+key needs for it in :data:`ROUTES`; a route without one is refused to every key."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from aiohttp import web
 
 from . import text
+from .adminkeys import (
+    MAX_KEYS,
+    Caller,
+    KeyRevokedError,
+    authenticate,
+    check_key_name,
+    check_scopes,
+    derive_secret,
+    new_key_id,
+)
 from .errors import ServiceError
 from .openapi import openapi_document
 from .rooms import (
@@ -25,7 +36,7 @@ from .rooms import (
     participant_info,
 )
 from .signaling.websocket import SIGNALING
-from .store import Room, RoomUpdate, Store
+from .store import AdminKey, Room, RoomUpdate, Store
 from .tokens import (
     ADMIN_MAX_TTL,
     ROLE_PERMISSIONS,
@@ -58,14 +69,36 @@ class ApiContext:
 
 
 API = web.AppKey("api", ApiContext)
-ADMIN = web.RequestKey("admin", str)
-"""The subject of the admin token that authorised the request."""
-ADMIN_JTI = web.RequestKey("admin_jti", str)
-"""Its token id: logged with every change, so a leaked token can be found and revoked."""
+CALLER = web.RequestKey("caller", Caller)
+"""The admin token that authorised the request and the key that signed it."""
+
+
+def _by(request: web.Request) -> dict[str, str]:
+    """Who made a change, for its log line: the token's subject and id (so a leaked token can be
+    found and revoked) and the name and id of the key that signed it."""
+    caller = request[CALLER]
+    return {
+        "admin": caller.claims.subject,
+        "admin_jti": caller.claims.jti,
+        "admin_key": caller.key_name,
+        "admin_key_id": caller.key_id,
+    }
 
 
 def error_response(code: str, message: str, status: int) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _scope_of(request: web.Request) -> str | None:
+    """The scope the matched route needs; ``None`` for a route that does nothing a scope guards
+    (an unknown path's 404, a 405)."""
+    info = request.match_info
+    route = info.route
+    if info.http_exception is not None or route.handler is method_not_allowed or route.resource is None:
+        return None
+    method = "GET" if request.method == "HEAD" else request.method
+    # A route missing from the table needs a scope no key holds.
+    return ROUTE_SCOPES.get((method, route.resource.canonical), "unassigned")
 
 
 @web.middleware
@@ -79,18 +112,37 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     now = time.time()
     rejections = request.app[SIGNALING].metrics.token_rejections
     try:
-        claims = ctx.verifier.verify_admin(header[7:].strip(), now=now)
+        caller = await authenticate(
+            header[7:].strip(),
+            verifier=ctx.verifier,
+            bootstrap=ctx.signing_key,
+            keys=ctx.store.admin_keys,
+            leeway=ctx.leeway,
+            now=now,
+        )
     except TokenError as e:
         rejections.labels(e.reason).inc()
         if e.reason == "not_admin":
             return error_response("forbidden", "this token has no admin grant", 403)
         return error_response("unauthorized", f"bearer token refused: {e.reason}", 401)
+    except KeyRevokedError as e:
+        rejections.labels("revoked").inc()
+        log.warning("revoked API key used", extra={"admin_key": e.key.name, "admin_key_id": e.key.id})
+        return error_response("key_revoked", f"API key {e.key.id} has been revoked", 401)
+    claims = caller.claims
     if await ctx.store.revocations.is_revoked(claims.jti, now):
         rejections.labels("revoked").inc()
-        log.warning("revoked admin token used", extra={"admin": claims.subject, "admin_jti": claims.jti})
+        log.warning(
+            "revoked admin token used",
+            extra={"admin": claims.subject, "admin_jti": claims.jti, "admin_key": caller.key_name},
+        )
         return error_response("token_revoked", "this admin token has been revoked", 401)
-    request[ADMIN] = claims.subject
-    request[ADMIN_JTI] = claims.jti
+    scope = _scope_of(request)
+    if scope is not None and scope not in caller.scopes:
+        return error_response(
+            "insufficient_scope", f"API key {caller.key_name!r} lacks the scope {scope} this needs", 403
+        )
+    request[CALLER] = caller
     return await handler(request)
 
 
@@ -174,7 +226,7 @@ async def create_room(request: web.Request) -> web.Response:
     )
     log.info(
         "admin created room",
-        extra={"room": room.name, "admin": request[ADMIN], "admin_jti": request[ADMIN_JTI]},
+        extra={"room": room.name, **_by(request)},
     )
     return web.json_response(await _room_json(ctx, room), status=201)
 
@@ -203,9 +255,7 @@ async def update_room(request: web.Request) -> web.Response:
         locked=data.get("locked"),
     )
     room = await ctx.rooms.update_room(name, changes)
-    log.info(
-        "admin updated room", extra={"room": name, "admin": request[ADMIN], "admin_jti": request[ADMIN_JTI]}
-    )
+    log.info("admin updated room", extra={"room": name, **_by(request)})
     return web.json_response(await _room_json(ctx, room))
 
 
@@ -213,9 +263,7 @@ async def delete_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = request.match_info["name"]
     await ctx.rooms.delete_room(name, reason="deleted")
-    log.info(
-        "admin deleted room", extra={"room": name, "admin": request[ADMIN], "admin_jti": request[ADMIN_JTI]}
-    )
+    log.info("admin deleted room", extra={"room": name, **_by(request)})
     return web.Response(status=204)
 
 
@@ -238,7 +286,7 @@ async def kick_participant(request: web.Request) -> web.Response:
     ctx = request.app[API]
     room, identity = request.match_info["name"], request.match_info["identity"]
     await ctx.rooms.kick(room, identity, by="admin")
-    log.info("admin removed participant", extra={"room": room, "identity": identity, "admin": request[ADMIN]})
+    log.info("admin removed participant", extra={"room": room, "identity": identity, **_by(request)})
     return web.Response(status=204)
 
 
@@ -254,7 +302,9 @@ async def mute_participant(request: web.Request) -> web.Response:
         raise ServiceError("invalid_field", "muted must be true: a participant unmutes themselves")
     p = await ctx.rooms.mute(room, identity, kind, by="admin")
     await request.app[SIGNALING].media.set_muted(room, p.sid, kind, True)
-    log.info("admin muted participant", extra={"room": room, "identity": identity, "kind": kind})
+    log.info(
+        "admin muted participant", extra={"room": room, "identity": identity, "kind": kind, **_by(request)}
+    )
     return web.json_response(participant_info(p))
 
 
@@ -296,7 +346,7 @@ async def create_token(request: web.Request) -> web.Response:
         raise ServiceError("invalid_field", str(e)) from None
     log.info(
         "admin created token",
-        extra={"room": room, "identity": claims.identity, "jti": claims.jti, "admin_jti": request[ADMIN_JTI]},
+        extra={"room": room, "identity": claims.identity, "jti": claims.jti, **_by(request)},
     )
     return web.json_response(
         {
@@ -326,11 +376,78 @@ async def revoke_token(request: web.Request) -> web.Response:
         extra={
             "jti": jti,
             "sessions_closed": dropped,
-            "admin": request[ADMIN],
-            "admin_jti": request[ADMIN_JTI],
+            **_by(request),
         },
     )
     return web.json_response({"jti": jti, "revoked_until": until, "sessions_closed": dropped})
+
+
+# --- admin keys ----------------------------------------------------------------------------------
+
+
+def _key_json(key: AdminKey) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": key.id,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "created_at": int(key.created_at),
+        "revoked": key.revoked,
+    }
+    if key.revoked_at is not None:
+        out["revoked_at"] = int(key.revoked_at)
+    return out
+
+
+async def create_key(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    data = await _body(request)
+    _only(data, {"name", "scopes"})
+    try:
+        name = check_key_name(data.get("name"))
+        scopes = check_scopes(data.get("scopes"))
+    except ValueError as e:
+        raise ServiceError("invalid_field", str(e)) from None
+    caller = request[CALLER]
+    beyond = sorted(set(scopes) - caller.scopes)
+    if beyond:
+        raise ServiceError(
+            "insufficient_scope",
+            f"a key can grant only scopes it holds; {caller.key_name!r} lacks {beyond[0]}",
+            403,
+        )
+    if len(await ctx.store.admin_keys.list()) >= MAX_KEYS:
+        raise ServiceError("too_many_keys", f"this server keeps at most {MAX_KEYS} API keys", 409)
+    if not isinstance(ctx.signing_key.material, bytes):
+        raise ServiceError("internal", "the server's API key is not an HMAC key", 500)
+    key = AdminKey(id=new_key_id(), name=name, scopes=scopes, created_at=time.time())
+    await ctx.store.admin_keys.add(key)
+    log.info(
+        "admin created API key",
+        extra={"key_id": key.id, "key_name": name, "scopes": list(scopes), **_by(request)},
+    )
+    secret = derive_secret(ctx.signing_key.material, key.id)
+    return web.json_response({**_key_json(key), "secret": secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    keys = await request.app[API].store.admin_keys.list()
+    return web.json_response({"keys": [_key_json(k) for k in keys]})
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    key_id = request.match_info["key_id"]
+    if key_id == ctx.signing_key.kid:
+        raise ServiceError(
+            "bootstrap_key",
+            "the bootstrap API key cannot be revoked through the API; replace the API secret instead",
+            403,
+        )
+    key = await ctx.store.admin_keys.revoke(key_id, time.time())
+    if key is None:
+        raise ServiceError("key_not_found", f"no API key {key_id}", 404)
+    log.info("admin revoked API key", extra={"key_id": key.id, "key_name": key.name, **_by(request)})
+    return web.json_response(_key_json(key))
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -348,19 +465,43 @@ async def method_not_allowed(request: web.Request) -> web.Response:
     return resp
 
 
+class Route(NamedTuple):
+    method: str
+    path: str
+    """Below ``PREFIX``."""
+    handler: Handler
+    scope: str
+    """What a key must hold to call it (one of ``adminkeys.SCOPES``)."""
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/rooms", list_rooms, "rooms:read"),
+    Route("POST", "/rooms", create_room, "rooms:write"),
+    Route("GET", "/rooms/{name}", get_room, "rooms:read"),
+    Route("PATCH", "/rooms/{name}", update_room, "rooms:write"),
+    Route("DELETE", "/rooms/{name}", delete_room, "rooms:write"),
+    Route("GET", "/rooms/{name}/participants", list_participants, "participants:read"),
+    Route("GET", "/rooms/{name}/participants/{identity}", get_participant, "participants:read"),
+    Route("DELETE", "/rooms/{name}/participants/{identity}", kick_participant, "participants:moderate"),
+    Route("POST", "/rooms/{name}/participants/{identity}/mute", mute_participant, "participants:moderate"),
+    Route("POST", "/tokens", create_token, "tokens:create"),
+    Route("POST", "/tokens/{jti}/revoke", revoke_token, "tokens:revoke"),
+    Route("POST", "/keys", create_key, "keys:admin"),
+    Route("GET", "/keys", list_keys, "keys:admin"),
+    Route("DELETE", "/keys/{key_id}", revoke_key, "keys:admin"),
+)
+"""Every admin route and its scope: the one place both are written."""
+
+ROUTE_SCOPES: dict[tuple[str, str], str] = {(r.method, PREFIX + r.path): r.scope for r in ROUTES}
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get(PREFIX + "/rooms", list_rooms)
-    r.add_post(PREFIX + "/rooms", create_room)
-    r.add_get(PREFIX + "/rooms/{name}", get_room)
-    r.add_patch(PREFIX + "/rooms/{name}", update_room)
-    r.add_delete(PREFIX + "/rooms/{name}", delete_room)
-    r.add_get(PREFIX + "/rooms/{name}/participants", list_participants)
-    r.add_get(PREFIX + "/rooms/{name}/participants/{identity}", get_participant)
-    r.add_delete(PREFIX + "/rooms/{name}/participants/{identity}", kick_participant)
-    r.add_post(PREFIX + "/rooms/{name}/participants/{identity}/mute", mute_participant)
-    r.add_post(PREFIX + "/tokens", create_token)
-    r.add_post(PREFIX + "/tokens/{jti}/revoke", revoke_token)
+    for route in ROUTES:
+        if route.method == "GET":
+            r.add_get(PREFIX + route.path, route.handler)  # and HEAD
+        else:
+            r.add_route(route.method, PREFIX + route.path, route.handler)
     r.add_get(PREFIX + "/openapi.json", get_openapi)
     for resource in r.resources():
         if isinstance(resource, web.Resource) and resource.canonical.startswith(PREFIX + "/"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .adminkeys import MAX_KEY_NAME_CHARS, SCOPES
 from .rooms import MAX_EMPTY_TIMEOUT, MAX_METADATA_BYTES
 from .store import ROOM_CAP
 from .text import MAX_DEPTH
@@ -28,7 +29,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     words = {
         400: "Invalid input",
         401: "Missing or invalid bearer token",
-        403: "No admin grant",
+        403: "No admin grant, or the key lacks the operation's scope (insufficient_scope)",
         404: "Not found",
         409: "Conflict",
         413: "Body too large",
@@ -42,8 +43,11 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
+def _op(
+    summary: str, scope: str, responses: dict[str, Any], body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An operation; ``scope`` is what the caller's API key must hold (its security requirement)."""
+    op: dict[str, Any] = {"summary": summary, "security": [{"adminBearer": [scope]}], "responses": responses}
     if body is not None:
         op["requestBody"] = _body(body)
     return op
@@ -77,6 +81,22 @@ _JTI = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, **_PRINTABLE},
+}
+
+_KEY_ID = {
+    "name": "key_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, **_PRINTABLE},
+}
+_SCOPE = {"type": "string", "enum": list(SCOPES)}
+_KEY_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "description": "the key id: the kid of the admin tokens it signs"},
+    "name": {"type": "string"},
+    "scopes": {"type": "array", "items": _SCOPE},
+    "created_at": {"type": "integer", "description": "Unix seconds"},
+    "revoked": {"type": "boolean"},
+    "revoked_at": {"type": "integer", "description": "Unix seconds; present once revoked"},
 }
 
 _METADATA = {
@@ -196,6 +216,32 @@ _SCHEMAS: dict[str, Any] = {
             "join_url": {"type": "string", "description": "https://HOST:PORT/r/ROOM#token=TOKEN"},
         },
     },
+    "AdminKey": {
+        "type": "object",
+        "required": ["id", "name", "scopes", "created_at", "revoked"],
+        "properties": _KEY_PROPERTIES,
+    },
+    "AdminKeyCreate": {
+        "type": "object",
+        "required": ["name", "scopes"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                **_IDENTITY_SCHEMA,
+                "maxLength": MAX_KEY_NAME_CHARS,
+                "description": "who holds the key: a person or a system; printable, not blank",
+            },
+            "scopes": {"type": "array", "minItems": 1, "items": _SCOPE},
+        },
+    },
+    "AdminKeyCreated": {
+        "type": "object",
+        "required": ["id", "name", "scopes", "created_at", "revoked", "secret"],
+        "properties": {
+            **_KEY_PROPERTIES,
+            "secret": {"type": "string", "description": "the key's secret; shown this once, never again"},
+        },
+    },
     "Revoked": {
         "type": "object",
         "required": ["jti", "revoked_until", "sessions_closed"],
@@ -226,44 +272,64 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "required": ["participants"],
         "properties": {"participants": {"type": "array", "items": _ref("Participant")}},
     }
+    key_list = {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {"keys": {"type": "array", "items": _ref("AdminKey")}},
+    }
     paths: dict[str, Any] = {
         "/rooms": {
-            "get": _op("List rooms", {"200": _resp("All rooms", room_list), **_errors()}),
+            "get": _op("List rooms", "rooms:read", {"200": _resp("All rooms", room_list), **_errors()}),
             "post": _op(
                 "Create a room",
+                "rooms:write",
                 {"201": _resp("Created", _ref("Room")), **_errors(400, 409, 413, 415)},
                 _ref("RoomCreate"),
             ),
         },
         "/rooms/{name}": {
             "parameters": [_NAME],
-            "get": _op("Get a room", {"200": _resp("The room", _ref("Room")), **_errors(400, 404)}),
+            "get": _op(
+                "Get a room", "rooms:read", {"200": _resp("The room", _ref("Room")), **_errors(400, 404)}
+            ),
             "patch": _op(
                 "Update a room",
+                "rooms:write",
                 {"200": _resp("Updated", _ref("Room")), **_errors(400, 404, 413, 415)},
                 _ref("RoomUpdate"),
             ),
             "delete": _op(
                 "Delete a room; participants are told it closed",
+                "rooms:write",
                 {"204": _resp("Deleted"), **_errors(400, 404)},
             ),
         },
         "/rooms/{name}/participants": {
             "parameters": [_NAME],
-            "get": _op("List participants", {"200": _resp("Participants", people), **_errors(400, 404)}),
+            "get": _op(
+                "List participants",
+                "participants:read",
+                {"200": _resp("Participants", people), **_errors(400, 404)},
+            ),
         },
         "/rooms/{name}/participants/{identity}": {
             "parameters": [_NAME, _IDENTITY],
             "get": _op(
                 "Get a participant",
+                "participants:read",
                 {"200": _resp("The participant", _ref("Participant")), **_errors(400, 404)},
             ),
-            "delete": _op("Remove (kick) a participant", {"204": _resp("Removed"), **_errors(400, 404)}),
+            "delete": _op(
+                "Remove (kick) a participant",
+                "participants:moderate",
+                {"204": _resp("Removed"), **_errors(400, 404)},
+            ),
         },
         "/rooms/{name}/participants/{identity}/mute": {
             "parameters": [_NAME, _IDENTITY],
             "post": _op(
                 "Mute a participant's audio or video",
+                "participants:moderate",
                 {"200": _resp("Muted", _ref("Participant")), **_errors(400, 404, 415)},
                 _ref("Mute"),
             ),
@@ -271,6 +337,7 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "/tokens": {
             "post": _op(
                 "Create a join token and link",
+                "tokens:create",
                 {"201": _resp("Token", _ref("Token")), **_errors(400, 404, 415)},
                 _ref("TokenCreate"),
             ),
@@ -279,7 +346,29 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
             "parameters": [_JTI],
             "post": _op(
                 "Revoke a token; sessions that joined with it are closed",
+                "tokens:revoke",
                 {"200": _resp("Revoked", _ref("Revoked")), **_errors(400)},
+            ),
+        },
+        "/keys": {
+            "get": _op(
+                "List API keys (never their secrets)",
+                "keys:admin",
+                {"200": _resp("All keys, revoked ones too", key_list), **_errors()},
+            ),
+            "post": _op(
+                "Create a named API key; its secret is in this answer only",
+                "keys:admin",
+                {"201": _resp("Created", _ref("AdminKeyCreated")), **_errors(400, 409, 413, 415)},
+                _ref("AdminKeyCreate"),
+            ),
+        },
+        "/keys/{key_id}": {
+            "parameters": [_KEY_ID],
+            "delete": _op(
+                "Revoke an API key; its tokens are refused at once",
+                "keys:admin",
+                {"200": _resp("Revoked", _ref("AdminKey")), **_errors(404)},
             ),
         },
     }
@@ -288,7 +377,7 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "info": {
             "title": "confserver admin API",
             "version": __version__,
-            "description": "Rooms, participants and join tokens. See docs/API.md.",
+            "description": "Rooms, participants, join tokens and admin API keys. See docs/API.md.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"adminBearer": []}],
@@ -300,8 +389,9 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "HS256 JWT signed with the API secret, kid = API key, "
-                    "aud confserver-admin, admin: true",
+                    "description": "HS256 JWT signed with an API key's secret, kid = the key's id, "
+                    "aud confserver-admin, admin: true. Each operation lists the scope the key "
+                    "must hold; without it the answer is 403 insufficient_scope",
                 },
             },
         },

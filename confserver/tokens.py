@@ -395,6 +395,17 @@ def _read_header(token: object) -> dict[str, Any]:
     return header
 
 
+def token_kid(token: object) -> str:
+    """The ``kid`` a token's header names, read before any verification (to choose the key that
+    will verify it). Raises :class:`TokenError` for a malformed token or one without a ``kid``."""
+    kid = _read_header(token).get("kid")
+    if kid is None:
+        raise TokenError("unknown_key", "token header has no kid")
+    if not isinstance(kid, str):
+        raise TokenError("malformed", "token kid must be a string")
+    return kid
+
+
 def _numeric_date(payload: Mapping[str, Any], claim: str) -> int:
     value = payload.get(claim)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_NUMERIC_DATE:

@@ -69,3 +69,18 @@ async def test_revocation_outlasts_an_admin_token_even_when_join_tokens_are_shor
 async def test_revoking_refuses_a_jti_no_token_can_carry(client: TestClient) -> None:
     resp = await client.post("/api/v1/tokens/bad%0Ajti/revoke", headers=admin_headers())
     assert (resp.status, (await _json(resp))["error"]) == (400, "invalid_field")
+
+
+async def test_a_named_keys_admin_token_is_revocable_by_its_jti_alone(client: TestClient) -> None:
+    resp = await client.post(
+        "/api/v1/keys", json={"name": "ci", "scopes": ["rooms:read"]}, headers=admin_headers()
+    )
+    key = await _json(resp)
+    token = mint_admin_token(key["id"], key["secret"], now=time.time(), subject="ci-job")
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    assert (await client.post(f"/api/v1/tokens/{jti}/revoke", headers=admin_headers())).status == 200
+    resp = await client.get("/api/v1/rooms", headers=_bearer(token))
+    assert (resp.status, (await _json(resp))["error"]) == (401, "token_revoked")
+    # The key itself stays valid: a new token of it works.
+    fresh = mint_admin_token(key["id"], key["secret"], now=time.time(), subject="ci-job")
+    assert (await client.get("/api/v1/rooms", headers=_bearer(fresh))).status == 200

@@ -148,6 +148,32 @@ async def test_answers_match_the_documented_schemas(client: TestClient) -> None:
     _check(doc, "Error", await _json(resp))
 
 
+async def test_api_key_answers_match_the_documented_schemas(client: TestClient) -> None:
+    doc = await _document(client)
+    body = {"name": "deploy bot", "scopes": ["rooms:read", "tokens:create"]}
+    made = await _json(await client.post("/api/v1/keys", json=body, headers=H()))
+    _check(doc, "AdminKeyCreated", made)
+    listed = await _json(await client.get("/api/v1/keys", headers=H()))
+    for key in listed["keys"]:
+        _check(doc, "AdminKey", key)
+    revoked = await _json(await client.delete(f"/api/v1/keys/{made['id']}", headers=H()))
+    _check(doc, "AdminKey", revoked)
+    assert "revoked_at" in revoked
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"), [("a", True), ("x" * 64, True), ("x" * 65, False), ("", False), (" ", False)]
+)
+async def test_the_documented_key_name_bounds_are_the_servers(
+    client: TestClient, name: str, accepted: bool
+) -> None:
+    doc = await _document(client)
+    schema = doc["components"]["schemas"]["AdminKeyCreate"]["properties"]["name"]
+    valid = jsonschema.Draft202012Validator(schema).is_valid(name)
+    resp = await client.post("/api/v1/keys", json={"name": name, "scopes": ["rooms:read"]}, headers=H())
+    assert valid is accepted and (resp.status == 201) is accepted
+
+
 # --- 405 ------------------------------------------------------------------------------------------------
 
 
@@ -158,6 +184,7 @@ async def test_a_method_not_served_answers_405_with_the_allow_header(client: Tes
         documented = {m.upper() for m in operations if m != "parameters"}
         expected = documented | ({"HEAD"} if "GET" in documented else set())
         url = "/api/v1" + path.replace("{name}", "r1").replace("{identity}", "ana").replace("{jti}", "j1")
+        url = url.replace("{key_id}", "AKsomekey")
         for method in ("PUT", "PATCH", "DELETE", "OPTIONS"):
             if method in documented:
                 continue

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from confserver.store.base import (
     ROOM_CAP,
+    AdminKey,
+    AdminKeyExistsError,
+    AdminKeyStore,
     ClaimResult,
     Participant,
     RevocationStore,
@@ -20,6 +23,9 @@ from confserver.store.redis import RedisStore
 
 __all__ = [
     "ROOM_CAP",
+    "AdminKey",
+    "AdminKeyExistsError",
+    "AdminKeyStore",
     "ClaimResult",
     "MemoryStore",
     "Participant",

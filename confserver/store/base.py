@@ -146,20 +146,59 @@ class RevocationStore(Protocol):
     async def is_revoked(self, jti: str, now: float) -> bool: ...
 
 
+@dataclass(frozen=True)
+class AdminKey:
+    """A named admin API key. Its secret is not stored: the server derives it from the API secret
+    and the key id (``confserver.adminkeys``), so this record holds nothing secret."""
+
+    id: str
+    """Public, like an API key: the ``kid`` of the admin tokens the key signs."""
+    name: str
+    """Who holds it: a person or a system."""
+    scopes: tuple[str, ...]
+    """Sorted, each once."""
+    created_at: float
+    revoked_at: float | None = None
+    """When it was revoked; ``None`` while it is valid. A revoked key stays listed."""
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class AdminKeyExistsError(Exception):
+    """``AdminKeyStore.add`` with an id that is taken."""
+
+
+class AdminKeyStore(Protocol):
+    async def add(self, key: AdminKey) -> None:
+        """Store a new key; raises ``AdminKeyExistsError`` if its id is taken."""
+
+    async def get(self, key_id: str) -> AdminKey | None: ...
+
+    async def list(self) -> list[AdminKey]:
+        """All keys, revoked ones too, oldest first (then by id)."""
+
+    async def revoke(self, key_id: str, now: float) -> AdminKey | None:
+        """Mark the key revoked at ``now`` (a second revoke keeps the first time); ``None`` if
+        there is no such key. Keys are never deleted: their names stay for the logs."""
+
+
 class Store(Protocol):
-    """What confserver keeps: rooms, seats, revoked token ids."""
+    """What confserver keeps: rooms, seats, revoked token ids, named admin keys."""
 
     rooms: RoomStore
     seats: SeatStore
     revocations: RevocationStore
+    admin_keys: AdminKeyStore
 
     async def ping(self) -> bool:
         """``True`` when the backing service answers (readiness)."""
 
     async def state_intact(self, now: float) -> bool:
         """``False`` once the store has lost what it held since this node first asked: the
-        backing service restarted empty (a Redis without persistence), so rooms, their settings
-        and revocations are gone. The first call records the store's epoch (creating it at
+        backing service restarted empty (a Redis without persistence), so rooms, their settings,
+        revocations and admin keys are gone. The first call records the store's epoch (creating it at
         ``now`` in a new store); call it once at start. Stays ``False`` for the life of this
         store object: only a restart of the node accepts the loss. Raises
         ``StoreUnavailableError`` when the service cannot be reached."""

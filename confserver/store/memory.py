@@ -14,6 +14,9 @@ from typing import Any
 
 from confserver.store.base import (
     ROOM_CAP,
+    AdminKey,
+    AdminKeyExistsError,
+    AdminKeyStore,
     ClaimResult,
     Participant,
     RevocationStore,
@@ -233,14 +236,37 @@ class MemoryRevocationStore:
         return self._expiry.get(jti, float("-inf")) > now
 
 
+class MemoryAdminKeyStore:
+    def __init__(self) -> None:
+        self._keys: dict[str, AdminKey] = {}
+
+    async def add(self, key: AdminKey) -> None:
+        if key.id in self._keys:
+            raise AdminKeyExistsError(key.id)
+        self._keys[key.id] = replace(key, scopes=tuple(key.scopes))
+
+    async def get(self, key_id: str) -> AdminKey | None:
+        return self._keys.get(key_id)
+
+    async def list(self) -> list[AdminKey]:
+        return sorted(self._keys.values(), key=lambda k: (k.created_at, k.id))
+
+    async def revoke(self, key_id: str, now: float) -> AdminKey | None:
+        key = self._keys.get(key_id)
+        if key is not None and key.revoked_at is None:
+            key = self._keys[key_id] = replace(key, revoked_at=now)
+        return key
+
+
 class MemoryStore:
-    """Rooms, seats and revocations kept in this process."""
+    """Rooms, seats, revocations and admin keys kept in this process."""
 
     def __init__(self) -> None:
         data = _MemoryData()
         self.rooms: RoomStore = MemoryRoomStore(data)
         self.seats: SeatStore = MemorySeatStore(data)
         self.revocations: RevocationStore = MemoryRevocationStore()
+        self.admin_keys: AdminKeyStore = MemoryAdminKeyStore()
 
     async def ping(self) -> bool:
         return True

@@ -3,7 +3,9 @@
 Keys (under ``prefix``): ``rooms`` (ZSET index of names); ``closing`` (ZSET room -> a lower bound of
 its close time, re-checked and re-scored by ``close_expired``); per room ``room:N`` (hash of JSON
 fields), ``seats:N`` (ZSET sid -> lease expiry), ``seat:N`` (hash sid -> participant JSON),
-``state:N`` (hash sid -> presence JSON); ``revoked:J`` per revoked token id (with a TTL); ``epoch``
+``state:N`` (hash sid -> presence JSON); ``revoked:J`` per revoked token id (with a TTL);
+``adminkeys`` (hash key id -> JSON of id, name, scopes, created_at) and ``adminkeys:revoked`` (hash key
+id -> revocation time), kept without a TTL; ``epoch``
 (JSON id and creation time, written once: its loss shows that Redis restarted empty). Rooms and
 seats get no TTL: rooms live until deleted, a TTL would lose the empty-timeout clock, and the scripts
 prune lapsed seats.
@@ -27,6 +29,9 @@ from redis.commands.core import AsyncScript
 
 from confserver.store.base import (
     ROOM_CAP,
+    AdminKey,
+    AdminKeyExistsError,
+    AdminKeyStore,
     ClaimResult,
     Participant,
     RevocationStore,
@@ -217,6 +222,14 @@ def _translate_errors() -> Iterator[None]:
         raise StoreUnavailableError(str(exc) or type(exc).__name__) from exc
 
 
+# KEYS: keys hash, revoked hash. ARGV: key id, now. Returns 0 if there is no such key.
+_REVOKE_ADMIN_KEY = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode()
@@ -289,6 +302,7 @@ class _Backend:
         self.delete = room_script(_DELETE)
         self.close = room_script(_CLOSE)
         self.revoke = client.register_script(_REVOKE)
+        self.revoke_admin_key = client.register_script(_REVOKE_ADMIN_KEY)
 
     def keys(self, name: str) -> list[str]:
         """The KEYS of a room script: room, seats, seat details, seat states, index, closing."""
@@ -456,8 +470,63 @@ class RedisRevocationStore(_Part):
         return expires_at > now
 
 
+def _decode_admin_key(raw: Any, revoked_at: Any) -> AdminKey:
+    data = json.loads(_text(raw))
+    return AdminKey(
+        id=data["id"],
+        name=data["name"],
+        scopes=tuple(data["scopes"]),
+        created_at=float(data["created_at"]),
+        revoked_at=None if revoked_at is None else float(_text(revoked_at)),
+    )
+
+
+class RedisAdminKeyStore(_Part):
+    def __init__(self, backend: _Backend) -> None:
+        super().__init__(backend)
+        self._keys = f"{backend.prefix}adminkeys"
+        self._revoked = f"{backend.prefix}adminkeys:revoked"
+
+    async def add(self, key: AdminKey) -> None:
+        info = {
+            "id": key.id,
+            "name": key.name,
+            "scopes": list(key.scopes),
+            "created_at": float(key.created_at),
+        }
+        with _translate_errors():
+            added = await self._b.client.hsetnx(self._keys, key.id, json.dumps(info))
+            if int(added) and key.revoked_at is not None:
+                await self._b.client.hset(self._revoked, key.id, _num(key.revoked_at))
+        if not int(added):
+            raise AdminKeyExistsError(key.id)
+
+    async def get(self, key_id: str) -> AdminKey | None:
+        with _translate_errors():
+            async with self._b.client.pipeline(transaction=True) as pipe:
+                pipe.hget(self._keys, key_id)
+                pipe.hget(self._revoked, key_id)
+                raw, revoked_at = await pipe.execute()
+        return None if raw is None else _decode_admin_key(raw, revoked_at)
+
+    async def list(self) -> list[AdminKey]:
+        with _translate_errors():
+            async with self._b.client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._keys)
+                pipe.hgetall(self._revoked)
+                raw, revoked = await pipe.execute()
+        times = {_text(k): v for k, v in revoked.items()}
+        keys = [_decode_admin_key(v, times.get(_text(k))) for k, v in raw.items()]
+        return sorted(keys, key=lambda k: (k.created_at, k.id))
+
+    async def revoke(self, key_id: str, now: float) -> AdminKey | None:
+        with _translate_errors():
+            found = await self._b.revoke_admin_key([self._keys, self._revoked], [key_id, _num(now)])
+        return await self.get(key_id) if int(found) else None
+
+
 class RedisStore:
-    """Rooms, seats and revocations in Redis; the store owns ``client`` and closes it."""
+    """Rooms, seats, revocations and admin keys in Redis; the store owns ``client`` and closes it."""
 
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "conf:") -> None:
         self._client = client
@@ -469,6 +538,7 @@ class RedisStore:
         self.rooms: RoomStore = RedisRoomStore(backend)
         self.seats: SeatStore = RedisSeatStore(backend)
         self.revocations: RevocationStore = RedisRevocationStore(backend)
+        self.admin_keys: AdminKeyStore = RedisAdminKeyStore(backend)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "conf:", max_connections: int = 64) -> RedisStore:

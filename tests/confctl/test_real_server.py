@@ -1,11 +1,14 @@
 """confctl against a real confserver (dev mode, no flags: it reads the credentials file the server
 wrote): mistakes get the same exit status and the same line whether confctl or the server catches
-them, and a token for a room that does not exist comes with a warning."""
+them, a token for a room that does not exist comes with a warning, and a named API key works for
+what its scopes allow until it is revoked."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,40 @@ def test_a_token_for_a_missing_room_is_refused_where_the_server_would_not_create
         assert made.returncode == 0 and "/r/board#token=" in made.stdout, made.stderr
     finally:
         srv.stop()
+
+
+def test_a_named_api_key_is_created_used_listed_and_revoked(server: Server) -> None:
+    made = server.confctl_json("api-key", "create", "deploy bot", "--scopes", "rooms:read,rooms:write")
+    assert made["name"] == "deploy bot" and made["scopes"] == ["rooms:read", "rooms:write"]
+    bot = replace(server, env={**server.env, "CONF_API_KEY": made["id"], "CONF_API_SECRET": made["secret"]})
+
+    assert bot.confctl("room", "create", "bot-room").returncode == 0
+    refused = bot.confctl("token", "create", "--room", "bot-room", "--identity", "ana")
+    assert refused.returncode == 1 and "insufficient_scope" in refused.stderr, refused.stderr
+
+    listed = server.confctl("api-key", "list")
+    assert listed.returncode == 0 and made["id"] in listed.stdout and "deploy bot" in listed.stdout
+    assert made["secret"] not in listed.stdout
+    as_json = server.confctl_json("api-key", "list")
+    assert [k["id"] for k in as_json["keys"]] == [made["id"]]
+    assert made["secret"] not in json.dumps(as_json)
+
+    revoked = server.confctl("api-key", "revoke", made["id"])
+    assert revoked.returncode == 0 and made["id"] in revoked.stdout, revoked.stderr
+    after = bot.confctl("room", "list")
+    assert after.returncode == 1 and "key_revoked" in after.stderr, after.stderr
+
+
+def test_creating_an_api_key_prints_its_secret_once_in_text(server: Server) -> None:
+    done = server.confctl("api-key", "create", "auditor", "--scopes", "rooms:read")
+    assert done.returncode == 0, done.stderr
+    secret = re.search(r"^API secret:\s+(\S+)$", done.stdout, re.MULTILINE)
+    assert secret is not None and "shown this once" in done.stdout
+    assert secret[1] not in server.confctl("api-key", "list").stdout
+
+
+def test_an_unknown_scope_is_a_usage_error_naming_the_flag(server: Server) -> None:
+    done = server.confctl("api-key", "create", "bot", "--scopes", "rooms:read,rooms:everything")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("confctl api-key create: error: argument --scopes: ")
+    assert "rooms:everything" in done.stderr

@@ -10,6 +10,8 @@ import redis.asyncio
 
 from confserver.store import (
     ROOM_CAP,
+    AdminKey,
+    AdminKeyExistsError,
     ClaimResult,
     MemoryStore,
     Participant,
@@ -381,6 +383,52 @@ async def test_revocation_remembered_until_expiry(store: Store) -> None:
     assert await store.revocations.is_revoked("jti-1", NOW + 300) is True
     await store.revocations.revoke("jti-3", expires_at=NOW - 1, now=NOW)
     assert await store.revocations.is_revoked("jti-3", NOW - 10) is False
+
+
+# --- admin keys ----------------------------------------------------------------------------------
+
+
+def admin_key(key_id: str, *, created_at: float = NOW, **kwargs: Any) -> AdminKey:
+    return AdminKey(id=key_id, name=kwargs.pop("name", f"holder of {key_id}"),
+                    scopes=kwargs.pop("scopes", ("rooms:read", "tokens:create")), created_at=created_at,
+                    **kwargs)
+
+
+async def test_admin_key_reads_back_equal(store: Store) -> None:
+    key = admin_key("AKone", name="Ana Lima — ops", created_at=NOW + 0.25)
+    await store.admin_keys.add(key)
+    assert await store.admin_keys.get("AKone") == key
+    assert await store.admin_keys.get("AKmissing") is None
+
+
+async def test_admin_key_id_is_taken_once(store: Store) -> None:
+    await store.admin_keys.add(admin_key("AKone"))
+    with pytest.raises(AdminKeyExistsError):
+        await store.admin_keys.add(admin_key("AKone", name="someone else", scopes=("keys:admin",)))
+    got = await store.admin_keys.get("AKone")
+    assert got is not None and got.scopes == ("rooms:read", "tokens:create")
+
+
+async def test_admin_keys_listed_oldest_first_revoked_ones_too(store: Store) -> None:
+    assert await store.admin_keys.list() == []
+    await store.admin_keys.add(admin_key("AKb", created_at=NOW + 2))
+    await store.admin_keys.add(admin_key("AKc", created_at=NOW + 1))
+    await store.admin_keys.add(admin_key("AKa", created_at=NOW + 2))
+    await store.admin_keys.revoke("AKc", NOW + 3)
+    keys = await store.admin_keys.list()
+    assert [k.id for k in keys] == ["AKc", "AKa", "AKb"]
+    assert [k.revoked for k in keys] == [True, False, False]
+
+
+async def test_admin_key_revocation_is_kept_with_its_first_time(store: Store) -> None:
+    await store.admin_keys.add(admin_key("AKone"))
+    revoked = await store.admin_keys.revoke("AKone", NOW + 10)
+    assert revoked == admin_key("AKone", revoked_at=NOW + 10) and revoked.revoked
+    again = await store.admin_keys.revoke("AKone", NOW + 20)
+    assert again is not None and again.revoked_at == NOW + 10
+    assert await store.admin_keys.get("AKone") == revoked
+    assert await store.admin_keys.revoke("AKmissing", NOW) is None
+    assert await store.admin_keys.get("AKmissing") is None
 
 
 async def test_ping_answers(store: Store) -> None:
