@@ -23,6 +23,7 @@ from .rooms import RoomService
 from .signaling.websocket import SIGNALING, SignalingContext, close_all, handle_ws
 from .store import Store, StoreUnavailableError
 from .tokens import KeyRing, SigningKey, TokenVerifier, VerificationKey
+from .webhooks import Webhooks
 
 log = logging.getLogger("confserver.app")
 
@@ -66,6 +67,7 @@ def create_app(
     keyring = build_keyring(cfg, credentials)
     verifier = TokenVerifier(keyring, max_ttl=cfg.auth.token_max_ttl, leeway=cfg.auth.leeway)
     node = cfg.signaling.node_id or "node-" + secrets.token_hex(4)
+    webhooks = Webhooks(cfg.webhooks, metrics, node=node) if cfg.webhooks else None
     rooms = RoomService(
         store,
         metrics,
@@ -74,6 +76,7 @@ def create_app(
         default_max_participants=cfg.rooms.default_max_participants,
         auto_created_empty_timeout=cfg.rooms.auto_created_empty_timeout,
         seat_lease=cfg.store.seat_lease,
+        webhooks=webhooks,
     )
     app = web.Application(
         middlewares=[_http_metrics(metrics), _errors, api.admin_auth],
@@ -109,16 +112,18 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     api.add_routes(app)
     pages.add_routes(app, cfg.ui)
-    app.cleanup_ctx.append(_background(cfg, rooms))
+    app.cleanup_ctx.append(_background(cfg, rooms, webhooks))
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(lambda _app: media.close())
     return app
 
 
-def _background(cfg: Config, rooms: RoomService):  # type: ignore[no-untyped-def]
+def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(StoreUnavailableError):
             await rooms.store_intact()  # records the store's epoch: a store that loses it is noticed
+        if webhooks is not None:
+            await webhooks.start()
         tasks = [
             asyncio.create_task(
                 _every(cfg.signaling.heartbeat_interval, rooms.refresh_leases), name="lease-refresh"
@@ -133,6 +138,8 @@ def _background(cfg: Config, rooms: RoomService):  # type: ignore[no-untyped-def
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if webhooks is not None:
+            await webhooks.close()  # after the WebSockets closed (on_shutdown): their leaves are sent
 
     return ctx
 

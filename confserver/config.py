@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .webhooks import EVENT_TYPES as WEBHOOK_EVENTS
+
 Mode = Literal["dev", "production"]
 TlsMode = Literal["dev", "files", "off"]
 StoreKind = Literal["memory", "redis"]
@@ -226,6 +228,24 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """One receiver of signed event POSTs (docs/WEBHOOKS.md); TOML only (``[[webhooks]]``)."""
+
+    url: str
+    secret: str = field(repr=False)
+    """Signs every request (HMAC-SHA256); at least 32 characters, shared with the receiver only.
+    Left out of the config's printed form (``--check-config``)."""
+    events: tuple[str, ...] = ()
+    """Event types to send; empty: all of them."""
+    retry_for: float = 600.0
+    """Seconds after an event that failed deliveries are still retried; then it is a dead letter."""
+    queue_size: int = 1000
+    """Events waiting for this endpoint at most; when full, the oldest is dropped."""
+    timeout: float = 5.0
+    """Seconds one request may take (connecting, sending and the answer's headers)."""
+
+
+@dataclass(frozen=True)
 class Config:
     mode: Mode = "dev"
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -238,6 +258,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @property
     def auto_create_rooms(self) -> bool:
@@ -526,6 +547,7 @@ def _check(cfg: Config) -> None:
                 f"bad URL {u!r}",
             )
     _check_ui(cfg.ui)
+    _check_webhooks(cfg)
     if cfg.tls.mode == "files":
         need(
             bool(cfg.tls.cert_file and cfg.tls.key_file),
@@ -550,6 +572,47 @@ def _check(cfg: Config) -> None:
         for key, secret in secrets:
             weak = secret_weakness(secret) if secret else None
             need(weak is None, key, f"{weak}; production needs a random one (openssl rand -base64 36)")
+
+
+# ---------------------------------------------------------------------------------------------
+# [[webhooks]]: signed event POSTs
+
+
+def _check_webhooks(cfg: Config) -> None:
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {msg}")
+
+    for i, hook in enumerate(cfg.webhooks):
+        key = f"webhooks[{i}]"
+        url = urlsplit(hook.url)
+        need(
+            url.scheme in ("https", "http") and bool(url.hostname),
+            f"{key}.url",
+            f"{hook.url!r} is not an https:// (or http://) URL",
+        )
+        need(
+            url.scheme == "https" or cfg.mode != "production" or is_loopback(url.hostname or ""),
+            f"{key}.url",
+            "production needs https:// (http:// only to a loopback host)",
+        )
+        need(len(hook.secret) >= 32, f"{key}.secret", "must be >= 32 chars")
+        if cfg.mode == "production":
+            weak = secret_weakness(hook.secret)
+            need(
+                weak is None,
+                f"{key}.secret",
+                f"{weak}; production needs a random one (openssl rand -base64 36)",
+            )
+        for event in hook.events:
+            need(
+                event in WEBHOOK_EVENTS,
+                f"{key}.events",
+                f"unknown event {event!r} (known: {', '.join(WEBHOOK_EVENTS)})",
+            )
+        need(0 <= hook.retry_for <= 7 * 86400, f"{key}.retry_for", "must be 0 s to 7 days")
+        need(1 <= hook.queue_size <= 1_000_000, f"{key}.queue_size", "must be 1-1000000")
+        need(0.1 <= hook.timeout <= 60, f"{key}.timeout", "must be 0.1 to 60 s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -686,4 +749,8 @@ def config_warnings(cfg: Config) -> list[str]:
         weak = secret_weakness(cfg.auth.api_secret)
         if weak:
             out.append(f"auth.api_secret: {weak} (production mode refuses it)")
+    for i, hook in enumerate(cfg.webhooks):
+        weak = secret_weakness(hook.secret) if cfg.mode == "dev" else None
+        if weak:
+            out.append(f"webhooks[{i}].secret: {weak} (production mode refuses it)")
     return out

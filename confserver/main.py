@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def redacted(cfg: Config) -> Config:
     """The configuration as ``--check-config`` prints it: secrets (the API secret, the TURN secret,
-    a password in the Redis URL) replaced by ``***``, so the output can be pasted anywhere."""
+    a password in the Redis URL, webhook secrets) replaced by ``***``, so the output can be pasted
+    anywhere."""
     url = urlsplit(cfg.store.redis_url)
     redis_url = cfg.store.redis_url
     if url.password is not None:
@@ -90,6 +91,7 @@ def redacted(cfg: Config) -> Config:
         auth=replace(cfg.auth, api_secret="***" if cfg.auth.api_secret else ""),
         sfu=replace(cfg.sfu, turn_secret="***" if cfg.sfu.turn_secret else ""),
         store=replace(cfg.store, redis_url=redis_url),
+        webhooks=tuple(replace(hook, secret="***") for hook in cfg.webhooks),  # noqa: S106 - a mask
     )
 
 

@@ -68,6 +68,8 @@ class Metrics:
     ws_errors: Counter
     ws_disconnects: Counter
     gc_pauses: GcPauses
+    webhook_deliveries: Counter
+    webhook_queue: Gauge
 
     @classmethod
     def create(cls, *, process: bool = True) -> Metrics:
@@ -111,6 +113,18 @@ class Metrics:
                 "conf_ws_disconnects", "Signaling connections closed, by reason.", ["reason"], registry=reg
             ),
             gc_pauses=GcPauses(reg),
+            webhook_deliveries=Counter(
+                "conf_webhook_deliveries",
+                "Webhook events by outcome: delivered, retried (an attempt failed), dead_letter "
+                "(given up after retry_for), dropped (the endpoint's queue was full).",
+                ["result"],
+                registry=reg,
+            ),
+            webhook_queue=Gauge(
+                "conf_webhook_queue",
+                "Webhook events waiting to be sent, all endpoints together.",
+                registry=reg,
+            ),
         )
 
     def render(self) -> bytes:

@@ -19,6 +19,7 @@ from ..metrics import Metrics
 from ..signaling.messages import CloseCode
 from ..signaling.messages import error as error_message
 from ..store import ClaimResult, Participant, Room, RoomUpdate, Store
+from ..webhooks import EventParticipant, Webhooks
 from .admin import RoomAdmin, claim_error, room_info
 from .hub import DEFAULT_STATE, Hub, Peer, Seat, participant_info
 
@@ -53,6 +54,7 @@ class RoomService:
         auto_created_empty_timeout: int,
         seat_lease: float,
         clock: Callable[[], float] = time.time,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.admin = RoomAdmin(store, default_max_participants=default_max_participants, clock=clock)
         self.hub = Hub(metrics)
@@ -67,6 +69,9 @@ class RoomService:
         """(room, identity) -> when its connection ended unplanned: it may rejoin a locked room."""
         self._removed: set[tuple[str, str]] = set()
         """(room, identity) removed by a moderator: not admitted again while the room lives here."""
+        self._webhooks = webhooks
+        self._started: set[str] = set()
+        """Rooms whose ``room_started`` webhook was sent (at their first join here), until they close."""
 
     async def store_intact(self) -> bool:
         return await self.admin.store_intact()
@@ -125,6 +130,10 @@ class RoomService:
         joined = {"type": "participant_joined", "participant": participant_info(participant)}
         self.hub.broadcast(req.room, joined)
         self.hub.add(Seat(peer=peer, participant=participant, jti=req.jti))
+        if req.room not in self._started:
+            self._started.add(req.room)
+            self._emit("room_started", req.room)
+        self._emit("participant_joined", req.room, participant)
         log.info("participant joined", extra={"room": req.room, "sid": req.sid, "identity": req.identity})
         return room, participant, others
 
@@ -139,6 +148,7 @@ class RoomService:
             self.hub.broadcast(
                 room, {"type": "participant_left", "sid": sid, "identity": identity, "reason": reason}
             )
+            self._emit("participant_left", room, seat.participant, reason=reason)
             log.info("participant left", extra={"room": room, "sid": sid, "reason": reason})
 
     async def refresh_leases(self) -> None:
@@ -207,7 +217,12 @@ class RoomService:
 
     def _close_here(self, name: str, reason: str) -> None:
         self._removed = {key for key in self._removed if key[0] != name}
+        for seat in self.hub.seats(name):
+            self._emit("participant_left", name, seat.participant, reason="room_closed")
         self.hub.close_room(name, reason)
+        if name in self._started:
+            self._started.discard(name)
+            self._emit("room_finished", name, reason=reason)
 
     # --- presence and moderation ----------------------------------------------------------------
 
@@ -247,5 +262,21 @@ class RoomService:
         seat = self.hub.by_identity(room, identity)
         if seat is not None:
             self.hub.kick(seat, "removed", f"removed by {by}", by=by)
+        self._emit("participant_removed", room, seat.participant if seat is not None else target, by=by)
         await self.leave(room, target.sid, "removed")
         log.info("participant removed", extra={"room": room, "identity": identity, "by": by})
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def _emit(
+        self, type_: str, room: str, participant: Participant | None = None, *, reason: str = "", by: str = ""
+    ) -> None:
+        """Queue a webhook event (never waits: the sender delivers it in the background)."""
+        if self._webhooks is None:
+            return
+        who = (
+            None
+            if participant is None
+            else EventParticipant(sid=participant.sid, identity=participant.identity, name=participant.name)
+        )
+        self._webhooks.emit(type_, room, who, reason=reason, by=by)
