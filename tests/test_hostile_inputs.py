@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.soak import real_offer, tracks_of
+from bench.hostile import real_offer, tracks_of
 
 from .conftest import admin_headers, join
 from .test_signaling_fuzz import (

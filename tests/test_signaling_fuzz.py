@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from bench.soak import real_offer, tracks_of
+from bench.hostile import real_offer, tracks_of
 from confserver.app import create_app
 from confserver.config import Config, SignalingConfig
 from confserver.metrics import Metrics
