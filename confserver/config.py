@@ -7,10 +7,7 @@ into the app factory; nothing reads configuration from anywhere else.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
 import os
-import re
 import tomllib
 import types
 import typing
@@ -20,6 +17,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .configerror import ConfigError as ConfigError
+from .uiconfig import ACCENT_COLOR_RE as ACCENT_COLOR_RE
+from .uiconfig import MAX_BRAND_NAME_CHARS as MAX_BRAND_NAME_CHARS
+from .uiconfig import MAX_LOGO_BYTES as MAX_LOGO_BYTES
+from .uiconfig import MAX_PRIVACY_NOTE_CHARS as MAX_PRIVACY_NOTE_CHARS
+from .uiconfig import UiConfig as UiConfig
+from .uiconfig import check_ui
+from .uiconfig import logo_content_type as logo_content_type
+from .uiconfig import read_logo as read_logo
+from .weaksettings import EXAMPLE_SECRETS as EXAMPLE_SECRETS
+from .weaksettings import LOOPBACK_NAMES as LOOPBACK_NAMES
+from .weaksettings import MIN_SECRET_BITS as MIN_SECRET_BITS
+from .weaksettings import MIN_SECRET_DISTINCT as MIN_SECRET_DISTINCT
+from .weaksettings import config_warnings as config_warnings
+from .weaksettings import is_loopback as is_loopback
+from .weaksettings import secret_weakness as secret_weakness
 from .webhooks import EVENT_TYPES as WEBHOOK_EVENTS
 
 Mode = Literal["dev", "production"]
@@ -35,11 +48,6 @@ CLIENT_ENV = frozenset(
 )
 """Variables read by confctl, not by the server: ignored here rather than rejected."""
 
-
-class ConfigError(Exception):
-    """A configuration key is unknown or its value is invalid; the message names the key."""
-
-
 REMOVED_KEYS: Mapping[str, str] = types.MappingProxyType(
     {
         "signaling.heartbeat_timeout": "was removed: a client that has not answered a ping within half of "
@@ -47,17 +55,6 @@ REMOVED_KEYS: Mapping[str, str] = types.MappingProxyType(
     }
 )
 """Keys older versions read, with what to do instead: named in the error rather than 'unknown'."""
-
-EXAMPLE_SECRETS = frozenset(
-    {
-        "read-it-from-a-secret-store-at-least-32-characters",
-        "coturn-static-auth-secret",
-        "xxxxxxxxxxxxxxxxxxxxxxxx",
-    }
-)
-"""Secrets printed as examples in docs/: refused in production (a test keeps this list in step)."""
-
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 @dataclass(frozen=True)
@@ -209,22 +206,6 @@ class MetricsConfig:
 class LogConfig:
     level: LogLevel = "info"
     format: LogFormat = "text"
-
-
-@dataclass(frozen=True)
-class UiConfig:
-    """How the browser client presents the organisation: all optional, the client's own wording
-    and colours otherwise."""
-
-    brand_name: str = ""
-    """The organisation's name in the page title and header; empty: "Conference" (translated)."""
-    logo_file: str = ""
-    """A PNG, SVG, WebP or JPEG image (at most ``MAX_LOGO_BYTES``), read once at start and served
-    by this server at ``/brand-logo``; empty: the built-in mark."""
-    accent_color: str = ""
-    """``#rrggbb`` for buttons and highlights (served in ``/brand.css``); empty: the built-in blue."""
-    privacy_note: str = ""
-    """Plain text shown on the pre-join and start pages instead of the generic line; newlines kept."""
 
 
 @dataclass(frozen=True)
@@ -546,7 +527,7 @@ def _check(cfg: Config) -> None:
                 f"sfu.ice_servers[{i}].urls",
                 f"bad URL {u!r}",
             )
-    _check_ui(cfg.ui)
+    check_ui(cfg.ui)
     _check_webhooks(cfg)
     if cfg.tls.mode == "files":
         need(
@@ -613,144 +594,3 @@ def _check_webhooks(cfg: Config) -> None:
         need(0 <= hook.retry_for <= 7 * 86400, f"{key}.retry_for", "must be 0 s to 7 days")
         need(1 <= hook.queue_size <= 1_000_000, f"{key}.queue_size", "must be 1-1000000")
         need(0.1 <= hook.timeout <= 60, f"{key}.timeout", "must be 0.1 to 60 s")
-
-
-# ---------------------------------------------------------------------------------------------
-# [ui]: the organisation's name, logo, colour and privacy note
-
-MAX_BRAND_NAME_CHARS = 64
-MAX_PRIVACY_NOTE_CHARS = 1000
-MAX_LOGO_BYTES = 256 * 1024
-ACCENT_COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SVG_ROOT_RE = re.compile(
-    r"(?:\s+|<\?xml[^>]*\?>|<!--(?:(?!-->).)*-->|<!DOCTYPE\s+svg[^>\[]*>)*+<svg[\s>/]",
-    re.DOTALL | re.IGNORECASE,
-)
-"""An SVG document: an XML declaration, comments and a DOCTYPE without internal subset (no
-entities), then the ``<svg>`` root; possessive, so a hostile file cannot make it backtrack."""
-
-
-def _check_ui(ui: UiConfig) -> None:
-    def need(ok: bool, key: str, msg: str) -> None:
-        if not ok:
-            raise ConfigError(f"ui.{key}: {msg}")
-
-    need(
-        len(ui.brand_name) <= MAX_BRAND_NAME_CHARS, "brand_name", f"at most {MAX_BRAND_NAME_CHARS} characters"
-    )
-    need(ui.brand_name == "" or bool(ui.brand_name.strip()), "brand_name", "must not be only spaces")
-    need(
-        not _CONTROL_RE.search(ui.brand_name),
-        "brand_name",
-        "must be one line of text (no control characters)",
-    )
-    need(
-        len(ui.privacy_note) <= MAX_PRIVACY_NOTE_CHARS,
-        "privacy_note",
-        f"at most {MAX_PRIVACY_NOTE_CHARS} characters",
-    )
-    need(
-        not _CONTROL_RE.search(ui.privacy_note.replace("\n", "")),
-        "privacy_note",
-        "must be plain text (no control characters other than newlines)",
-    )
-    need(
-        ui.accent_color == "" or ACCENT_COLOR_RE.fullmatch(ui.accent_color) is not None,
-        "accent_color",
-        f"{ui.accent_color!r} is not a colour written #rrggbb (e.g. #0b5394)",
-    )
-    if ui.logo_file:
-        read_logo(ui.logo_file)
-
-
-def logo_content_type(data: bytes) -> str | None:
-    """The image type of a logo from its first bytes (never from its file name): PNG, JPEG, WebP,
-    or SVG (UTF-8 text whose root element is ``<svg>``); None for anything else."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError:
-        return None
-    return "image/svg+xml" if _SVG_ROOT_RE.match(text) else None
-
-
-def read_logo(path: str) -> tuple[bytes, str]:
-    """The logo's bytes and content type, or a ``ConfigError`` naming ``ui.logo_file``."""
-    file = Path(path).expanduser()
-    try:
-        with file.open("rb") as f:
-            data = f.read(MAX_LOGO_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"ui.logo_file: cannot read {path}: {e.strerror or e}") from None
-    if len(data) > MAX_LOGO_BYTES:
-        raise ConfigError(f"ui.logo_file: {path} is larger than {MAX_LOGO_BYTES // 1024} KiB")
-    content_type = logo_content_type(data)
-    if content_type is None:
-        raise ConfigError(f"ui.logo_file: {path} is not a PNG, SVG, WebP or JPEG image")
-    return data, content_type
-
-
-def is_loopback(host: str) -> bool:
-    """True for a name or address of this machine only (127.0.0.0/8, ::1, localhost)."""
-    host = host.strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-MIN_SECRET_DISTINCT = 8
-MIN_SECRET_BITS = 80.0
-
-
-def secret_weakness(secret: str) -> str | None:
-    """Why a secret is too weak to sign tokens with, or None. Refuses the documentation's examples,
-    few distinct characters, a short pattern repeated, and low Shannon entropy of the characters as
-    they occur (bits per character times the length): random hex of 32 characters has over 85 bits,
-    ``"x" * 32`` none."""
-    if secret in EXAMPLE_SECRETS:
-        return "is an example from the documentation"
-    if len(set(secret)) < MIN_SECRET_DISTINCT:
-        return f"uses fewer than {MIN_SECRET_DISTINCT} distinct characters"
-    n = len(secret)
-    for period in range(1, n // 2 + 1):
-        if secret == (secret[:period] * (n // period + 1))[:n]:
-            return f"repeats the same {period} characters"
-    bits = -sum(c / n * math.log2(c / n) for c in (secret.count(ch) for ch in set(secret))) * n
-    if bits < MIN_SECRET_BITS:
-        return f"has too little variety ({bits:.0f} bits of entropy, at least {MIN_SECRET_BITS:.0f} needed)"
-    return None
-
-
-def config_warnings(cfg: Config) -> list[str]:
-    """Settings that work but weaken security: each line names its key. Logged at start."""
-    out = []
-    if cfg.store.kind == "redis" and not cfg.store.allow_plaintext_redis:
-        url = urlsplit(cfg.store.redis_url)
-        if url.scheme == "redis" and not is_loopback(url.hostname or "127.0.0.1"):
-            out.append(
-                f"store.redis_url: redis:// to {url.hostname} is not encrypted (room state and seats cross "
-                "the network in clear); use rediss://, or set store.allow_plaintext_redis = true"
-            )
-    if cfg.metrics.enabled and not is_loopback(cfg.metrics.host):
-        out.append(
-            f"metrics.host: metrics are served without authentication on {cfg.metrics.host}; "
-            "prefer 127.0.0.1 and let Prometheus reach them through a firewall rule or a tunnel"
-        )
-    if cfg.mode == "dev" and cfg.auth.api_secret:
-        weak = secret_weakness(cfg.auth.api_secret)
-        if weak:
-            out.append(f"auth.api_secret: {weak} (production mode refuses it)")
-    for i, hook in enumerate(cfg.webhooks):
-        weak = secret_weakness(hook.secret) if cfg.mode == "dev" else None
-        if weak:
-            out.append(f"webhooks[{i}].secret: {weak} (production mode refuses it)")
-    return out
