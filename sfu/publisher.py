@@ -37,10 +37,9 @@ from sfu.sdp import (
     MediaSection,
     SdpError,
     SessionInfo,
-    complete_simulcast_answer,
     parse_sdp,
-    request_opus_dtx,
 )
+from sfu.sdpanswer import complete_simulcast_answer, request_opus_dtx
 from sfu.uptrack import AudioPolicy, UpTrack
 
 log = logging.getLogger("sfu.publisher")

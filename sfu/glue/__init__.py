@@ -1,8 +1,10 @@
-"""Every use of aiortc's, aioice's and pylibsrtp's private internals, one module per seam: aiortc's
+"""Every use of aiortc's, aioice's and pylibsrtp's private internals, in the glue: aiortc's
 public API hands out decoded frames, an SFU needs packets. Written against aiortc 1.16.0, aioice
 0.13 and pylibsrtp 1.0.0 exactly; ``check_versions`` refuses any other at start, and
 ``tests/sfu/test_glue_boundary.py`` fails on a private access anywhere else.
 
+- ``aiortcseam``: every use of aiortc's private internals in the receive, send and ICE-restart
+  paths, in one module (``receive``, ``send`` and ``icerestart`` re-export from it).
 - ``receive``: decrypted RTP/RTCP to the SFU's callbacks, receivers and senders neutered (no
   decoder thread, encoder or aiortc RTCP loop); SRTP unprotected in the socket callback
   (``MediaProtocol``).

@@ -20,7 +20,7 @@ from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection
 
 from sfu.fastio import enable_timestamps
-from sfu.glue.receive import MediaProtocol, transports
+from sfu.glue.aiortcseam import MediaProtocol, transports
 from sfu.ports import GatherPolicy, PortRangeExhausted, bind_udp, local_addresses, size_receive_buffer
 from sfu.udpmux import MediaPorts, UdpMux
 

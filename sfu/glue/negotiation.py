@@ -14,8 +14,8 @@ from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
 from confserver.errors import ServiceError
 from sfu.deadline import within
+from sfu.glue.aiortcseam import PacketFilter, PacketSink, take_over_media
 from sfu.glue.gathering import local_ports, prepare_gathering
-from sfu.glue.receive import PacketFilter, PacketSink, take_over_media
 from sfu.ports import GatherPolicy
 from sfu.sdp import FORWARD_ONLY_NAMES, SessionInfo, add_forward_only_codecs
 from sfu.udpmux import MediaPorts

@@ -17,10 +17,9 @@ from sfu.sdp import (
     MediaSection,
     SdpError,
     add_forward_only_codecs,
-    complete_simulcast_answer,
     parse_sdp,
-    request_opus_dtx,
 )
+from sfu.sdpanswer import complete_simulcast_answer, request_opus_dtx
 from tests.sfu.conftest import config
 from tests.sfu.peers import Peer, wait_until
 
