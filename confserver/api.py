@@ -25,6 +25,9 @@ from .adminkeys import (
     derive_secret,
     new_key_id,
 )
+from .audit import UNKNOWN, Actor
+from .auditapi import audited, detail, export, get_head, list_entries
+from .auditapi import record as audit_record
 from .errors import ServiceError
 from .openapi import openapi_document
 from .rooms import (
@@ -106,9 +109,16 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     if not request.path.startswith(PREFIX + "/") or request.path == PREFIX + "/openapi.json":
         return await handler(request)
     ctx = request.app[API]
+    action = _action_of(request)
+
+    def refuse(code: str, message: str, status: int, actor: Actor = UNKNOWN) -> web.Response:
+        if action:  # a refused change is recorded under the action that was attempted
+            audit_record(request, action, actor, outcome="failure", reason=code)
+        return error_response(code, message, status)
+
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
-        return error_response("unauthorized", "an admin bearer token is required", 401)
+        return refuse("unauthorized", "an admin bearer token is required", 401)
     now = time.time()
     rejections = request.app[SIGNALING].metrics.token_rejections
     try:
@@ -123,12 +133,14 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     except TokenError as e:
         rejections.labels(e.reason).inc()
         if e.reason == "not_admin":
-            return error_response("forbidden", "this token has no admin grant", 403)
-        return error_response("unauthorized", f"bearer token refused: {e.reason}", 401)
+            return refuse("forbidden", "this token has no admin grant", 403)
+        return refuse("unauthorized", f"bearer token refused: {e.reason}", 401)
     except KeyRevokedError as e:
         rejections.labels("revoked").inc()
         log.warning("revoked API key used", extra={"admin_key": e.key.name, "admin_key_id": e.key.id})
-        return error_response("key_revoked", f"API key {e.key.id} has been revoked", 401)
+        return refuse(
+            "key_revoked", f"API key {e.key.id} has been revoked", 401, _actor(e.key.id, e.key.name)
+        )
     claims = caller.claims
     if await ctx.store.revocations.is_revoked(claims.jti, now):
         rejections.labels("revoked").inc()
@@ -136,14 +148,35 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
             "revoked admin token used",
             extra={"admin": claims.subject, "admin_jti": claims.jti, "admin_key": caller.key_name},
         )
-        return error_response("token_revoked", "this admin token has been revoked", 401)
+        return refuse("token_revoked", "this admin token has been revoked", 401, _actor_of(caller))
     scope = _scope_of(request)
     if scope is not None and scope not in caller.scopes:
-        return error_response(
-            "insufficient_scope", f"API key {caller.key_name!r} lacks the scope {scope} this needs", 403
+        return refuse(
+            "insufficient_scope",
+            f"API key {caller.key_name!r} lacks the scope {scope} this needs",
+            403,
+            _actor_of(caller),
         )
     request[CALLER] = caller
-    return await handler(request)
+    if not action:
+        return await handler(request)
+    return await audited(request, handler, action, _actor_of(caller))
+
+
+def _actor(key_id: str, key_name: str, subject: str = "") -> Actor:
+    return Actor("api_key", key_id, key_name, subject)
+
+
+def _actor_of(caller: Caller) -> Actor:
+    return _actor(caller.key_id, caller.key_name, caller.claims.subject)
+
+
+def _action_of(request: web.Request) -> str:
+    """The audit action of the matched route; empty for one that changes nothing."""
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return ""
+    return ROUTE_ACTIONS.get((request.method, info.route.resource.canonical), "")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -214,6 +247,8 @@ async def create_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     data = await _body(request)
     _only(data, {"name", "max_participants", "empty_timeout", "metadata"})
+    if isinstance(data.get("name"), str):
+        detail(request, room=data["name"][:128])
     if "name" not in data:
         raise ServiceError("invalid_room_name", "name is required")
     room = await ctx.rooms.admin.create_room(
@@ -224,6 +259,7 @@ async def create_room(request: web.Request) -> web.Response:
         empty_timeout=check_empty_timeout(_integral(data.get("empty_timeout", 0))),
         metadata=check_metadata(data.get("metadata", {})),
     )
+    detail(request, room=room.name, conf={"max_participants": room.max_participants})
     log.info(
         "admin created room",
         extra={"room": room.name, **_by(request)},
@@ -254,6 +290,10 @@ async def update_room(request: web.Request) -> web.Response:
         metadata=check_metadata(data["metadata"]) if "metadata" in data else None,
         locked=data.get("locked"),
     )
+    changed = sorted(k for k in data if k != "metadata") + (["metadata"] if "metadata" in data else [])
+    if set(changed) == {"locked"}:
+        detail(request, action="room.lock" if data["locked"] else "room.unlock")
+    detail(request, conf={"changed": changed})
     room = await ctx.rooms.update_room(name, changes)
     log.info("admin updated room", extra={"room": name, **_by(request)})
     return web.json_response(await _room_json(ctx, room))
@@ -300,6 +340,7 @@ async def mute_participant(request: web.Request) -> web.Response:
         raise ServiceError("invalid_field", "kind must be audio or video")
     if data.get("muted", True) is not True:
         raise ServiceError("invalid_field", "muted must be true: a participant unmutes themselves")
+    detail(request, conf={"kind": kind})
     p = await ctx.rooms.mute(room, identity, kind, by="admin")
     await request.app[SIGNALING].media.set_muted(room, p.sid, kind, True)
     log.info(
@@ -316,6 +357,7 @@ async def create_token(request: web.Request) -> web.Response:
     data = await _body(request)
     _only(data, {"room", "identity", "name", "role", "ttl", "permissions"})
     room = check_room_name(data.get("room"))
+    detail(request, room=room)
     ttl = _integral(data.get("ttl", ctx.token_default_ttl))
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= ctx.token_max_ttl:
         raise ServiceError("invalid_field", f"ttl must be an integer from 1 to {ctx.token_max_ttl} seconds")
@@ -344,6 +386,11 @@ async def create_token(request: web.Request) -> web.Response:
         )
     except (ValueError, TypeError) as e:
         raise ServiceError("invalid_field", str(e)) from None
+    detail(
+        request,
+        target=claims.identity,
+        conf={"jti": claims.jti, "role": role, "expires_at": claims.expires_at},
+    )
     log.info(
         "admin created token",
         extra={"room": room, "identity": claims.identity, "jti": claims.jti, **_by(request)},
@@ -371,6 +418,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     until = int(now) + max(ctx.token_max_ttl, ADMIN_MAX_TTL) + ctx.leeway
     await ctx.store.revocations.revoke(jti, expires_at=until, now=now)
     dropped = request.app[SIGNALING].rooms.hub.disconnect_token(jti)
+    detail(request, target="", conf={"jti": jti, "sessions_closed": dropped})
     log.info(
         "admin revoked token",
         extra={
@@ -420,6 +468,7 @@ async def create_key(request: web.Request) -> web.Response:
     if not isinstance(ctx.signing_key.material, bytes):
         raise ServiceError("internal", "the server's API key is not an HMAC key", 500)
     key = AdminKey(id=new_key_id(), name=name, scopes=scopes, created_at=time.time())
+    detail(request, target=key.id, target_name=name, conf={"scopes": list(scopes)})
     await ctx.store.admin_keys.add(key)
     log.info(
         "admin created API key",
@@ -446,6 +495,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     key = await ctx.store.admin_keys.revoke(key_id, time.time())
     if key is None:
         raise ServiceError("key_not_found", f"no API key {key_id}", 404)
+    detail(request, target_name=key.name)
     log.info("admin revoked API key", extra={"key_id": key.id, "key_name": key.name, **_by(request)})
     return web.json_response(_key_json(key))
 
@@ -472,27 +522,47 @@ class Route(NamedTuple):
     handler: Handler
     scope: str
     """What a key must hold to call it (one of ``adminkeys.SCOPES``)."""
+    action: str = ""
+    """The audit entry it writes (docs/AUDIT.md); empty for a route that changes nothing."""
 
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/rooms", list_rooms, "rooms:read"),
-    Route("POST", "/rooms", create_room, "rooms:write"),
+    Route("POST", "/rooms", create_room, "rooms:write", "room.create"),
     Route("GET", "/rooms/{name}", get_room, "rooms:read"),
-    Route("PATCH", "/rooms/{name}", update_room, "rooms:write"),
-    Route("DELETE", "/rooms/{name}", delete_room, "rooms:write"),
+    Route("PATCH", "/rooms/{name}", update_room, "rooms:write", "room.update"),
+    Route("DELETE", "/rooms/{name}", delete_room, "rooms:write", "room.delete"),
     Route("GET", "/rooms/{name}/participants", list_participants, "participants:read"),
     Route("GET", "/rooms/{name}/participants/{identity}", get_participant, "participants:read"),
-    Route("DELETE", "/rooms/{name}/participants/{identity}", kick_participant, "participants:moderate"),
-    Route("POST", "/rooms/{name}/participants/{identity}/mute", mute_participant, "participants:moderate"),
-    Route("POST", "/tokens", create_token, "tokens:create"),
-    Route("POST", "/tokens/{jti}/revoke", revoke_token, "tokens:revoke"),
-    Route("POST", "/keys", create_key, "keys:admin"),
+    Route(
+        "DELETE",
+        "/rooms/{name}/participants/{identity}",
+        kick_participant,
+        "participants:moderate",
+        "participant.kick",
+    ),
+    Route(
+        "POST",
+        "/rooms/{name}/participants/{identity}/mute",
+        mute_participant,
+        "participants:moderate",
+        "participant.mute",
+    ),
+    Route("POST", "/tokens", create_token, "tokens:create", "token.create"),
+    Route("POST", "/tokens/{jti}/revoke", revoke_token, "tokens:revoke", "token.revoke"),
+    Route("POST", "/keys", create_key, "keys:admin", "api_key.create"),
     Route("GET", "/keys", list_keys, "keys:admin"),
-    Route("DELETE", "/keys/{key_id}", revoke_key, "keys:admin"),
+    Route("DELETE", "/keys/{key_id}", revoke_key, "keys:admin", "api_key.revoke"),
+    Route("GET", "/audit", list_entries, "audit:read"),
+    Route("GET", "/audit/head", get_head, "audit:read"),
+    Route("GET", "/audit/export", export, "audit:read"),
 )
-"""Every admin route and its scope: the one place both are written."""
+"""Every admin route, its scope and its audit action: the one place they are written."""
 
 ROUTE_SCOPES: dict[tuple[str, str], str] = {(r.method, PREFIX + r.path): r.scope for r in ROUTES}
+ROUTE_ACTIONS: dict[tuple[str, str], str] = {
+    (r.method, PREFIX + r.path): r.action for r in ROUTES if r.action
+}
 
 
 def add_routes(app: web.Application) -> None:

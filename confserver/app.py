@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import api, pages
+from . import api, auditapi, pages
+from .audit import AuditLog, Signer
+from .audit.sinks import AuditSink
 from .config import Config
 from .credentials import ApiCredentials
 from .errors import ServiceError
@@ -60,14 +62,26 @@ def create_app(
     credentials: ApiCredentials,
     metrics: Metrics | None = None,
     media: MediaController | None = None,
+    audit_sink: AuditSink | None = None,
+    audit_signer: Signer | None = None,
 ) -> web.Application:
-    """Everything is passed in; the caller owns the store's lifetime."""
+    """Everything is passed in; the caller owns the store's lifetime. Without ``audit_sink`` the
+    audit log records nothing."""
     metrics = metrics or Metrics.create()
     media = media or NoMediaController()
     keyring = build_keyring(cfg, credentials)
     verifier = TokenVerifier(keyring, max_ttl=cfg.auth.token_max_ttl, leeway=cfg.auth.leeway)
     node = cfg.signaling.node_id or "node-" + secrets.token_hex(4)
     webhooks = Webhooks(cfg.webhooks, metrics, node=node) if cfg.webhooks else None
+    audit = AuditLog(
+        audit_sink,
+        audit_signer,
+        metrics,
+        node=node,
+        sign_interval=cfg.audit.sign_interval,
+        retention_days=cfg.audit.retention_days,
+        queue_size=cfg.audit.queue_size,
+    )
     rooms = RoomService(
         store,
         metrics,
@@ -77,6 +91,7 @@ def create_app(
         auto_created_empty_timeout=cfg.rooms.auto_created_empty_timeout,
         seat_lease=cfg.store.seat_lease,
         webhooks=webhooks,
+        audit=audit,
     )
     app = web.Application(
         middlewares=[_http_metrics(metrics), _errors, api.admin_auth],
@@ -85,6 +100,7 @@ def create_app(
     app[CONFIG] = cfg
     app[STORE] = store
     app[METRICS] = metrics
+    app[auditapi.AUDIT] = audit
     app[SIGNALING] = SignalingContext(
         cfg=cfg.signaling,
         rooms=rooms,
@@ -112,16 +128,17 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     api.add_routes(app)
     pages.add_routes(app, cfg.ui)
-    app.cleanup_ctx.append(_background(cfg, rooms, webhooks))
+    app.cleanup_ctx.append(_background(cfg, rooms, webhooks, audit))
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(lambda _app: media.close())
     return app
 
 
-def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None):  # type: ignore[no-untyped-def]
+def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None, audit: AuditLog):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(StoreUnavailableError):
             await rooms.store_intact()  # records the store's epoch: a store that loses it is noticed
+        await audit.start()
         if webhooks is not None:
             await webhooks.start()
         tasks = [
@@ -140,6 +157,7 @@ def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None):  # 
                 await t
         if webhooks is not None:
             await webhooks.close()  # after the WebSockets closed (on_shutdown): their leaves are sent
+        await audit.close()  # likewise: the leaves are in the chain and signed
 
     return ctx
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .auditconfig import AuditConfig as AuditConfig
+from .auditconfig import check_audit
 from .configerror import ConfigError as ConfigError
 from .uiconfig import ACCENT_COLOR_RE as ACCENT_COLOR_RE
 from .uiconfig import MAX_BRAND_NAME_CHARS as MAX_BRAND_NAME_CHARS
@@ -240,6 +242,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
     def auto_create_rooms(self) -> bool:
@@ -528,6 +531,7 @@ def _check(cfg: Config) -> None:
                 f"bad URL {u!r}",
             )
     check_ui(cfg.ui)
+    check_audit(cfg.audit)
     _check_webhooks(cfg)
     if cfg.tls.mode == "files":
         need(

@@ -21,6 +21,9 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
+from .audit import Signer, load_signer
+from .audit.redissink import RedisSink
+from .audit.sinks import AuditSink, FileSink
 from .config import AuthConfig, Config, ConfigError, config_warnings, load_config
 from .credentials import ApiCredentials, ensure_credentials
 from .devcerts import ensure_dev_certs, ssl_context
@@ -215,6 +218,19 @@ def _connection_caps(cfg: Config, fd_limit: int) -> ConnectionCaps:
     return ConnectionCaps(total, per_address)
 
 
+def audit_parts(cfg: Config) -> tuple[AuditSink | None, Signer | None]:
+    """Where the audit chain is kept (beside the store) and the key that signs it."""
+    if not cfg.audit.enabled:
+        return None, None
+    signer = load_signer(cfg.audit.key_file)
+    sink: AuditSink
+    if cfg.store.kind == "redis":
+        sink = RedisSink.from_url(cfg.store.redis_url, prefix=cfg.store.prefix)
+    else:
+        sink = FileSink(cfg.audit.dir, fsync_always=cfg.audit.fsync == "always")
+    return sink, signer
+
+
 async def serve(cfg: Config) -> int:
     ssl_ctx, cacert = _tls(cfg)
     creds = ensure_credentials(cfg, cacert=cacert)
@@ -227,7 +243,16 @@ async def serve(cfg: Config) -> int:
     metrics, listener_metrics, media = instruments(cfg)
     gc.set_threshold(cfg.server.gc_threshold, *gc.get_threshold()[1:])
     metrics.gc_pauses.install()
-    app = create_app(cfg, store=store, credentials=creds, metrics=metrics, media=media)
+    sink, signer = audit_parts(cfg)
+    app = create_app(
+        cfg,
+        store=store,
+        credentials=creds,
+        metrics=metrics,
+        media=media,
+        audit_sink=sink,
+        audit_signer=signer,
+    )
     # aiohttp's keep-alive timer closes a connection that has no complete request this long after
     # accept or after its last response: the header deadline (see listener.py).
     header_timeout = cfg.server.header_timeout

@@ -70,6 +70,11 @@ class Metrics:
     gc_pauses: GcPauses
     webhook_deliveries: Counter
     webhook_queue: Gauge
+    audit_entries: Counter
+    audit_queue: Gauge
+    audit_dropped: Counter
+    audit_write_errors: Counter
+    audit_signed_at: Gauge
 
     @classmethod
     def create(cls, *, process: bool = True) -> Metrics:
@@ -123,6 +128,30 @@ class Metrics:
             webhook_queue=Gauge(
                 "conf_webhook_queue",
                 "Webhook events waiting to be sent, all endpoints together.",
+                registry=reg,
+            ),
+            audit_entries=Counter(
+                "conf_audit_entries",
+                "Audit entries written to the chain by this node, by event.outcome.",
+                ["outcome"],
+                registry=reg,
+            ),
+            audit_queue=Gauge(
+                "conf_audit_queue", "Audit entries recorded but not yet written to the chain.", registry=reg
+            ),
+            audit_dropped=Counter(
+                "conf_audit_dropped",
+                "Audit entries lost because the queue was full (the chain records the gap).",
+                registry=reg,
+            ),
+            audit_write_errors=Counter(
+                "conf_audit_write_errors",
+                "Failed writes of the audit chain (disk or Redis); the batch is retried.",
+                registry=reg,
+            ),
+            audit_signed_at=Gauge(
+                "conf_audit_signed_timestamp_seconds",
+                "When this node last wrote a signed checkpoint of the audit chain (Unix time).",
                 registry=reg,
             ),
         )

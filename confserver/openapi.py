@@ -53,6 +53,13 @@ def _op(
     return op
 
 
+def _query(name: str, description: str, fmt: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 256}
+    if fmt:
+        schema = {"type": "string", "format": fmt}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -277,7 +284,65 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "required": ["keys"],
         "properties": {"keys": {"type": "array", "items": _ref("AdminKey")}},
     }
+    entries = {
+        "type": "object",
+        "required": ["entries"],
+        "properties": {"entries": {"type": "array", "items": {"type": "object"}}},
+    }
+    head = {
+        "type": "object",
+        "required": ["head", "public_keys"],
+        "properties": {
+            "head": {"type": "object", "description": "The newest signed checkpoint entry"},
+            "public_keys": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
     paths: dict[str, Any] = {
+        "/audit": {
+            "parameters": [
+                _query("room", "Entries about this room"),
+                _query("actor", "Entries by this actor: an API key's id or name, a participant's identity"),
+                _query("action", "An event.action, or its first part (room, participant, token, ...)"),
+                _query("since", "Entries at or after this RFC 3339 time", fmt="date-time"),
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "Entries after this sequence number (paging forward)",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**53},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "At most this many entries (the newest, unless since or after is given)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+            ],
+            "get": _op(
+                "Search the audit log", "audit:read", {"200": _resp("Entries", entries), **_errors(400, 404)}
+            ),
+        },
+        "/audit/head": {
+            "get": _op(
+                "Sign the audit chain's head now and return it, with the public keys",
+                "audit:read",
+                {"200": _resp("The signed head", head), **_errors(404)},
+            ),
+        },
+        "/audit/export": {
+            "get": _op(
+                "Every audit entry as stored (JSON lines), ending with the signed head",
+                "audit:read",
+                {
+                    "200": {
+                        "description": "JSON lines; the last one is {audit_head, public_keys}",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(404),
+                },
+            ),
+        },
         "/rooms": {
             "get": _op("List rooms", "rooms:read", {"200": _resp("All rooms", room_list), **_errors()}),
             "post": _op(
@@ -377,7 +442,8 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "info": {
             "title": "confserver admin API",
             "version": __version__,
-            "description": "Rooms, participants, join tokens and admin API keys. See docs/API.md.",
+            "description": "Rooms, participants, join tokens, admin API keys and the audit log. "
+            "See docs/API.md.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"adminBearer": []}],

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from ..audit import Actor, AuditLog
 from ..errors import ServiceError, not_found
 from ..metrics import Metrics
 from ..signaling.messages import CloseCode
@@ -55,6 +56,7 @@ class RoomService:
         seat_lease: float,
         clock: Callable[[], float] = time.time,
         webhooks: Webhooks | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.admin = RoomAdmin(store, default_max_participants=default_max_participants, clock=clock)
         self.hub = Hub(metrics)
@@ -70,6 +72,8 @@ class RoomService:
         self._removed: set[tuple[str, str]] = set()
         """(room, identity) removed by a moderator: not admitted again while the room lives here."""
         self._webhooks = webhooks
+        self.audit = audit or AuditLog(None, None, metrics, node=node)
+        """Where joins, leaves and moderation are recorded (by the callers that know who acted)."""
         self._started: set[str] = set()
         """Rooms whose ``room_started`` webhook was sent (at their first join here), until they close."""
 
@@ -148,7 +152,7 @@ class RoomService:
             self.hub.broadcast(
                 room, {"type": "participant_left", "sid": sid, "identity": identity, "reason": reason}
             )
-            self._emit("participant_left", room, seat.participant, reason=reason)
+            self._left(room, seat.participant, reason)
             log.info("participant left", extra={"room": room, "sid": sid, "reason": reason})
 
     async def refresh_leases(self) -> None:
@@ -218,7 +222,7 @@ class RoomService:
     def _close_here(self, name: str, reason: str) -> None:
         self._removed = {key for key in self._removed if key[0] != name}
         for seat in self.hub.seats(name):
-            self._emit("participant_left", name, seat.participant, reason="room_closed")
+            self._left(name, seat.participant, "room_closed")
         self.hub.close_room(name, reason)
         if name in self._started:
             self._started.discard(name)
@@ -266,7 +270,18 @@ class RoomService:
         await self.leave(room, target.sid, "removed")
         log.info("participant removed", extra={"room": room, "identity": identity, "by": by})
 
-    # --- webhooks ------------------------------------------------------------------------------
+    # --- webhooks and the audit log ------------------------------------------------------------
+
+    def _left(self, room: str, p: Participant, reason: str) -> None:
+        """Once per participant who leaves: the webhook and the audit entry."""
+        self._emit("participant_left", room, p, reason=reason)
+        self.audit.record(
+            "participant.leave",
+            actor=Actor("participant", p.identity, p.name),
+            reason=reason,
+            room=room,
+            conf={"sid": p.sid},
+        )
 
     def _emit(
         self, type_: str, room: str, participant: Participant | None = None, *, reason: str = "", by: str = ""

@@ -7,13 +7,15 @@ connection is gone; the session answers through its ``Peer`` (non-blocking sends
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from ..audit import UNKNOWN, Actor
 from ..contract import IceCandidate, PublishOffer, SubscribeAnswer, Unpublish, UpdateSubscription
 from ..errors import ServiceError
 from ..media import MediaController
@@ -52,8 +54,10 @@ class Session:
         media: MediaController,
         metrics: Metrics,
         limits: SessionLimits,
+        client_ip: str = "",
     ) -> None:
         self.sid = "PA_" + secrets.token_urlsafe(9)
+        self._client_ip = client_ip
         self._peer = peer
         self._rooms = rooms
         self._verifier = verifier
@@ -109,17 +113,57 @@ class Session:
                 await self._mute(self._moderator(), msg)
             case m.KickParticipant():
                 claims = self._moderator()
-                await self._rooms.kick(claims.room, msg.identity, claims.identity)
+                with self._audited("participant.kick", target=msg.identity):
+                    await self._rooms.kick(claims.room, msg.identity, claims.identity)
             case m.LockRoom():
                 claims = self._moderator()
-                await self._rooms.update_room(claims.room, RoomUpdate(locked=msg.locked))
+                with self._audited("room.lock" if msg.locked else "room.unlock"):
+                    await self._rooms.update_room(claims.room, RoomUpdate(locked=msg.locked))
             case m.EndRoom():
-                await self._rooms.delete_room(self._moderator().room, reason="ended")
+                claims = self._moderator()
+                with self._audited("room.end"):
+                    await self._rooms.delete_room(claims.room, reason="ended")
             case PublishOffer() | SubscribeAnswer() | IceCandidate() | UpdateSubscription() | Unpublish():
                 claims = self._joined()
                 await self._media_call(self._media.handle(claims.room, self.sid, msg), msg.type)
             case _:
                 assert_never(msg)
+
+    @contextlib.contextmanager
+    def _audited(self, action: str, target: str = "", **conf: Any) -> Iterator[None]:
+        """Record a moderator's action with its outcome (a refusal under the same action)."""
+        claims = self._joined()
+        outcome, reason = "failure", "internal"
+        try:
+            yield
+            outcome, reason = "success", ""
+        except ServiceError as e:
+            reason = e.code
+            raise
+        finally:
+            self._rooms.audit.record(
+                action,
+                actor=Actor("participant", claims.identity, self._name),
+                outcome="success" if outcome == "success" else "failure",
+                reason=reason,
+                room=claims.room,
+                target=target,
+                client_ip=self._client_ip,
+                conf=conf or None,
+            )
+
+    def _record_join(self, reason: str, claims: JoinClaims | None = None, room: str = "") -> None:
+        """One entry per join attempt: admitted, or refused and why."""
+        actor = UNKNOWN if claims is None else Actor("participant", claims.identity, claims.name)
+        self._rooms.audit.record(
+            "participant.join",
+            actor=actor,
+            outcome="success" if not reason else "failure",
+            reason=reason,
+            room=claims.room if claims is not None else room,
+            client_ip=self._client_ip,
+            conf={"sid": self.sid, "role": claims.role, "jti": claims.jti} if claims is not None else None,
+        )
 
     def _joined(self) -> JoinClaims:
         if self._claims is None:
@@ -145,12 +189,14 @@ class Session:
         except TokenError as e:
             self._metrics.token_rejections.labels(e.reason).inc()
             self._metrics.joins.labels("token_rejected").inc()
+            self._record_join(f"token_rejected:{e.reason}", room=msg.room or "")
             self._fail_join("token_rejected", str(e), reason=e.reason)
             return
         name = claims.name
         if msg.name is not None and msg.name != claims.name:
             if "update_name" not in claims.permissions:
                 self._metrics.joins.labels("forbidden").inc()
+                self._record_join("forbidden", claims)
                 self._fail_join("forbidden", "this token does not allow changing the display name")
                 return
             name = msg.name
@@ -173,9 +219,11 @@ class Session:
             room, me, others = await self._rooms.join(req, self._peer)
         except ServiceError as e:
             self._metrics.joins.labels(e.code).inc()
+            self._record_join(e.code, claims)
             self._fail_join(e.code, e.message)
             return
         self._claims = claims
+        self._record_join("", claims)
         self._name = name
         ice_servers = self._media.ice_servers(claims.identity, not_after=claims.expires_at)
         self.send(
@@ -263,7 +311,8 @@ class Session:
             ):
                 raise ServiceError("participant_not_found", f"no participant {msg.identity} in this room")
             return
-        target = await self._rooms.mute(claims.room, msg.identity, msg.kind, by)
+        with self._audited("participant.mute", target=msg.identity, kind=msg.kind):
+            target = await self._rooms.mute(claims.room, msg.identity, msg.kind, by)
         await self._media_call(self._media.set_muted(claims.room, target.sid, msg.kind, True), "mute")
 
     def _schedule_ice_refresh(self, delay: float) -> None:

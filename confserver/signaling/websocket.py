@@ -258,6 +258,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         media=ctx.media,
         metrics=ctx.metrics,
         limits=SessionLimits(chat_max_chars=cfg.chat_max_chars, media_timeout=ctx.media_timeout),
+        client_ip=request.remote or "",
     )
     peer.sid = session.sid
     writer = asyncio.create_task(peer.run(), name=f"ws-writer-{session.sid}")
