@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ ADMIN_AUDIENCE = "confserver-admin"
 ADMIN_SUBJECT = "confctl"
 DEFAULT_CREDENTIALS_FILE = "~/.local/state/confserver/credentials.json"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+"""A line of a JSON-lines answer (the audit export) at most."""
 
 # (field, command-line flag, environment variable, credentials-file key, human label)
 _FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -287,22 +289,11 @@ class AdminClient:
         method: str,
         segments: Sequence[str],
         body: Mapping[str, Any] | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one request; returns the decoded JSON body, or ``None`` for an empty body."""
-        path = API_PREFIX + "".join("/" + encode_segment(s) for s in segments)
-        url = self.base_url + path
-        token = mint_admin_token(self.settings.api_key, self.settings.api_secret)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "User-Agent": f"confctl/{__version__}",
-        }
-        data: bytes | None = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        # The scheme is restricted to https (or http on loopback) by normalize_url().
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+        req, token = self._request(method, segments, body, query)
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 status = int(resp.status)
@@ -322,6 +313,47 @@ class AdminClient:
             raise ApiError(
                 "invalid_response", f"server returned a non-JSON response (HTTP {status})", status
             ) from None
+
+    def _request(
+        self,
+        method: str,
+        segments: Sequence[str],
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> tuple[urllib.request.Request, str]:
+        path = API_PREFIX + "".join("/" + encode_segment(s) for s in segments)
+        url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        token = mint_admin_token(self.settings.api_key, self.settings.api_secret)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": f"confctl/{__version__}",
+        }
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        # The scheme is restricted to https (or http on loopback) by normalize_url().
+        return urllib.request.Request(url, data=data, headers=headers, method=method), token  # noqa: S310
+
+    def stream_lines(self, segments: Sequence[str]) -> Iterator[bytes]:
+        """GET a JSON-lines answer of any length; yields its lines (each at most 1 MiB)."""
+        req, token = self._request("GET", segments)
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                while True:
+                    line = resp.readline(MAX_LINE_BYTES + 1)
+                    if not line:
+                        return
+                    if len(line) > MAX_LINE_BYTES:
+                        raise ApiError("invalid_response", "a line of the response is too long")
+                    if line.strip():
+                        yield line.rstrip(b"\r\n")
+        except urllib.error.HTTPError as exc:
+            raise self._api_error(exc, token) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = _one_line(_describe(exc)).replace(token, "[redacted]")
+            raise UnreachableError(self.base_url, reason) from None
 
     def _api_error(self, exc: urllib.error.HTTPError, token: str) -> ApiError:
         status = int(exc.code)

@@ -41,9 +41,7 @@ def default_kid() -> str:
 
 def validate_kid(kid: str) -> str:
     if not KID_RE.fullmatch(kid):
-        raise UsageError(
-            f"invalid key id {kid!r}: use 1-64 of A-Z a-z 0-9 . _ - (not starting with '.')"
-        )
+        raise UsageError(f"invalid key id {kid!r}: use 1-64 of A-Z a-z 0-9 . _ - (not starting with '.')")
     return kid
 
 

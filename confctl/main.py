@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from confctl import __version__, keys, output
+from confctl import __version__, audit, keys, output
 from confctl.client import AdminClient, ApiError, ConfctlError, UsageError, resolve_settings
 from confctl.loadtest import cli as loadtest_cli
 
@@ -151,7 +151,7 @@ def json_object(text: str) -> dict[str, Any]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"topic\": \"standup\"}'")
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"topic": "standup"}\'')
     return value
 
 
@@ -335,7 +335,7 @@ def refused_value(parser: argparse.ArgumentParser, args: argparse.Namespace, mes
             name = "/".join(action.option_strings) or action.metavar or field
             value = getattr(args, field, None)
             got = f", got {value}" if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-            return f"argument {name}: {message[len(field) + len(sep):]}{got}"
+            return f"argument {name}: {message[len(field) + len(sep) :]}{got}"
     return message
 
 
@@ -382,8 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(rooms, "create", cmd_room_create, "create a room")
     p.add_argument("name", metavar="NAME", type=room_name)
     p.add_argument("--max-participants", metavar="N", type=positive_int)
-    p.add_argument("--empty-timeout", metavar="S", type=empty_timeout,
-                   help="close the room after it is empty this long (0 = never; 300, 5m, 1h)")
+    p.add_argument(
+        "--empty-timeout",
+        metavar="S",
+        type=empty_timeout,
+        help="close the room after it is empty this long (0 = never; 300, 5m, 1h)",
+    )
     p.add_argument("--metadata", metavar="JSON", type=json_object, help="JSON object")
     command(rooms, "list", cmd_room_list, "list rooms")
     for name, handler, help_text, json_help in (
@@ -402,8 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="display name")
     p.add_argument("--role", choices=ROLES, help="default: participant")
     p.add_argument("--ttl", type=ttl, help="lifetime: 90, 90s, 15m, 2h, 1d (default: 2h)")
-    p.add_argument("--permission", dest="permissions", action="append", metavar="PERM",
-                   help="grant a permission (repeatable)")
+    p.add_argument(
+        "--permission",
+        dest="permissions",
+        action="append",
+        metavar="PERM",
+        help="grant a permission (repeatable)",
+    )
     p = command(tokens, "revoke", cmd_token_revoke, "revoke a token by its jti")
     p.add_argument("jti", metavar="JTI", type=non_empty)
 
@@ -427,11 +436,22 @@ def build_parser() -> argparse.ArgumentParser:
     api_keys = group("api-key", "manage named admin API keys and their scopes", API_JSON_HELP)
     p = command(api_keys, "create", cmd_api_key_create, "create a named API key (its secret is shown once)")
     p.add_argument("name", metavar="NAME", type=non_empty, help="who holds the key: a person or a system")
-    p.add_argument("--scopes", required=True, metavar="SCOPES", type=scope_list,
-                   help="comma-separated, e.g. rooms:read,rooms:write,tokens:create")
+    p.add_argument(
+        "--scopes",
+        required=True,
+        metavar="SCOPES",
+        type=scope_list,
+        help="comma-separated, e.g. rooms:read,rooms:write,tokens:create",
+    )
     command(api_keys, "list", cmd_api_key_list, "list API keys (never their secrets)")
     p = command(api_keys, "revoke", cmd_api_key_revoke, "revoke an API key: its tokens stop working at once")
     p.add_argument("key_id", metavar="KEY_ID", type=non_empty)
+
+    audit.register(
+        group("audit", "search, export and verify the tamper-evident audit log", API_JSON_HELP),
+        command,
+        _client,
+    )
 
     keys_json_help = "print the key's kid, alg and file paths as JSON instead of text"
     key_cmds = group("keys", "local key management (no server needed)", keys_json_help)

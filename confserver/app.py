@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from . import api, auditapi, pages
-from .audit import AuditLog, Signer
+from .audit import Signer
+from .audit.log import AuditLog
 from .audit.sinks import AuditSink
 from .config import Config
 from .credentials import ApiCredentials

@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .audit import Actor, AuditLog, Query, search
+from .audit import Actor, Query, search
+from .audit.log import AuditLog
 from .audit.query import MAX_LIMIT
 from .errors import ServiceError
 

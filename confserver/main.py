@@ -21,7 +21,8 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .audit import Signer, load_signer
+from .audit import Signer
+from .audit.log import load_signer
 from .audit.redissink import RedisSink
 from .audit.sinks import AuditSink, FileSink
 from .config import AuthConfig, Config, ConfigError, config_warnings, load_config

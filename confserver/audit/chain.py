@@ -185,7 +185,9 @@ def verify(
                 return report.fail(f"entry 1 (line {number}) does not start the chain", number)
         elif seq != prev_seq + 1:
             what = "missing" if seq > prev_seq + 1 else "out of order"
-            return report.fail(f"entry {prev_seq + 1} is {what}: entry {seq} follows {prev_seq}", number)
+            return report.fail(
+                f"entry {prev_seq + 1} is {what}: line {number} holds entry {seq} after entry {prev_seq}", number
+            )
         elif prev != prev_hash:
             return report.fail(f"entry {seq} (line {number}) does not link to entry {prev_seq}", number)
         action = event.get("action")

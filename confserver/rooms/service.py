@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ..audit import Actor, AuditLog
+from ..audit import Actor
+from ..audit.log import AuditLog
 from ..errors import ServiceError, not_found
 from ..metrics import Metrics
 from ..signaling.messages import CloseCode

@@ -14,7 +14,8 @@ import pytest
 import redis.asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from confserver.audit import Actor, AuditLog, Signer, load_public_key, load_signer, verify
+from confserver.audit import Actor, Signer, load_public_key, verify
+from confserver.audit.log import AuditLog, load_signer
 from confserver.audit.redissink import RedisSink
 from confserver.audit.sinks import FileSink
 from confserver.metrics import Metrics
