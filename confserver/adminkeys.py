@@ -37,7 +37,7 @@ SCOPES: Final = (
     "keys:admin",
     "audit:read",
 )
-"""Every scope a key may hold. ``audit:read`` is reserved for the audit log, not yet served."""
+"""Every scope a key may hold."""
 
 BOOTSTRAP_NAME: Final = "bootstrap"
 """The name logged for the deployment's own API key, which holds every scope."""

@@ -169,6 +169,9 @@ def test_confserver_in_compose_starts_with_the_example_config(rendered: dict[str
     assert any(u.startswith("turns:") and ":5349" in u for u in urls)
     assert cfg.public_url == "https://" + example_env()["PUBLIC_HOST"]
     assert secret_weakness(FILLED["API_SECRET"]) is None and secret_weakness(FILLED["TURN_SECRET"]) is None
+    home = "/var/lib/confserver"  # the image's HOME: the audit key must outlive the container
+    mounts = rendered["services"]["confserver"]["volumes"]
+    assert any(m["target"] == home and m["type"] == "volume" for m in mounts), mounts
 
 
 # --- Dockerfile and .dockerignore ----------------------------------------------------------------

@@ -185,9 +185,8 @@ def verify(
                 return report.fail(f"entry 1 (line {number}) does not start the chain", number)
         elif seq != prev_seq + 1:
             what = "missing" if seq > prev_seq + 1 else "out of order"
-            return report.fail(
-                f"entry {prev_seq + 1} is {what}: line {number} holds entry {seq} after entry {prev_seq}", number
-            )
+            found = f"line {number} holds entry {seq} after entry {prev_seq}"
+            return report.fail(f"entry {prev_seq + 1} is {what}: {found}", number)
         elif prev != prev_hash:
             return report.fail(f"entry {seq} (line {number}) does not link to entry {prev_seq}", number)
         action = event.get("action")
