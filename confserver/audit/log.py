@@ -47,25 +47,33 @@ class _Checkpoint:
 
 
 def load_signer(path: str | Path) -> chain.Signer:
-    """The audit key at ``path`` (PEM, PKCS#8, Ed25519); made (mode 0600) when the file is missing."""
+    """The audit key at ``path`` (PEM, PKCS#8, Ed25519); made (mode 0600) when the file is missing.
+    Two nodes starting at once on one host make one key: the file is linked into place only if
+    no other process put one there first, and then that one is used."""
     path = Path(path).expanduser()
-    try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         key = Ed25519PrivateKey.generate()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             pem = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
             f.write(pem)
-        os.replace(tmp, path)
-        signer = chain.Signer(key)
-        log.warning("audit key created; keep its public key to verify the log", extra={"key": signer.key_id})
-        return signer
-    loaded = serialization.load_pem_private_key(pem, password=None)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            log.warning(
+                "audit key created; keep its public key to verify the log",
+                extra={"key": chain.Signer(key).key_id},
+            )
+        except FileExistsError:
+            pass  # another process made it first: use that one
+        finally:
+            tmp.unlink()
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"{path}: the audit key must be an Ed25519 private key")
     return chain.Signer(loaded)
@@ -286,6 +294,8 @@ class AuditLog:
             found = await self._sink.append([chain.canonical(e) for e in sealed], head, (seq, prev))
             if found is None:
                 break
+            if found[0] < head[0]:  # the chain went back: its store lost data (Redis restarted empty)
+                batch = [self._reset_entry(head), *batch]
             head = found  # another node appended first: seal again after its entries
         else:
             raise RuntimeError("the audit chain's head kept moving; giving up this round")
@@ -302,6 +312,23 @@ class AuditLog:
             for mark, entry in marks:
                 if not mark.done.done():
                     mark.done.set_result(entry)
+
+    def _reset_entry(self, lost: tuple[int, str]) -> dict[str, Any]:
+        log.error(
+            "audit log: the chain in the store is shorter than what this node wrote; the store lost "
+            "data. A new chain starts and records where the old one ended",
+            extra={"sequence": lost[0]},
+        )
+        self._metrics.audit_write_errors.inc()
+        return record.entry(
+            "audit.gap",
+            now=self._clock(),
+            node=self.node,
+            actor=SERVER,
+            outcome="failure",
+            reason="store_lost_entries",
+            conf={"previous_sequence": lost[0], "previous_hash": lost[1]},
+        )
 
     async def _timer_loop(self) -> None:
         next_retention = 0.0

@@ -176,3 +176,39 @@ async def test_two_nodes_append_to_one_redis_chain_at_once(redis_url: str) -> No
 def test_a_bad_public_key_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         load_public_key(bad.encode())
+
+
+async def test_a_redis_that_lost_the_chain_gets_a_new_one_that_says_so(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    prefix = f"lost{os.getpid()}:"
+    log = _log(RedisSink(client, prefix=prefix))
+    await log.start()
+    await _write(log, 5)
+    await log.checkpoint()
+    await client.delete(
+        f"{prefix}audit:log", f"{prefix}audit:head", f"{prefix}audit:signed"
+    )  # restarted empty
+    await _write(log, 2)
+    await log.close()
+    lines = await client.lrange(f"{prefix}audit:log", 0, -1)
+    assert verify(lines, KEYS).ok
+    entries = [json.loads(x) for x in lines]
+    assert entries[0]["event"]["sequence"] == 1
+    assert entries[0]["event"]["action"] == "audit.gap"
+    assert entries[0]["event"]["reason"] == "store_lost_entries"
+    assert entries[0]["conf"]["previous_sequence"] == 7  # start, five joins, a checkpoint
+    await client.aclose()
+
+
+def _key_id_of(path: str) -> str:
+    return load_signer(path).key_id
+
+
+def test_processes_starting_at_once_share_one_audit_key(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = str(tmp_path / "shared" / "audit-key.pem")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        ids = pool.map(_key_id_of, [path] * 8)
+    assert len(set(ids)) == 1 and _key_id_of(path) == ids[0]
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["audit-key.pem"]  # no temp file left
