@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -70,6 +71,7 @@ class FileSink:
         self._fsync_always = fsync_always
         self._fd: int | None = None
         self._fd_day = ""
+        self._lock: int | None = None
         self.recovered_bytes = 0
 
     def _segments(self) -> list[Path]:
@@ -81,12 +83,27 @@ class FileSink:
     def _open(self) -> Head:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory.chmod(0o700)
+        self._take_lock()
         for segment in reversed(self._segments()):
             last = self._last_line(segment)
             if last is not None:
                 entry = json.loads(last)
                 return entry["event"]["sequence"], entry["event"]["hash"]
         return 0, GENESIS
+
+    def _take_lock(self) -> None:
+        """One writer per directory: a second process appending to the same files would fork
+        the chain. Held until the process ends."""
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(
+                f"audit.dir {self.directory} is in use by another confserver process; give each "
+                "process its own audit.dir, or use the Redis store for several nodes"
+            ) from None
+        self._lock = fd
 
     def _last_line(self, segment: Path) -> bytes | None:
         """The file's last complete line; a partial one after it is cut off."""
@@ -193,6 +210,9 @@ class FileSink:
             fd, self._fd = self._fd, None
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
 
 def _read_at(path: Path, offset: int) -> bytes:

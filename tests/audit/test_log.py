@@ -212,3 +212,15 @@ def test_processes_starting_at_once_share_one_audit_key(tmp_path: Path) -> None:
         ids = pool.map(_key_id_of, [path] * 8)
     assert len(set(ids)) == 1 and _key_id_of(path) == ids[0]
     assert [p.name for p in (tmp_path / "shared").iterdir()] == ["audit-key.pem"]  # no temp file left
+
+
+async def test_a_second_writer_on_one_directory_is_refused(tmp_path: Path) -> None:
+    first = _log(FileSink(tmp_path))
+    await first.start()
+    with pytest.raises(RuntimeError, match="in use by another confserver process"):
+        await _log(FileSink(tmp_path)).start()
+    await first.close()
+    again = _log(FileSink(tmp_path))  # free once the first closed
+    await again.start()
+    await again.close()
+    assert verify(_file_lines(tmp_path), KEYS).ok
