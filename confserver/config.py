@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from .auditconfig import AuditConfig as AuditConfig
 from .auditconfig import check_audit
 from .configerror import ConfigError as ConfigError
+from .oidcconfig import OidcConfig as OidcConfig
+from .oidcconfig import check_oidc
 from .uiconfig import ACCENT_COLOR_RE as ACCENT_COLOR_RE
 from .uiconfig import MAX_BRAND_NAME_CHARS as MAX_BRAND_NAME_CHARS
 from .uiconfig import MAX_LOGO_BYTES as MAX_LOGO_BYTES
@@ -69,18 +71,16 @@ class ServerConfig:
     trust_proxy_tls: bool = False
     """Allow ``tls.mode = "off"`` on a non-loopback host because a TLS proxy in front terminates TLS."""
     header_timeout: float = 10.0
-    """Seconds a client has for the TLS handshake, and then for the headers of each request (the
-    first one, and each next one on a kept-alive connection); slower connections are closed."""
+    """Seconds a client has for the TLS handshake, then for the headers of each request (the first,
+    and each next on a kept-alive connection); slower connections are closed."""
     max_connections: int = 10_000
-    """Connections open at once on the public listener; more are closed as soon as accepted. Lowered
-    at start to fit under the process's file-descriptor limit."""
+    """Connections open at once on the public listener (more are closed); lowered to fit the fd limit."""
     max_connections_per_address: int = 1_000
     """Connections open at once from one client address (a whole office behind one NAT counts once;
     behind a TLS proxy every client shares the proxy's address: set it to ``max_connections``)."""
     gc_threshold: int = 10_000
-    """Objects allocated (net of those freed) between two passes of Python's garbage collector over
-    its youngest generation (Python's own default: 700). Higher: fewer full collections, each of
-    which stops the whole server for as long as it takes to walk every object."""
+    """Objects allocated (net of those freed) between two passes of Python's garbage collector over its
+    youngest generation (Python's default: 700). Higher: fewer full collections (each stops the server)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class AuthConfig:
     token_max_ttl: int = 86400
     leeway: int = 30
     keys: tuple[KeyConfig, ...] = ()
+    oidc: OidcConfig = field(default_factory=OidcConfig)
 
 
 @dataclass(frozen=True)
@@ -266,8 +267,7 @@ class Config:
         return f"{self.scheme}://{host}:{self.server.port}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading
+# --- Loading ---------------------------------------------------------------------------------
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -532,6 +532,7 @@ def _check(cfg: Config) -> None:
             )
     check_ui(cfg.ui)
     check_audit(cfg.audit)
+    check_oidc(cfg.auth.oidc, production=cfg.mode == "production", token_max_ttl=cfg.auth.token_max_ttl)
     _check_webhooks(cfg)
     if cfg.tls.mode == "files":
         need(
@@ -559,8 +560,7 @@ def _check(cfg: Config) -> None:
             need(weak is None, key, f"{weak}; production needs a random one (openssl rand -base64 36)")
 
 
-# ---------------------------------------------------------------------------------------------
-# [[webhooks]]: signed event POSTs
+# --- [[webhooks]]: signed event POSTs -------------------------------------------------------
 
 
 def _check_webhooks(cfg: Config) -> None:
