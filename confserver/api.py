@@ -15,6 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import text
+from .access import check_allow, check_password, hash_password
 from .adminkeys import (
     MAX_KEYS,
     Caller,
@@ -220,6 +221,29 @@ def _only(data: dict[str, Any], allowed: set[str]) -> None:
         raise ServiceError("invalid_field", f"{nulls[0]} must not be null; leave it out instead")
 
 
+ACCESS_FIELDS = ("lobby", "password", "allow")
+
+
+def _access_options(data: dict[str, Any], *, removing: bool = False) -> dict[str, Any]:
+    """``lobby``, ``password`` (kept as a hash only; ``""`` removes it on an update) and ``allow``."""
+    out: dict[str, Any] = {}
+    if "lobby" in data:
+        if not isinstance(data["lobby"], bool):
+            raise ServiceError("invalid_field", "lobby must be true or false")
+        out["lobby"] = data["lobby"]
+    try:
+        if "password" in data:
+            if removing and data["password"] == "":
+                out["password_hash"] = ""
+            else:
+                out["password_hash"] = hash_password(check_password(data["password"]))
+        if "allow" in data:
+            out["allow"] = check_allow(data["allow"])
+    except ValueError as e:
+        raise ServiceError("invalid_field", str(e)) from None
+    return out
+
+
 async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
     return {
         "name": room.name,
@@ -227,6 +251,9 @@ async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
         "empty_timeout": room.empty_timeout,
         "metadata": dict(room.metadata),
         "locked": room.locked,
+        "lobby": room.lobby,
+        "password_protected": bool(room.password_hash),
+        "allow": dict(room.allow),
         "auto_created": room.auto_created,
         "created_at": int(room.created_at),
         "updated_at": int(room.updated_at),
@@ -246,7 +273,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     data = await _body(request)
-    _only(data, {"name", "max_participants", "empty_timeout", "metadata"})
+    _only(data, {"name", "max_participants", "empty_timeout", "metadata", *ACCESS_FIELDS})
     if isinstance(data.get("name"), str):
         detail(request, room=data["name"][:128])
     if "name" not in data:
@@ -258,6 +285,7 @@ async def create_room(request: web.Request) -> web.Response:
         else None,
         empty_timeout=check_empty_timeout(_integral(data.get("empty_timeout", 0))),
         metadata=check_metadata(data.get("metadata", {})),
+        **_access_options(data),
     )
     detail(request, room=room.name, conf={"max_participants": room.max_participants})
     log.info(
@@ -277,9 +305,10 @@ async def update_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = check_room_name(request.match_info["name"])
     data = await _body(request)
-    _only(data, {"max_participants", "empty_timeout", "metadata", "locked"})
+    _only(data, {"max_participants", "empty_timeout", "metadata", "locked", *ACCESS_FIELDS})
     if "locked" in data and not isinstance(data["locked"], bool):
         raise ServiceError("invalid_field", "locked must be true or false")
+    access = _access_options(data, removing=True)
     changes = RoomUpdate(
         max_participants=check_max_participants(_integral(data["max_participants"]))
         if "max_participants" in data
@@ -289,6 +318,9 @@ async def update_room(request: web.Request) -> web.Response:
         else None,
         metadata=check_metadata(data["metadata"]) if "metadata" in data else None,
         locked=data.get("locked"),
+        lobby=access.get("lobby"),
+        password_hash=access.get("password_hash"),
+        allow=access.get("allow"),
     )
     changed = sorted(k for k in data if k != "metadata") + (["metadata"] if "metadata" in data else [])
     if set(changed) == {"locked"}:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .access import MAX_ALLOW_ENTRIES, MAX_ALLOW_ENTRY_CHARS, MAX_PASSWORD_CHARS
 from .adminkeys import MAX_KEY_NAME_CHARS, SCOPES
 from .rooms import MAX_EMPTY_TIMEOUT, MAX_METADATA_BYTES
 from .store import ROOM_CAP
@@ -58,6 +59,29 @@ def _query(name: str, description: str, fmt: str = "") -> dict[str, Any]:
     if fmt:
         schema = {"type": "string", "format": fmt}
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_NAMES = {
+    "type": "array",
+    "maxItems": MAX_ALLOW_ENTRIES,
+    "items": {"type": "string", "minLength": 1, "maxLength": MAX_ALLOW_ENTRY_CHARS},
+}
+_ALLOW_LISTS = {"identities": _NAMES, "domains": _NAMES, "groups": _NAMES}
+_ALLOW = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "who may join by single sign-on (identities, e-mail domains, groups); who moderates",
+    "properties": {
+        **_ALLOW_LISTS,
+        "moderators": {"type": "object", "additionalProperties": False, "properties": _ALLOW_LISTS},
+    },
+}
+_PASSWORD = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_PASSWORD_CHARS,
+    "description": "the room password; stored as a scrypt hash only",
+}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -142,6 +166,9 @@ _SCHEMAS: dict[str, Any] = {
             },
             "metadata": _METADATA,
             "locked": {"type": "boolean"},
+            "lobby": {"type": "boolean"},
+            "password_protected": {"type": "boolean", "description": "the password itself is never returned"},
+            "allow": _ALLOW,
             "auto_created": {"type": "boolean"},
             "created_at": {"type": "integer", "description": "Unix seconds"},
             "updated_at": {"type": "integer"},
@@ -157,6 +184,9 @@ _SCHEMAS: dict[str, Any] = {
             "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
             "empty_timeout": {"type": "integer", "minimum": 0, "maximum": MAX_EMPTY_TIMEOUT},
             "metadata": _METADATA,
+            "lobby": {"type": "boolean"},
+            "password": _PASSWORD,
+            "allow": _ALLOW,
         },
     },
     "RoomUpdate": {
@@ -167,6 +197,12 @@ _SCHEMAS: dict[str, Any] = {
             "empty_timeout": {"type": "integer", "minimum": 0, "maximum": MAX_EMPTY_TIMEOUT},
             "metadata": _METADATA,
             "locked": {"type": "boolean"},
+            "lobby": {"type": "boolean"},
+            "password": {
+                "anyOf": [_PASSWORD, {"const": ""}],
+                "description": "a new password, or an empty string to remove it",
+            },
+            "allow": _ALLOW,
         },
     },
     "Participant": {

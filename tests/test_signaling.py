@@ -26,6 +26,8 @@ async def test_join_gets_room_info_and_the_others_see_presence(client: TestClien
         "max_participants": 100,
         "metadata": {"topic": "budget"},
         "locked": False,
+        "lobby": False,
+        "password": False,
     }
     assert joined["self"]["identity"] == "ana" and joined["self"]["name"] == "Ana Putri"
     assert joined["participants"] == []

@@ -70,6 +70,8 @@ def room_info(room: Room) -> dict[str, Any]:
         "max_participants": room.max_participants,
         "metadata": dict(room.metadata),
         "locked": room.locked,
+        "lobby": room.lobby,
+        "password": bool(room.password_hash),
     }
 
 
@@ -133,7 +135,15 @@ class RoomAdmin:
     # --- rooms ---------------------------------------------------------------------------------
 
     async def create_room(
-        self, name: str, *, max_participants: int | None, empty_timeout: int, metadata: Mapping[str, Any]
+        self,
+        name: str,
+        *,
+        max_participants: int | None,
+        empty_timeout: int,
+        metadata: Mapping[str, Any],
+        lobby: bool = False,
+        password_hash: str = "",
+        allow: Mapping[str, Any] | None = None,
     ) -> Room:
         now = self._clock()
         room = Room(
@@ -143,6 +153,9 @@ class RoomAdmin:
             metadata=check_metadata(dict(metadata)),
             created_at=now,
             updated_at=now,
+            lobby=lobby,
+            password_hash=password_hash,
+            allow=dict(allow or {}),
         )
         try:
             await self._store.rooms.create(room)

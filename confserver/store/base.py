@@ -29,6 +29,12 @@ class Room:
     auto_created: bool = False
     locked: bool = False
     """A locked room admits no new participant; those inside stay."""
+    lobby: bool = False
+    """Joins without the moderator role (or the ``skip_lobby`` grant) wait for a moderator."""
+    password_hash: str = ""
+    """The room password's scrypt hash (``confserver.access``); empty: no password."""
+    allow: Mapping[str, Any] = field(default_factory=dict)
+    """Who may join by single sign-on, and who of them moderates (``confserver.access``)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class RoomUpdate:
     empty_timeout: int | None = None
     metadata: Mapping[str, Any] | None = None
     locked: bool | None = None
+    lobby: bool | None = None
+    password_hash: str | None = None
+    """A new hash, or ``""`` to remove the password."""
+    allow: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

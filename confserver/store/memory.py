@@ -54,7 +54,7 @@ class _RoomEntry:
 
 
 def _copy_room(room: Room) -> Room:
-    return replace(room, metadata=copy.deepcopy(dict(room.metadata)))
+    return replace(room, metadata=copy.deepcopy(dict(room.metadata)), allow=copy.deepcopy(dict(room.allow)))
 
 
 def _copy_participant(participant: Participant) -> Participant:
@@ -101,6 +101,9 @@ class MemoryRoomStore:
             empty_timeout=room.empty_timeout if changes.empty_timeout is None else changes.empty_timeout,
             metadata=(room.metadata if changes.metadata is None else copy.deepcopy(dict(changes.metadata))),
             locked=room.locked if changes.locked is None else changes.locked,
+            lobby=room.lobby if changes.lobby is None else changes.lobby,
+            password_hash=room.password_hash if changes.password_hash is None else changes.password_hash,
+            allow=room.allow if changes.allow is None else copy.deepcopy(dict(changes.allow)),
             updated_at=now,
         )
         return _copy_room(entry.room)

@@ -43,6 +43,27 @@ from confserver.store.base import (
     StoreUnavailableError,
 )
 from confserver.store.memory import MemoryRevocationStore
+from confserver.store.rediscodec import (
+    decode_admin_key as _decode_admin_key,
+)
+from confserver.store.rediscodec import (
+    decode_participant as _decode_participant,
+)
+from confserver.store.rediscodec import (
+    decode_room as _decode_room,
+)
+from confserver.store.rediscodec import (
+    encode_participant as _encode_participant,
+)
+from confserver.store.rediscodec import (
+    num as _num,
+)
+from confserver.store.rediscodec import (
+    room_pairs as _room_pairs,
+)
+from confserver.store.rediscodec import (
+    text as _text,
+)
 
 _REVOCATION_GRACE = 60.0
 """Seconds a revocation key outlives the token, covering clock skew between nodes."""
@@ -201,18 +222,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-_ROOM_FIELDS = (
-    "name",
-    "max_participants",
-    "empty_timeout",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "auto_created",
-    "locked",
-)
-_SEAT_FIELDS = ("room", "sid", "identity", "name", "role", "permissions", "joined_at", "node")
-
 
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
@@ -228,56 +237,6 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"unexpected reply from redis: {value!r}")
-
-
-def _num(value: float) -> str:
-    return repr(float(value))
-
-
-def _room_pairs(room: Room) -> list[str]:
-    fields = {key: getattr(room, key) for key in _ROOM_FIELDS}
-    fields.update(
-        metadata=dict(room.metadata), created_at=float(room.created_at), updated_at=float(room.updated_at)
-    )
-    return [item for key in _ROOM_FIELDS for item in (key, json.dumps(fields[key]))]
-
-
-def _decode_room(raw: Any) -> Room | None:
-    """Build a ``Room`` from an HGETALL reply (a dict, or a flat list from a script)."""
-    if isinstance(raw, list):
-        raw = dict(zip(raw[::2], raw[1::2], strict=True))
-    if not raw:
-        return None
-    text = {_text(k): _text(v) for k, v in raw.items()}
-    return Room(**{key: json.loads(text[key]) for key in _ROOM_FIELDS})
-
-
-def _encode_participant(p: Participant) -> tuple[str, str]:
-    info = {key: getattr(p, key) for key in _SEAT_FIELDS}
-    info.update(permissions=list(p.permissions), joined_at=float(p.joined_at))
-    return json.dumps(info), _encode_state(p.state)
-
-
-def _encode_state(state: Mapping[str, Any]) -> str:
-    """Presence state as an object of key -> JSON text, so Lua can merge it without reparsing values."""
-    return json.dumps({str(k): json.dumps(v) for k, v in state.items()}, ensure_ascii=False)
-
-
-def _decode_participant(info: Any, state: Any) -> Participant:
-    data = json.loads(_text(info))
-    raw_state = json.loads(_text(state)) if state is not None else {}
-    data.update(
-        permissions=tuple(data["permissions"]), state={str(k): json.loads(v) for k, v in raw_state.items()}
-    )
-    return Participant(**data)
 
 
 class _Backend:
@@ -350,6 +309,9 @@ class RedisRoomStore(_Part):
             "empty_timeout": changes.empty_timeout,
             "metadata": None if changes.metadata is None else dict(changes.metadata),
             "locked": changes.locked,
+            "lobby": changes.lobby,
+            "password_hash": changes.password_hash,
+            "allow": None if changes.allow is None else dict(changes.allow),
         }
         pairs = ["updated_at", json.dumps(float(now))]
         pairs += [x for key, value in given.items() if value is not None for x in (key, json.dumps(value))]
@@ -468,17 +430,6 @@ class RedisRevocationStore(_Part):
         expires_at = float(_text(value))
         await self._seen.revoke(jti, expires_at=expires_at, now=now)
         return expires_at > now
-
-
-def _decode_admin_key(raw: Any, revoked_at: Any) -> AdminKey:
-    data = json.loads(_text(raw))
-    return AdminKey(
-        id=data["id"],
-        name=data["name"],
-        scopes=tuple(data["scopes"]),
-        created_at=float(data["created_at"]),
-        revoked_at=None if revoked_at is None else float(_text(revoked_at)),
-    )
 
 
 class RedisAdminKeyStore(_Part):

@@ -93,6 +93,8 @@ class Server:
             CONF_SERVER_PORT=str(self.port),
             CONF_METRICS_ENABLED="false",
             CONF_AUTH_CREDENTIALS_FILE=str(self.workdir / "credentials.json"),
+            CONF_AUDIT_DIR=str(self.workdir / f"audit-{self.port}"),  # one writer per directory
+            CONF_AUDIT_KEY_FILE=str(self.workdir / "audit-key.pem"),
             CONF_AUTH_API_KEY=API_KEY,
             CONF_AUTH_API_SECRET=API_SECRET,
             CONF_LOG_LEVEL="warning",
