@@ -19,6 +19,7 @@ ACTIONS: Final = (
     "participant.leave",
     "participant.kick",
     "participant.mute",
+    "user.sign_in",
     "room.create",
     "room.update",
     "room.lock",

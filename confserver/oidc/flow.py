@@ -211,11 +211,21 @@ class Sealer:
 class Callback:
     code: str
     state: str
+    error: str = ""
+    """The provider's ``error`` (e.g. ``access_denied``): it did not sign the person in."""
+
+    def check_success(self) -> None:
+        if self.error:
+            raise SignInError(
+                "oidc_provider_refused",
+                f"the identity provider did not sign you in ({_printable(self.error)})",
+                401,
+            )
 
 
 def parse_callback(pairs: Iterable[tuple[str, str]]) -> Callback:
     """The query of ``/auth/callback``: each known parameter at most once and bounded, ``state``
-    always; ``code``, or the provider's ``error``."""
+    always; ``code``, or the provider's ``error`` (then ``check_success`` refuses)."""
     seen: dict[str, str] = {}
     for count, (key, value) in enumerate(pairs):
         if count >= 16:
@@ -230,11 +240,7 @@ def parse_callback(pairs: Iterable[tuple[str, str]]) -> Callback:
     if not seen.get("state"):
         raise SignInError("oidc_bad_callback", "the sign-in answer has no state")
     if "error" in seen:
-        raise SignInError(
-            "oidc_provider_refused",
-            f"the identity provider did not sign you in ({_printable(seen['error'])})",
-            401,
-        )
+        return Callback(code="", state=seen["state"], error=seen["error"] or "error")
     if not seen.get("code"):
         raise SignInError("oidc_bad_callback", "the sign-in answer has no code")
     return Callback(code=seen["code"], state=seen["state"])

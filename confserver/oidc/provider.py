@@ -107,10 +107,12 @@ class ProviderClient:
             "redirect_uri": redirect_uri,
             "code_verifier": verifier,
         }
-        auth = aiohttp.BasicAuth(_form_encode(self._cfg.client_id), _form_encode(self._cfg.client_secret))
+        auth = aiohttp.encode_basic_auth(
+            _form_encode(self._cfg.client_id), _form_encode(self._cfg.client_secret)
+        )
         try:
             async with self._client().post(
-                meta.token_endpoint, data=form, auth=auth, allow_redirects=False
+                meta.token_endpoint, data=form, headers={"Authorization": auth}, allow_redirects=False
             ) as r:
                 body = await _read_json(r)
                 status = r.status
