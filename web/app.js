@@ -11,6 +11,7 @@ import { Notices } from "./notices.js";
 import { PreJoin } from "./prejoin.js";
 import { takeTokenFromFragment } from "./protocol.js";
 import { fetchRoomTitle, roomTitle } from "./roomtitle.js";
+import { mayTrySignIn, noteSignInTried, signInCures, signInOffered, signInUrl } from "./signin.js";
 import { decodeJoinToken, tokenProblem } from "./token.js";
 
 // The token stays in this tab's sessionStorage so that a reload or "Rejoin" works after it was
@@ -48,6 +49,13 @@ async function main() {
   const token = fromLink || tokens.read(room);
   const claims = decodeJoinToken(token);
   const problem = tokenProblem(token, claims, room, Date.now());
+  // No usable link: an official signs in at the organisation's identity provider instead.
+  if (signInCures(problem) && room && mayTrySignIn(session(), room, Date.now()) && (await signInOffered())) {
+    noteSignInTried(session(), room, Date.now());
+    tokens.forget(room);
+    location.replace(signInUrl(room));
+    return;
+  }
   const i18n = new Translator();
   // The catalogue, the branding and the meeting's title (only for a usable link) in parallel.
   const [brand, storedTitle] = await Promise.all([loadBrand(), problem ? null : fetchRoomTitle(room, token), i18n.init()]);
