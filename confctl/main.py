@@ -186,15 +186,30 @@ def _done(args: argparse.Namespace, message: str) -> int:
 # ----------------------------------------------------------------------------- commands
 
 
+def _room_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The room settings given on the command line, as the API names them."""
+    body: dict[str, Any] = {}
+    for flag in ("max_participants", "empty_timeout", "metadata", "lobby", "allow"):
+        if getattr(args, flag, None) is not None:
+            body[flag] = getattr(args, flag)
+    if getattr(args, "password", None) is not None:
+        from_stdin = args.password == "-"  # noqa: S105 - the flag's value that means "read it"
+        body["password"] = sys.stdin.readline().rstrip("\r\n") if from_stdin else args.password
+    if getattr(args, "no_password", False):
+        body["password"] = ""
+    return body
+
+
 def cmd_room_create(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"name": args.name}
-    if args.max_participants is not None:
-        body["max_participants"] = args.max_participants
-    if args.empty_timeout is not None:
-        body["empty_timeout"] = args.empty_timeout
-    if args.metadata is not None:
-        body["metadata"] = args.metadata
-    doc = _client(args).request("POST", ["rooms"], body)
+    doc = _client(args).request("POST", ["rooms"], {"name": args.name, **_room_fields(args)})
+    return _emit(args, doc, output.room_details)
+
+
+def cmd_room_update(args: argparse.Namespace) -> int:
+    body = _room_fields(args)
+    if not body:
+        raise UsageError("room update: give at least one setting to change (see: confctl room update --help)")
+    doc = _client(args).request("PATCH", ["rooms", args.name], body)
     return _emit(args, doc, output.room_details)
 
 
@@ -276,6 +291,16 @@ def cmd_participant_show(args: argparse.Namespace) -> int:
 def cmd_participant_kick(args: argparse.Namespace) -> int:
     _client(args).request("DELETE", ["rooms", args.room, "participants", args.identity])
     return _done(args, f"Removed {output.clean(args.identity)} from room {args.room}")
+
+
+def cmd_participant_admit(args: argparse.Namespace) -> int:
+    _client(args).request("POST", ["rooms", args.room, "lobby", args.identity, "admit"])
+    return _done(args, f"Admitted {output.clean(args.identity)} into {args.room}")
+
+
+def cmd_participant_deny(args: argparse.Namespace) -> int:
+    _client(args).request("POST", ["rooms", args.room, "lobby", args.identity, "deny"])
+    return _done(args, f"Turned away {output.clean(args.identity)} from {args.room}")
 
 
 def cmd_participant_mute(args: argparse.Namespace) -> int:
@@ -379,16 +404,24 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     rooms = group("room", "manage rooms", f"{API_JSON_HELP} (room delete: nothing)")
-    p = command(rooms, "create", cmd_room_create, "create a room")
-    p.add_argument("name", metavar="NAME", type=room_name)
-    p.add_argument("--max-participants", metavar="N", type=positive_int)
-    p.add_argument(
-        "--empty-timeout",
-        metavar="S",
-        type=empty_timeout,
-        help="close the room after it is empty this long (0 = never; 300, 5m, 1h)",
-    )
-    p.add_argument("--metadata", metavar="JSON", type=json_object, help="JSON object")
+    for name, handler, help_text in (
+        ("create", cmd_room_create, "create a room"),
+        ("update", cmd_room_update, "change a room's settings"),
+    ):
+        p = command(rooms, name, handler, help_text)
+        p.add_argument("name", metavar="NAME", type=room_name)
+        p.add_argument("--max-participants", metavar="N", type=positive_int)
+        p.add_argument("--empty-timeout", metavar="S", type=empty_timeout,
+                       help="close the room after it is empty this long (0 = never; 300, 5m, 1h)")
+        p.add_argument("--metadata", metavar="JSON", type=json_object, help="JSON object")
+        p.add_argument("--lobby", action=argparse.BooleanOptionalAction, default=None,
+                       help="newcomers wait until a moderator admits them (--no-lobby: off)")
+        p.add_argument("--password", metavar="TEXT", type=non_empty,
+                       help="the room password (kept as a hash); - reads it from standard input")
+        if name == "update":
+            p.add_argument("--no-password", action="store_true", help="remove the room password")
+        p.add_argument("--allow", metavar="JSON", type=json_object,
+                       help='who may join by single sign-on, e.g. {"domains": ["kominfo.go.id"]}')
     command(rooms, "list", cmd_room_list, "list rooms")
     for name, handler, help_text, json_help in (
         ("show", cmd_room_show, "show one room", API_JSON_HELP),
@@ -426,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", cmd_participant_show, "show one participant", API_JSON_HELP),
         ("kick", cmd_participant_kick, "remove a participant from a room", NO_BODY_JSON_HELP),
         ("mute", cmd_participant_mute, "mute a participant's audio or video", API_JSON_HELP),
+        ("admit", cmd_participant_admit, "let someone in from the room's lobby", NO_BODY_JSON_HELP),
+        ("deny", cmd_participant_deny, "turn away someone waiting in the lobby", NO_BODY_JSON_HELP),
     ):
         p = command(parts, name, handler, help_text, json_help)
         p.add_argument("room", metavar="ROOM", type=room_name)

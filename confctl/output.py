@@ -120,6 +120,12 @@ def room_details(doc: object) -> str:
             ("Participants", _text(room.get("num_participants"))),
             ("Max participants", _text(room.get("max_participants"))),
             ("Locked", yes_no(room.get("locked"))),
+            ("Lobby", yes_no(room.get("lobby"))),
+            ("Password", yes_no(room.get("password_protected"))),
+            (
+                "Sign-in policy",
+                "-" if not room.get("allow") else clean(json.dumps(room.get("allow"), sort_keys=True)),
+            ),
             ("Auto-created", yes_no(room.get("auto_created"))),
             ("Empty timeout", format_duration(room.get("empty_timeout"))),
             ("Metadata", meta_text),

@@ -144,3 +144,35 @@ def decide(
     if matches(allow):
         return "participant"
     return None
+
+
+# --- wrong passwords ---------------------------------------------------------------------------
+
+
+class FailureLimiter:
+    """Counts failures per key in a sliding window: after ``limit`` in ``window`` seconds the key
+    is refused until the oldest falls out. Bounded: at most ``max_keys`` keys are remembered."""
+
+    def __init__(self, *, limit: int = 5, window: float = 60.0, max_keys: int = 100_000, clock: Any) -> None:
+        self._limit = limit
+        self._window = window
+        self._max_keys = max_keys
+        self._clock = clock
+        self._failures: dict[object, list[float]] = {}
+
+    def blocked(self, key: object) -> bool:
+        now = self._clock()
+        recent = [t for t in self._failures.get(key, ()) if now - t < self._window]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return len(recent) >= self._limit
+
+    def failed(self, key: object) -> None:
+        now = self._clock()
+        if key not in self._failures and len(self._failures) >= self._max_keys:
+            self._failures = {k: v for k, v in self._failures.items() if v and now - v[-1] < self._window}
+            while len(self._failures) >= self._max_keys:
+                del self._failures[next(iter(self._failures))]
+        self._failures.setdefault(key, []).append(now)

@@ -8,45 +8,49 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from aiohttp import web
 
-from . import text
 from .access import check_allow, check_password, hash_password
 from .adminkeys import (
-    MAX_KEYS,
     Caller,
     KeyRevokedError,
     authenticate,
-    check_key_name,
-    check_scopes,
-    derive_secret,
-    new_key_id,
 )
+from .apibase import API as API
+from .apibase import CALLER as CALLER
+from .apibase import ApiContext as ApiContext
+from .apibase import by, integral, only, read_body
+from .apibase import error_response as error_response
 from .audit import UNKNOWN, Actor
 from .auditapi import audited, detail, export, get_head, list_entries
 from .auditapi import record as audit_record
 from .errors import ServiceError
+from .keysapi import create_key, list_keys, revoke_key
 from .openapi import openapi_document
+from .participantsapi import (
+    admit_participant,
+    deny_participant,
+    get_participant,
+    kick_participant,
+    list_lobby,
+    list_participants,
+    mute_participant,
+)
 from .rooms import (
-    RoomService,
     check_empty_timeout,
     check_max_participants,
     check_metadata,
     check_room_name,
-    participant_info,
 )
 from .signaling.websocket import SIGNALING
-from .store import AdminKey, Room, RoomUpdate, Store
+from .store import Room, RoomUpdate
 from .tokens import (
     ADMIN_MAX_TTL,
     ROLE_PERMISSIONS,
-    SigningKey,
     TokenError,
-    TokenVerifier,
     mint_join_token,
     validate_jti,
 )
@@ -55,42 +59,6 @@ log = logging.getLogger("confserver.api")
 
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class ApiContext:
-    rooms: RoomService
-    store: Store
-    verifier: TokenVerifier
-    signing_key: SigningKey
-    public_url: str
-    token_default_ttl: int
-    token_max_ttl: int
-    leeway: int
-    max_body_bytes: int
-    auto_create: bool = False
-    """Whether a join creates its room (dev mode): a token for a missing room is then useful."""
-
-
-API = web.AppKey("api", ApiContext)
-CALLER = web.RequestKey("caller", Caller)
-"""The admin token that authorised the request and the key that signed it."""
-
-
-def _by(request: web.Request) -> dict[str, str]:
-    """Who made a change, for its log line: the token's subject and id (so a leaked token can be
-    found and revoked) and the name and id of the key that signed it."""
-    caller = request[CALLER]
-    return {
-        "admin": caller.claims.subject,
-        "admin_jti": caller.claims.jti,
-        "admin_key": caller.key_name,
-        "admin_key_id": caller.key_id,
-    }
-
-
-def error_response(code: str, message: str, status: int) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
 
 
 def _scope_of(request: web.Request) -> str | None:
@@ -180,47 +148,6 @@ def _action_of(request: web.Request) -> str:
     return ROUTE_ACTIONS.get((request.method, info.route.resource.canonical), "")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    ctx = request.app[API]
-    if request.content_length is not None and request.content_length > ctx.max_body_bytes:
-        raise ServiceError("body_too_large", f"bodies are at most {ctx.max_body_bytes} bytes", 413)
-    if request.content_type != "application/json":
-        raise ServiceError("unsupported_media_type", "send Content-Type: application/json", 415)
-    raw = await request.content.read(ctx.max_body_bytes + 1)
-    if len(raw) > ctx.max_body_bytes:
-        raise ServiceError("body_too_large", f"bodies are at most {ctx.max_body_bytes} bytes", 413)
-    try:
-        data = text.loads(raw or b"{}")
-    except text.UnsafeJson as e:
-        # Nesting spoils the body as a whole; a lone surrogate, NaN or a huge number is a bad value.
-        raise ServiceError("invalid_json" if e.syntax else "invalid_field", e.message) from None
-    except ValueError:
-        raise ServiceError("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ServiceError("invalid_json", "the body must be a JSON object")
-    return data
-
-
-def _integral(value: object) -> object:
-    """JSON has one number type: ``20.0`` is the integer 20, as JSON Schema's ``integer`` says."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _only(data: dict[str, Any], allowed: set[str]) -> None:
-    """The body holds only ``allowed`` fields, and none is ``null``: no field of this API is
-    nullable, and a field left out (not one sent as ``null``) means "default" or "unchanged"."""
-    extra = sorted(set(data) - allowed)
-    if extra:
-        raise ServiceError(
-            "invalid_field", f"unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}"
-        )
-    nulls = sorted(key for key, value in data.items() if value is None)
-    if nulls:
-        raise ServiceError("invalid_field", f"{nulls[0]} must not be null; leave it out instead")
-
-
 ACCESS_FIELDS = ("lobby", "password", "allow")
 
 
@@ -272,25 +199,25 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 async def create_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    data = await _body(request)
-    _only(data, {"name", "max_participants", "empty_timeout", "metadata", *ACCESS_FIELDS})
+    data = await read_body(request)
+    only(data, {"name", "max_participants", "empty_timeout", "metadata", *ACCESS_FIELDS})
     if isinstance(data.get("name"), str):
         detail(request, room=data["name"][:128])
     if "name" not in data:
         raise ServiceError("invalid_room_name", "name is required")
     room = await ctx.rooms.admin.create_room(
         check_room_name(data["name"]),
-        max_participants=check_max_participants(_integral(data["max_participants"]))
+        max_participants=check_max_participants(integral(data["max_participants"]))
         if "max_participants" in data
         else None,
-        empty_timeout=check_empty_timeout(_integral(data.get("empty_timeout", 0))),
+        empty_timeout=check_empty_timeout(integral(data.get("empty_timeout", 0))),
         metadata=check_metadata(data.get("metadata", {})),
         **_access_options(data),
     )
     detail(request, room=room.name, conf={"max_participants": room.max_participants})
     log.info(
         "admin created room",
-        extra={"room": room.name, **_by(request)},
+        extra={"room": room.name, **by(request)},
     )
     return web.json_response(await _room_json(ctx, room), status=201)
 
@@ -304,16 +231,16 @@ async def get_room(request: web.Request) -> web.Response:
 async def update_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = check_room_name(request.match_info["name"])
-    data = await _body(request)
-    _only(data, {"max_participants", "empty_timeout", "metadata", "locked", *ACCESS_FIELDS})
+    data = await read_body(request)
+    only(data, {"max_participants", "empty_timeout", "metadata", "locked", *ACCESS_FIELDS})
     if "locked" in data and not isinstance(data["locked"], bool):
         raise ServiceError("invalid_field", "locked must be true or false")
     access = _access_options(data, removing=True)
     changes = RoomUpdate(
-        max_participants=check_max_participants(_integral(data["max_participants"]))
+        max_participants=check_max_participants(integral(data["max_participants"]))
         if "max_participants" in data
         else None,
-        empty_timeout=check_empty_timeout(_integral(data["empty_timeout"]))
+        empty_timeout=check_empty_timeout(integral(data["empty_timeout"]))
         if "empty_timeout" in data
         else None,
         metadata=check_metadata(data["metadata"]) if "metadata" in data else None,
@@ -327,7 +254,7 @@ async def update_room(request: web.Request) -> web.Response:
         detail(request, action="room.lock" if data["locked"] else "room.unlock")
     detail(request, conf={"changed": changed})
     room = await ctx.rooms.update_room(name, changes)
-    log.info("admin updated room", extra={"room": name, **_by(request)})
+    log.info("admin updated room", extra={"room": name, **by(request)})
     return web.json_response(await _room_json(ctx, room))
 
 
@@ -335,50 +262,8 @@ async def delete_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = request.match_info["name"]
     await ctx.rooms.delete_room(name, reason="deleted")
-    log.info("admin deleted room", extra={"room": name, **_by(request)})
+    log.info("admin deleted room", extra={"room": name, **by(request)})
     return web.Response(status=204)
-
-
-# --- participants --------------------------------------------------------------------------------
-
-
-async def list_participants(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    people = await ctx.rooms.admin.participants(request.match_info["name"])
-    return web.json_response({"participants": [participant_info(p) for p in people]})
-
-
-async def get_participant(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    p = await ctx.rooms.admin.find_participant(request.match_info["name"], request.match_info["identity"])
-    return web.json_response(participant_info(p))
-
-
-async def kick_participant(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    room, identity = request.match_info["name"], request.match_info["identity"]
-    await ctx.rooms.kick(room, identity, by="admin")
-    log.info("admin removed participant", extra={"room": room, "identity": identity, **_by(request)})
-    return web.Response(status=204)
-
-
-async def mute_participant(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    room, identity = request.match_info["name"], request.match_info["identity"]
-    data = await _body(request)
-    _only(data, {"kind", "muted"})
-    kind = data.get("kind", "audio")
-    if kind not in ("audio", "video"):
-        raise ServiceError("invalid_field", "kind must be audio or video")
-    if data.get("muted", True) is not True:
-        raise ServiceError("invalid_field", "muted must be true: a participant unmutes themselves")
-    detail(request, conf={"kind": kind})
-    p = await ctx.rooms.mute(room, identity, kind, by="admin")
-    await request.app[SIGNALING].media.set_muted(room, p.sid, kind, True)
-    log.info(
-        "admin muted participant", extra={"room": room, "identity": identity, "kind": kind, **_by(request)}
-    )
-    return web.json_response(participant_info(p))
 
 
 # --- tokens --------------------------------------------------------------------------------------
@@ -386,11 +271,11 @@ async def mute_participant(request: web.Request) -> web.Response:
 
 async def create_token(request: web.Request) -> web.Response:
     ctx = request.app[API]
-    data = await _body(request)
-    _only(data, {"room", "identity", "name", "role", "ttl", "permissions"})
+    data = await read_body(request)
+    only(data, {"room", "identity", "name", "role", "ttl", "permissions"})
     room = check_room_name(data.get("room"))
     detail(request, room=room)
-    ttl = _integral(data.get("ttl", ctx.token_default_ttl))
+    ttl = integral(data.get("ttl", ctx.token_default_ttl))
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= ctx.token_max_ttl:
         raise ServiceError("invalid_field", f"ttl must be an integer from 1 to {ctx.token_max_ttl} seconds")
     role = data.get("role", "participant")
@@ -425,7 +310,7 @@ async def create_token(request: web.Request) -> web.Response:
     )
     log.info(
         "admin created token",
-        extra={"room": room, "identity": claims.identity, "jti": claims.jti, **_by(request)},
+        extra={"room": room, "identity": claims.identity, "jti": claims.jti, **by(request)},
     )
     return web.json_response(
         {
@@ -456,80 +341,10 @@ async def revoke_token(request: web.Request) -> web.Response:
         extra={
             "jti": jti,
             "sessions_closed": dropped,
-            **_by(request),
+            **by(request),
         },
     )
     return web.json_response({"jti": jti, "revoked_until": until, "sessions_closed": dropped})
-
-
-# --- admin keys ----------------------------------------------------------------------------------
-
-
-def _key_json(key: AdminKey) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": key.id,
-        "name": key.name,
-        "scopes": list(key.scopes),
-        "created_at": int(key.created_at),
-        "revoked": key.revoked,
-    }
-    if key.revoked_at is not None:
-        out["revoked_at"] = int(key.revoked_at)
-    return out
-
-
-async def create_key(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    data = await _body(request)
-    _only(data, {"name", "scopes"})
-    try:
-        name = check_key_name(data.get("name"))
-        scopes = check_scopes(data.get("scopes"))
-    except ValueError as e:
-        raise ServiceError("invalid_field", str(e)) from None
-    caller = request[CALLER]
-    beyond = sorted(set(scopes) - caller.scopes)
-    if beyond:
-        raise ServiceError(
-            "insufficient_scope",
-            f"a key can grant only scopes it holds; {caller.key_name!r} lacks {beyond[0]}",
-            403,
-        )
-    if len(await ctx.store.admin_keys.list()) >= MAX_KEYS:
-        raise ServiceError("too_many_keys", f"this server keeps at most {MAX_KEYS} API keys", 409)
-    if not isinstance(ctx.signing_key.material, bytes):
-        raise ServiceError("internal", "the server's API key is not an HMAC key", 500)
-    key = AdminKey(id=new_key_id(), name=name, scopes=scopes, created_at=time.time())
-    detail(request, target=key.id, target_name=name, conf={"scopes": list(scopes)})
-    await ctx.store.admin_keys.add(key)
-    log.info(
-        "admin created API key",
-        extra={"key_id": key.id, "key_name": name, "scopes": list(scopes), **_by(request)},
-    )
-    secret = derive_secret(ctx.signing_key.material, key.id)
-    return web.json_response({**_key_json(key), "secret": secret}, status=201)
-
-
-async def list_keys(request: web.Request) -> web.Response:
-    keys = await request.app[API].store.admin_keys.list()
-    return web.json_response({"keys": [_key_json(k) for k in keys]})
-
-
-async def revoke_key(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    key_id = request.match_info["key_id"]
-    if key_id == ctx.signing_key.kid:
-        raise ServiceError(
-            "bootstrap_key",
-            "the bootstrap API key cannot be revoked through the API; replace the API secret instead",
-            403,
-        )
-    key = await ctx.store.admin_keys.revoke(key_id, time.time())
-    if key is None:
-        raise ServiceError("key_not_found", f"no API key {key_id}", 404)
-    detail(request, target_name=key.name)
-    log.info("admin revoked API key", extra={"key_id": key.id, "key_name": key.name, **_by(request)})
-    return web.json_response(_key_json(key))
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -579,6 +394,21 @@ ROUTES: tuple[Route, ...] = (
         mute_participant,
         "participants:moderate",
         "participant.mute",
+    ),
+    Route("GET", "/rooms/{name}/lobby", list_lobby, "participants:read"),
+    Route(
+        "POST",
+        "/rooms/{name}/lobby/{identity}/admit",
+        admit_participant,
+        "participants:moderate",
+        "participant.admit",
+    ),
+    Route(
+        "POST",
+        "/rooms/{name}/lobby/{identity}/deny",
+        deny_participant,
+        "participants:moderate",
+        "participant.deny",
     ),
     Route("POST", "/tokens", create_token, "tokens:create", "token.create"),
     Route("POST", "/tokens/{jti}/revoke", revoke_token, "tokens:revoke", "token.revoke"),

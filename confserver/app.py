@@ -94,6 +94,8 @@ def create_app(
         seat_lease=cfg.store.seat_lease,
         webhooks=webhooks,
         audit=audit,
+        lobby_max=cfg.rooms.lobby_max,
+        lobby_knocks_per_minute=cfg.rooms.lobby_knocks_per_minute,
     )
     app = web.Application(
         middlewares=[_http_metrics(metrics), _errors, api.admin_auth],

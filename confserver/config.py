@@ -37,7 +37,8 @@ from .weaksettings import MIN_SECRET_DISTINCT as MIN_SECRET_DISTINCT
 from .weaksettings import config_warnings as config_warnings
 from .weaksettings import is_loopback as is_loopback
 from .weaksettings import secret_weakness as secret_weakness
-from .webhooks import EVENT_TYPES as WEBHOOK_EVENTS
+from .webhookconfig import WebhookConfig as WebhookConfig
+from .webhookconfig import check_webhooks
 
 Mode = Literal["dev", "production"]
 TlsMode = Literal["dev", "files", "off"]
@@ -71,16 +72,18 @@ class ServerConfig:
     trust_proxy_tls: bool = False
     """Allow ``tls.mode = "off"`` on a non-loopback host because a TLS proxy in front terminates TLS."""
     header_timeout: float = 10.0
-    """Seconds a client has for the TLS handshake, then for the headers of each request (the first,
-    and each next on a kept-alive connection); slower connections are closed."""
+    """Seconds a client has for the TLS handshake, and then for the headers of each request (the
+    first one, and each next one on a kept-alive connection); slower connections are closed."""
     max_connections: int = 10_000
-    """Connections open at once on the public listener (more are closed); lowered to fit the fd limit."""
+    """Connections open at once on the public listener; more are closed as soon as accepted. Lowered
+    at start to fit under the process's file-descriptor limit."""
     max_connections_per_address: int = 1_000
     """Connections open at once from one client address (a whole office behind one NAT counts once;
     behind a TLS proxy every client shares the proxy's address: set it to ``max_connections``)."""
     gc_threshold: int = 10_000
-    """Objects allocated (net of those freed) between two passes of Python's garbage collector over its
-    youngest generation (Python's default: 700). Higher: fewer full collections (each stops the server)."""
+    """Objects allocated (net of those freed) between two passes of Python's garbage collector over
+    its youngest generation (Python's own default: 700). Higher: fewer full collections, each of
+    which stops the whole server for as long as it takes to walk every object."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,10 @@ class RoomsConfig:
     default_max_participants: int = 100
     auto_created_empty_timeout: int = 300
     sweep_interval: float = 1.0
+    lobby_max: int = 100
+    """People waiting in one room's lobby at most (on this node); more get ``lobby_full``."""
+    lobby_knocks_per_minute: int = 10
+    """Times one identity may enter a room's lobby in a minute; more get ``rate_limited``."""
 
 
 @dataclass(frozen=True)
@@ -212,24 +219,6 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
-class WebhookConfig:
-    """One receiver of signed event POSTs (docs/WEBHOOKS.md); TOML only (``[[webhooks]]``)."""
-
-    url: str
-    secret: str = field(repr=False)
-    """Signs every request (HMAC-SHA256); at least 32 characters, shared with the receiver only.
-    Left out of the config's printed form (``--check-config``)."""
-    events: tuple[str, ...] = ()
-    """Event types to send; empty: all of them."""
-    retry_for: float = 600.0
-    """Seconds after an event that failed deliveries are still retried; then it is a dead letter."""
-    queue_size: int = 1000
-    """Events waiting for this endpoint at most; when full, the oldest is dropped."""
-    timeout: float = 5.0
-    """Seconds one request may take (connecting, sending and the answer's headers)."""
-
-
-@dataclass(frozen=True)
 class Config:
     mode: Mode = "dev"
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -267,7 +256,8 @@ class Config:
         return f"{self.scheme}://{host}:{self.server.port}"
 
 
-# --- Loading ---------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# Loading
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -481,6 +471,8 @@ def _check(cfg: Config) -> None:
         "http:// is allowed only on a loopback host, or behind a TLS proxy (server.trust_proxy_tls = true); "
         "use https://",
     )
+    need(1 <= cfg.rooms.lobby_max <= 10_000, "rooms.lobby_max", "must be 1-10000")
+    need(1 <= cfg.rooms.lobby_knocks_per_minute <= 1000, "rooms.lobby_knocks_per_minute", "must be 1-1000")
     s = cfg.signaling
     need(1024 <= s.max_message_bytes <= 1024 * 1024, "signaling.max_message_bytes", "must be 1 KiB-1 MiB")
     need(8 <= s.outbound_queue <= 65536, "signaling.outbound_queue", "must be 8-65536")
@@ -533,7 +525,7 @@ def _check(cfg: Config) -> None:
     check_ui(cfg.ui)
     check_audit(cfg.audit)
     check_oidc(cfg.auth.oidc, production=cfg.mode == "production", token_max_ttl=cfg.auth.token_max_ttl)
-    _check_webhooks(cfg)
+    check_webhooks(cfg.webhooks, production=cfg.mode == "production")
     if cfg.tls.mode == "files":
         need(
             bool(cfg.tls.cert_file and cfg.tls.key_file),
@@ -558,43 +550,3 @@ def _check(cfg: Config) -> None:
         for key, secret in secrets:
             weak = secret_weakness(secret) if secret else None
             need(weak is None, key, f"{weak}; production needs a random one (openssl rand -base64 36)")
-
-
-# --- [[webhooks]]: signed event POSTs -------------------------------------------------------
-
-
-def _check_webhooks(cfg: Config) -> None:
-    def need(ok: bool, key: str, msg: str) -> None:
-        if not ok:
-            raise ConfigError(f"{key}: {msg}")
-
-    for i, hook in enumerate(cfg.webhooks):
-        key = f"webhooks[{i}]"
-        url = urlsplit(hook.url)
-        need(
-            url.scheme in ("https", "http") and bool(url.hostname),
-            f"{key}.url",
-            f"{hook.url!r} is not an https:// (or http://) URL",
-        )
-        need(
-            url.scheme == "https" or cfg.mode != "production" or is_loopback(url.hostname or ""),
-            f"{key}.url",
-            "production needs https:// (http:// only to a loopback host)",
-        )
-        need(len(hook.secret) >= 32, f"{key}.secret", "must be >= 32 chars")
-        if cfg.mode == "production":
-            weak = secret_weakness(hook.secret)
-            need(
-                weak is None,
-                f"{key}.secret",
-                f"{weak}; production needs a random one (openssl rand -base64 36)",
-            )
-        for event in hook.events:
-            need(
-                event in WEBHOOK_EVENTS,
-                f"{key}.events",
-                f"unknown event {event!r} (known: {', '.join(WEBHOOK_EVENTS)})",
-            )
-        need(0 <= hook.retry_for <= 7 * 86400, f"{key}.retry_for", "must be 0 s to 7 days")
-        need(1 <= hook.queue_size <= 1_000_000, f"{key}.queue_size", "must be 1-1000000")
-        need(0.1 <= hook.timeout <= 60, f"{key}.timeout", "must be 0.1 to 60 s")

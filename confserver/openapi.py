@@ -320,6 +320,25 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "required": ["keys"],
         "properties": {"keys": {"type": "array", "items": _ref("AdminKey")}},
     }
+    lobby = {
+        "type": "object",
+        "required": ["waiting"],
+        "properties": {
+            "waiting": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["identity", "name", "since", "away"],
+                    "properties": {
+                        "identity": {"type": "string"},
+                        "name": {"type": "string"},
+                        "since": {"type": "integer", "description": "Unix milliseconds"},
+                        "away": {"type": "boolean"},
+                    },
+                },
+            }
+        },
+    }
     entries = {
         "type": "object",
         "required": ["entries"],
@@ -433,6 +452,30 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
                 "participants:moderate",
                 {"200": _resp("Muted", _ref("Participant")), **_errors(400, 404, 415)},
                 _ref("Mute"),
+            ),
+        },
+        "/rooms/{name}/lobby": {
+            "parameters": [_NAME],
+            "get": _op(
+                "Who waits in the room's lobby on this node, oldest first",
+                "participants:read",
+                {"200": _resp("Waiting", lobby), **_errors(400, 404)},
+            ),
+        },
+        "/rooms/{name}/lobby/{identity}/admit": {
+            "parameters": [_NAME, _IDENTITY],
+            "post": _op(
+                "Let someone in from the lobby (room_full keeps them waiting)",
+                "participants:moderate",
+                {"204": _resp("Admitted"), **_errors(400, 404, 409)},
+            ),
+        },
+        "/rooms/{name}/lobby/{identity}/deny": {
+            "parameters": [_NAME, _IDENTITY],
+            "post": _op(
+                "Turn away someone waiting in the lobby",
+                "participants:moderate",
+                {"204": _resp("Denied"), **_errors(400, 404)},
             ),
         },
         "/tokens": {

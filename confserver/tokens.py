@@ -42,6 +42,7 @@ PERMISSIONS: Final = (
     "chat",
     "moderate",
     "update_name",
+    "skip_lobby",
 )
 ROLE_PERMISSIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {

@@ -29,7 +29,7 @@ import aiohttp
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from .config import WebhookConfig
+    from .webhookconfig import WebhookConfig
 
 log = logging.getLogger("confserver.webhooks")
 
@@ -39,11 +39,13 @@ EVENT_TYPES = (
     "participant_joined",
     "participant_left",
     "participant_removed",
+    "participant_admitted",
+    "participant_denied",
 )
 """The events this server emits, and the values ``webhooks[].events`` may name."""
 
-NOT_YET_EMITTED = ("participant_admitted", "participant_denied", "track_published", "track_unpublished")
-"""Events of the same family that features still to come (a lobby, track events) will emit."""
+NOT_YET_EMITTED = ("track_published", "track_unpublished")
+"""Events of the same family that features still to come (track events) will emit."""
 
 SIGNATURE_HEADER = "Webhook-Signature"
 ID_HEADER = "Webhook-Id"

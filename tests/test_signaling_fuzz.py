@@ -64,7 +64,7 @@ JOIN_REFUSED_CLOSE = 4000
 # What each client message carries (docs/PROTOCOL.md). A new message type fails
 # test_every_client_type_has_its_fields_listed until it is listed here, and so fuzzed.
 FIELDS: dict[str, tuple[str, ...]] = {
-    "join": ("token", "room", "v", "name", "state"),
+    "join": ("token", "room", "v", "name", "state", "password"),
     "ping": ("t",),
     "leave": (),
     "chat": ("text", "to"),
@@ -73,6 +73,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "kick": ("identity",),
     "lock_room": ("locked",),
     "end_room": (),
+    "admit": ("identity",),
+    "deny": ("identity",),
     "publish_offer": ("sdp", "tracks"),
     "subscribe_answer": ("sdp",),
     "ice_candidate": ("target", "candidate", "sdpMid", "sdpMLineIndex"),
@@ -91,6 +93,7 @@ PLAUSIBLE: dict[str, str] = {
     "text": '"hello"',
     "to": '"witness"',
     "identity": '"nobody"',
+    "password": '"sesame"',
     "kind": '"audio"',
     "muted": "true",
     "locked": "true",

@@ -310,7 +310,7 @@ def test_webhooks_are_read_from_toml(tmp_path: Path) -> None:
         ({"url": "ftp://hooks.example.gov/x"}, "webhooks[0].url"),
         ({"url": "hooks.example.gov"}, "webhooks[0].url"),
         ({"secret": "too-short"}, "webhooks[0].secret"),
-        ({"events": ["room_started", "participant_admitted"]}, "webhooks[0].events"),
+        ({"events": ["room_started", "track_published"]}, "webhooks[0].events"),
         ({"queue_size": 0}, "webhooks[0].queue_size"),
         ({"timeout": 0}, "webhooks[0].timeout"),
     ],
@@ -360,6 +360,8 @@ def test_only_events_the_server_emits_can_be_asked_for() -> None:
         "participant_joined",
         "participant_left",
         "participant_removed",
+        "participant_admitted",
+        "participant_denied",
     }
     participant = EventParticipant(sid="PA_1", identity="alice", name="Alice")
     wire = json.loads(Event("evt_1", "participant_left", 5.0, "n1", "r1", participant, reason="x").to_wire())

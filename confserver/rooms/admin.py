@@ -165,6 +165,10 @@ class RoomAdmin:
         log.info("room created", extra={"room": name})
         return room
 
+    async def find(self, name: str) -> Room | None:
+        """The room, or ``None`` (a join may create it)."""
+        return await self._store.rooms.get(name)
+
     async def get_room(self, name: str) -> Room:
         room = await self._store.rooms.get(check_room_name(name))
         if room is None:

@@ -14,19 +14,22 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from ..access import FailureLimiter
 from ..audit import Actor
 from ..audit.log import AuditLog
 from ..errors import ServiceError, not_found
 from ..metrics import Metrics
-from ..signaling.messages import CloseCode
+from ..signaling.messages import CloseCode, encode
 from ..signaling.messages import error as error_message
 from ..store import ClaimResult, Participant, Room, RoomUpdate, Store
 from ..webhooks import EventParticipant, Webhooks
 from .admin import RoomAdmin, claim_error, room_info
 from .hub import DEFAULT_STATE, Hub, Peer, Seat, participant_info
+from .lobby import Enter, Lobby
 
 log = logging.getLogger("confserver.rooms")
 
+MODERATE = "moderate"
 REJOIN_GRACE = 120.0
 """Seconds after an unplanned disconnect during which the same identity may rejoin a locked room."""
 UNPLANNED = frozenset({"disconnected", "error", "slow_consumer", "too_large", "rate_limited", "seat_lost"})
@@ -58,6 +61,8 @@ class RoomService:
         clock: Callable[[], float] = time.time,
         webhooks: Webhooks | None = None,
         audit: AuditLog | None = None,
+        lobby_max: int = 100,
+        lobby_knocks_per_minute: int = 10,
     ) -> None:
         self.admin = RoomAdmin(store, default_max_participants=default_max_participants, clock=clock)
         self.hub = Hub(metrics)
@@ -73,6 +78,11 @@ class RoomService:
         self._removed: set[tuple[str, str]] = set()
         """(room, identity) removed by a moderator: not admitted again while the room lives here."""
         self._webhooks = webhooks
+        self.lobby = Lobby(
+            max_waiting=lobby_max, knocks_per_minute=lobby_knocks_per_minute, grace=REJOIN_GRACE, clock=clock
+        )
+        self.password_failures = FailureLimiter(clock=clock)
+        """Wrong room passwords per (room, identity) and per (room, address): five a minute."""
         self.audit = audit or AuditLog(None, None, metrics, node=node)
         """Where joins, leaves and moderation are recorded (by the callers that know who acted)."""
         self._started: set[str] = set()
@@ -135,6 +145,10 @@ class RoomService:
         joined = {"type": "participant_joined", "participant": participant_info(participant)}
         self.hub.broadcast(req.room, joined)
         self.hub.add(Seat(peer=peer, participant=participant, jti=req.jti))
+        if MODERATE in participant.permissions:
+            self._moderators_changed(req.room)
+            if self.lobby.waiting(req.room):
+                peer.send_text(encode(self._lobby_message(req.room)))
         if req.room not in self._started:
             self._started.add(req.room)
             self._emit("room_started", req.room)
@@ -154,6 +168,8 @@ class RoomService:
                 room, {"type": "participant_left", "sid": sid, "identity": identity, "reason": reason}
             )
             self._left(room, seat.participant, reason)
+            if MODERATE in seat.participant.permissions:
+                self._moderators_changed(room)
             log.info("participant left", extra={"room": room, "sid": sid, "reason": reason})
 
     async def refresh_leases(self) -> None:
@@ -201,6 +217,8 @@ class RoomService:
         """Close the rooms left empty for their ``empty_timeout``; forget rejoin grace that ran out."""
         now = self._clock()
         self._dropped = {k: t for k, t in self._dropped.items() if now - t < REJOIN_GRACE}
+        for room in self.lobby.expire():
+            self._lobby_changed(room)
         closed = await self.admin.close_expired_rooms()
         for name in closed:
             self._close_here(name, "empty_timeout")
@@ -224,6 +242,9 @@ class RoomService:
         self._removed = {key for key in self._removed if key[0] != name}
         for seat in self.hub.seats(name):
             self._left(name, seat.participant, "room_closed")
+        for waiter in self.lobby.close_room(name):
+            if waiter.peer is not None:
+                waiter.peer.close_with({"type": "room_closed", "reason": reason}, CloseCode.ROOM_CLOSED)
         self.hub.close_room(name, reason)
         if name in self._started:
             self._started.discard(name)
@@ -270,6 +291,92 @@ class RoomService:
         self._emit("participant_removed", room, seat.participant if seat is not None else target, by=by)
         await self.leave(room, target.sid, "removed")
         log.info("participant removed", extra={"room": room, "identity": identity, "by": by})
+
+    # --- the lobby -----------------------------------------------------------------------------
+
+    def returning(self, room: str, identity: str) -> bool:
+        """Whether this identity is in the room here, or dropped out of it within the rejoin
+        grace: it comes back without waiting in the lobby (and through a lock)."""
+        dropped_at = self._dropped.get((room, identity))
+        recent = dropped_at is not None and self._clock() - dropped_at < REJOIN_GRACE
+        return recent or self.hub.by_identity(room, identity) is not None
+
+    def moderators(self, room: str) -> int:
+        return sum(MODERATE in seat.participant.permissions for seat in self.hub.seats(room))
+
+    async def wait(self, req: JoinRequest, peer: Peer, enter: Enter) -> bool:
+        """Wait in the lobby; ``True`` when admitted already (while away): entered now."""
+        waiter = self.lobby.knock(req.room, req.identity, req.name, req.sid, peer, enter)
+        if waiter.admitted:
+            self.lobby.take(req.room, req.identity)
+            await enter()
+            self._lobby_changed(req.room)
+            return True
+        peer.send_text(
+            encode(
+                {
+                    "type": "lobby",
+                    "room": {"name": req.room},
+                    "self": {"identity": req.identity, "name": req.name},
+                    "moderators": self.moderators(req.room),
+                }
+            )
+        )
+        self._lobby_changed(req.room)
+        return False
+
+    async def admit(self, room: str, identity: str, by: str) -> None:
+        """Let a waiter in: it takes a seat (``room_full`` keeps it waiting). One who is away is
+        marked admitted and enters when back."""
+        waiter = self.lobby.get(room, identity)
+        if waiter is None:
+            raise not_found("participant_not_found", f"no one named {identity} is waiting to enter")
+        if waiter.enter is None:
+            waiter.admitted = True
+            self._lobby_changed(room)
+            return
+        self.lobby.take(room, identity)
+        try:
+            await waiter.enter()
+        except ServiceError:
+            self.lobby.put_back(waiter)
+            self._lobby_changed(room)
+            raise
+        seat = self.hub.by_identity(room, identity)
+        self._emit("participant_admitted", room, seat.participant if seat is not None else None, by=by)
+        self._lobby_changed(room)
+
+    def deny(self, room: str, identity: str, by: str) -> None:
+        waiter = self.lobby.take(room, identity)
+        if waiter.peer is not None:
+            waiter.peer.close_with(
+                error_message("lobby_denied", "a moderator did not let you into this meeting"),
+                CloseCode.JOIN_REFUSED,
+            )
+        who = Participant(room, waiter.sid, waiter.identity, waiter.name, "", (), waiter.since, self._node)
+        self._emit("participant_denied", room, who, by=by)
+        self._lobby_changed(room)
+
+    def lobby_left(self, room: str, sid: str) -> None:
+        """A waiter's connection ended: its place is kept for the rejoin grace."""
+        if self.lobby.away(room, sid) is not None:
+            self._lobby_changed(room)
+
+    def _lobby_message(self, room: str) -> dict[str, object]:
+        return {"type": "lobby_updated", "waiting": [w.info() for w in self.lobby.waiting(room)]}
+
+    def _lobby_changed(self, room: str) -> None:
+        text = encode(self._lobby_message(room))
+        for seat in self.hub.seats(room):
+            if MODERATE in seat.participant.permissions:
+                seat.peer.send_text(text)
+
+    def _moderators_changed(self, room: str) -> None:
+        """Tell the waiters how many moderators can let them in now."""
+        text = encode({"type": "lobby_status", "moderators": self.moderators(room)})
+        for waiter in self.lobby.waiting(room):
+            if waiter.peer is not None:
+                waiter.peer.send_text(text)
 
     # --- webhooks and the audit log ------------------------------------------------------------
 

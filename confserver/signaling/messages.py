@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import contract
 from .. import text as untrusted
+from ..access import MAX_PASSWORD_CHARS
 
 PROTOCOL_VERSION = 1
 
@@ -80,6 +81,8 @@ class Join:
     version: int = PROTOCOL_VERSION
     name: str | None = None
     state: Mapping[str, bool] | None = None
+    password: str | None = None
+    """The room's password, where it has one (moderators are not asked)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,20 @@ class EndRoom:
     pass
 
 
+@dataclass(frozen=True)
+class Admit:
+    """A moderator lets someone in from the lobby."""
+
+    identity: str
+
+
+@dataclass(frozen=True)
+class Deny:
+    """A moderator turns away someone waiting in the lobby."""
+
+    identity: str
+
+
 ClientMessage = (
     Join
     | Ping
@@ -137,6 +154,8 @@ ClientMessage = (
     | KickParticipant
     | LockRoom
     | EndRoom
+    | Admit
+    | Deny
     | contract.MediaMessage
 )
 """Every client message: the signaling ones above and the media ones of ``confserver.contract``
@@ -226,7 +245,15 @@ def _join(o: Mapping[str, Any]) -> Join:
         version=v,
         name=clean_display_name(name, "join") if name is not None else None,
         state=_state(o, "join", required=False),
+        password=_password(o),
     )
+
+
+def _password(o: Mapping[str, Any]) -> str | None:
+    password = _str(o, "password", "join", max_len=MAX_PASSWORD_CHARS, required=False)
+    if password is not None and not password.isprintable():
+        raise ProtocolError("bad_field", "password must be printable characters", "join")
+    return password
 
 
 def _ping(o: Mapping[str, Any]) -> Ping:
@@ -296,6 +323,8 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
     "kick": _kick,
     "lock_room": _lock,
     "end_room": lambda o: EndRoom(),
+    "admit": lambda o: Admit(identity=_req_str(o, "identity", "admit", max_len=MAX_IDENTITY_CHARS)),
+    "deny": lambda o: Deny(identity=_req_str(o, "identity", "deny", max_len=MAX_IDENTITY_CHARS)),
     **{k: _media(k) for k in contract.MEDIA_TYPES},
 }
 CLIENT_TYPES = tuple(sorted(_PARSERS))

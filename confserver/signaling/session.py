@@ -15,13 +15,14 @@ from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from ..access import password_matches
 from ..audit import UNKNOWN, Actor
 from ..contract import IceCandidate, PublishOffer, SubscribeAnswer, Unpublish, UpdateSubscription
 from ..errors import ServiceError
 from ..media import MediaController
 from ..metrics import Metrics
 from ..rooms import JoinRequest, Peer, RoomService, participant_info, room_info
-from ..store import RevocationStore, RoomUpdate
+from ..store import Participant, RevocationStore, Room, RoomUpdate
 from ..tokens import JoinClaims, TokenError, TokenVerifier
 from . import messages as m
 from .messages import CloseCode
@@ -35,6 +36,16 @@ MEDIA_CALL_TIMEOUT = 15.0
 """Seconds any call into the media service may take before the session gives up on it. The SFU
 bounds its own calls more tightly; this is the signaling side's backstop, so that a stuck media
 call can never hold a reader, a seat or the cleanup of a connection."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A join waiting in the lobby, to be finished when a moderator admits it."""
+
+    claims: JoinClaims
+    req: JoinRequest
+    name: str
+    started: float
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,9 @@ class Session:
         self._metrics = metrics
         self._limits = limits
         self._claims: JoinClaims | None = None
+        self._waiting: _Pending | None = None
+        """Set while this session waits in the room's lobby."""
+        self._after_admission: asyncio.Task[None] | None = None
         self._name = ""
         self._ended = False
         self._ice_refresh: asyncio.TimerHandle | None = None
@@ -73,6 +87,11 @@ class Session:
     @property
     def joined(self) -> bool:
         return self._claims is not None
+
+    @property
+    def waiting(self) -> bool:
+        """In the lobby: no seat yet, but the connection stays."""
+        return self._waiting is not None and self._claims is None
 
     @property
     def room(self) -> str | None:
@@ -103,7 +122,8 @@ class Session:
             case m.Join():
                 await self._join(msg)
             case m.Leave():
-                self._joined()
+                if not self.waiting:
+                    self._joined()
                 self._peer.close_with({"type": "left"}, CloseCode.NORMAL)
             case m.Chat():
                 self._chat(self._joined(), msg)
@@ -123,6 +143,14 @@ class Session:
                 claims = self._moderator()
                 with self._audited("room.end"):
                     await self._rooms.delete_room(claims.room, reason="ended")
+            case m.Admit():
+                claims = self._moderator()
+                with self._audited("participant.admit", target=msg.identity):
+                    await self._rooms.admit(claims.room, msg.identity, claims.identity)
+            case m.Deny():
+                claims = self._moderator()
+                with self._audited("participant.deny", target=msg.identity):
+                    self._rooms.deny(claims.room, msg.identity, claims.identity)
             case PublishOffer() | SubscribeAnswer() | IceCandidate() | UpdateSubscription() | Unpublish():
                 claims = self._joined()
                 await self._media_call(self._media.handle(claims.room, self.sid, msg), msg.type)
@@ -152,13 +180,15 @@ class Session:
                 conf=conf or None,
             )
 
-    def _record_join(self, reason: str, claims: JoinClaims | None = None, room: str = "") -> None:
-        """One entry per join attempt: admitted, or refused and why."""
+    def _record_join(
+        self, reason: str, claims: JoinClaims | None = None, room: str = "", action: str = "participant.join"
+    ) -> None:
+        """One entry per join attempt: admitted, waiting in the lobby, or refused and why."""
         actor = UNKNOWN if claims is None else Actor("participant", claims.identity, claims.name)
         self._rooms.audit.record(
-            "participant.join",
+            action,
             actor=actor,
-            outcome="success" if not reason else "failure",
+            outcome="success" if not reason or action != "participant.join" else "failure",
             reason=reason,
             room=claims.room if claims is not None else room,
             client_ip=self._client_ip,
@@ -179,7 +209,7 @@ class Session:
     # --- join ---------------------------------------------------------------------------------
 
     async def _join(self, msg: m.Join) -> None:
-        if self._claims is not None:
+        if self._claims is not None or self._waiting is not None:
             raise ServiceError("already_joined", "this connection has joined already")
         started = time.monotonic()
         try:
@@ -216,15 +246,69 @@ class Session:
             jti=claims.jti,
         )
         try:
-            room, me, others = await self._rooms.join(req, self._peer)
+            room = await self._admission(claims, msg.password)
+            if room is not None and room.lobby and not self._skips_lobby(claims):
+                self._waiting = _Pending(claims, req, name, started)
+                if not await self._rooms.wait(req, self._peer, self._enter_from_lobby):
+                    self._record_join("lobby", claims, action="participant.knock")
+                return
+            me = await self._enter(claims, req, name, started)
         except ServiceError as e:
+            self._waiting = None
             self._metrics.joins.labels(e.code).inc()
             self._record_join(e.code, claims)
             self._fail_join(e.code, e.message)
             return
+        await self._start_media(claims, me)
+
+    async def _admission(self, claims: JoinClaims, password: str | None) -> Room | None:
+        """The room's own conditions, before a seat or the lobby: a lock refuses newcomers, and a
+        password is asked of everyone but moderators. Raises ``ServiceError``."""
+        room = await self._rooms.admin.find(claims.room)
+        if room is None or "moderate" in claims.permissions:
+            return room
+        returning = self._rooms.returning(room.name, claims.identity)
+        if room.locked and not returning:
+            raise ServiceError("room_locked", "the room is locked", 403)
+        if room.password_hash:
+            keys = ((room.name, "identity", claims.identity), (room.name, "address", self._client_ip))
+            failures = self._rooms.password_failures
+            if any(failures.blocked(key) for key in keys):
+                raise ServiceError("rate_limited", "too many wrong passwords; wait a minute", 429)
+            if password is None:
+                raise ServiceError("password_required", "this room needs a password", 401)
+            if not await asyncio.to_thread(password_matches, room.password_hash, password):
+                for key in keys:
+                    failures.failed(key)
+                raise ServiceError("bad_password", "the password is not right", 403)
+        return room
+
+    def _skips_lobby(self, claims: JoinClaims) -> bool:
+        perms = claims.permissions
+        return (
+            "moderate" in perms
+            or "skip_lobby" in perms
+            or self._rooms.returning(claims.room, claims.identity)
+        )
+
+    async def _enter_from_lobby(self) -> None:
+        """Admitted by a moderator: take the seat now (``room_full`` goes back to the moderator,
+        and this session keeps waiting); media starts in this session's own task."""
+        pending = self._waiting
+        if pending is None or self._ended:
+            raise ServiceError("participant_not_found", "this person is no longer waiting")
+        me = await self._enter(pending.claims, pending.req, pending.name, pending.started)
+        self._after_admission = asyncio.create_task(
+            self._start_media(pending.claims, me), name=f"admitted-{self.sid}"
+        )
+
+    async def _enter(self, claims: JoinClaims, req: JoinRequest, name: str, started: float) -> Participant:
+        """Take the seat and answer ``joined``. Raises ``ServiceError`` (``room_full``, ...)."""
+        room, me, others = await self._rooms.join(req, self._peer)
         self._claims = claims
-        self._record_join("", claims)
+        self._waiting = None
         self._name = name
+        self._record_join("", claims)
         ice_servers = self._media.ice_servers(claims.identity, not_after=claims.expires_at)
         self.send(
             {
@@ -244,6 +328,9 @@ class Session:
             before_expiry = claims.expires_at - time.time() - 60.0
             floor = min(10.0, ICE_REFRESH_INTERVAL)
             self._schedule_ice_refresh(max(floor, min(ICE_REFRESH_INTERVAL, before_expiry)))
+        return me
+
+    async def _start_media(self, claims: JoinClaims, me: Participant) -> None:
         # after `joined`, so that the tracks already in the room reach a client that knows the room
         await self._media_call(
             self._media.participant_joined(
@@ -357,8 +444,12 @@ class Session:
         self._ended = True
         if self._ice_refresh is not None:
             self._ice_refresh.cancel()
+        if self._after_admission is not None:
+            self._after_admission.cancel()
         claims = self._claims
         if claims is None:
+            if self._waiting is not None:
+                self._rooms.lobby_left(self._waiting.req.room, self.sid)
             return
         try:
             await asyncio.wait_for(
@@ -395,5 +486,9 @@ def _ref(msg: m.ClientMessage) -> str:
             return "lock_room"
         case m.EndRoom():
             return "end_room"
+        case m.Admit():
+            return "admit"
+        case m.Deny():
+            return "deny"
         case _:
             assert_never(msg)

@@ -265,7 +265,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
 
     def join_deadline() -> None:
-        if not session.joined:
+        if not session.joined and not session.waiting:
             ctx.metrics.ws_errors.labels("join_timeout").inc()
             peer.close_with(m.error("join_timeout", "no join message in time"), CloseCode.JOIN_TIMEOUT)
 
