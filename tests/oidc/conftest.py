@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,20 @@ from urllib.parse import urljoin
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from yarl import URL
 
+from confserver.app import create_app
+from confserver.audit import Signer
+from confserver.audit.sinks import FileSink
 from confserver.config import AuthConfig, Config, ServerConfig
+from confserver.metrics import Metrics
 from confserver.oidcconfig import OidcConfig
+from confserver.store import MemoryStore
 
-from ..conftest import base_config, free_port, skip_or_fail
+from ..conftest import CREDS, admin_headers, base_config, free_port, skip_or_fail
 
 PROVIDER_DIR = Path(__file__).parent / "provider"
 CLIENT_ID = "confserver-test"
@@ -157,6 +165,40 @@ class Browserish:
         async with request as r:
             assert r.status in (302, 303), (r.status, await r.text())
             return urljoin(base, r.headers["Location"])
+
+
+ROOM = "rapat-eselon"
+ALLOW = {"domains": ["kominfo.go.id"], "moderators": {"groups": ["kemenkominfo-eselon1"]}}
+
+Start = Callable[..., Awaitable[tuple[web.Application, Browserish]]]
+
+
+@pytest.fixture
+async def start(provider: Provider, aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Start]:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def go(*, allow: dict[str, Any] | None = ALLOW, **oidc: Any) -> tuple[web.Application, Browserish]:
+        app = create_app(
+            provider.config(**oidc),
+            store=MemoryStore(),
+            credentials=CREDS,
+            metrics=Metrics.create(process=False),
+            audit_sink=FileSink(tmp_path / f"audit-{len(sessions)}"),
+            audit_signer=Signer(Ed25519PrivateKey.generate()),
+        )
+        server: TestServer = await aiohttp_server(app, host="127.0.0.1", port=provider.server_port)
+        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        sessions.append(http)
+        base = f"http://127.0.0.1:{server.port}"
+        if allow is not None:
+            body = {"name": ROOM, "allow": allow}
+            async with http.post(f"{base}/api/v1/rooms", json=body, headers=admin_headers()) as r:
+                assert r.status == 201, await r.text()
+        return app, Browserish(http, base)
+
+    yield go
+    for http in sessions:
+        await http.close()
 
 
 def page_code(body: str) -> str:

@@ -7,60 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from confserver.app import create_app
-from confserver.audit import Signer
-from confserver.audit.sinks import FileSink
-from confserver.metrics import Metrics
 from confserver.oidc.routes import SIGN_IN
-from confserver.store import MemoryStore
 from confserver.tokens import KeyRing, TokenVerifier, VerificationKey
 
-from ..conftest import API_KEY, API_SECRET, CREDS, admin_headers
-from .conftest import Browserish, Provider, page_code
-
-ROOM = "rapat-eselon"
-ALLOW = {"domains": ["kominfo.go.id"], "moderators": {"groups": ["kemenkominfo-eselon1"]}}
-
-Start = Callable[..., Awaitable[tuple[web.Application, Browserish]]]
-
-
-@pytest.fixture
-async def start(provider: Provider, aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Start]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def go(*, allow: dict[str, Any] | None = ALLOW, **oidc: Any) -> tuple[web.Application, Browserish]:
-        app = create_app(
-            provider.config(**oidc),
-            store=MemoryStore(),
-            credentials=CREDS,
-            metrics=Metrics.create(process=False),
-            audit_sink=FileSink(tmp_path / f"audit-{len(sessions)}"),
-            audit_signer=Signer(Ed25519PrivateKey.generate()),
-        )
-        server: TestServer = await aiohttp_server(app, host="127.0.0.1", port=provider.server_port)
-        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        sessions.append(http)
-        base = f"http://127.0.0.1:{server.port}"
-        if allow is not None:
-            body = {"name": ROOM, "allow": allow}
-            async with http.post(f"{base}/api/v1/rooms", json=body, headers=admin_headers()) as r:
-                assert r.status == 201, await r.text()
-        return app, Browserish(http, base)
-
-    yield go
-    for http in sessions:
-        await http.close()
+from ..conftest import API_KEY, API_SECRET, admin_headers
+from .conftest import ROOM, Browserish, Provider, Start, page_code
 
 
 def verify_join(location: str) -> Any:
