@@ -132,7 +132,7 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     api.add_routes(app)
     pages.add_routes(app, cfg.ui)
-    sign_in.add_routes(app, cfg, credentials)
+    sign_in.add_routes(app, cfg, credentials, metrics)
     app.cleanup_ctx.append(_background(cfg, rooms, webhooks, audit))
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(lambda _app: media.close())

@@ -350,6 +350,8 @@ def _signing_key(jwks: Mapping[str, Any], kid: object, alg: str) -> Any:
         raise SignInError("oidc_id_token_invalid", "the ID token names no key", 401)
     if not candidates:
         raise UnknownKeyError()
+    if candidates[0].get("alg", alg) != alg:
+        raise SignInError("oidc_id_token_invalid", "the ID token's algorithm is not its key's", 401)
     try:
         return jwt.PyJWK(candidates[0], algorithm=alg).key
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
@@ -382,6 +384,7 @@ def signed_in(claims: Mapping[str, Any], cfg: OidcConfig) -> SignedIn:
     email = claims.get("email")
     if claims.get("email_verified") is False or not isinstance(email, str) or len(email) > 320:
         email = ""
+    email = email.lower()  # as a room's allow.domains are kept; e-mail addresses compare so in practice
     identity = email if cfg.identity_claim == "email" else claims.get(cfg.identity_claim)
     if not isinstance(identity, str) or not 1 <= len(identity) <= 128 or not identity.isprintable():
         raise refuse(f"the provider gave no usable {cfg.identity_claim!r} claim (1-128 characters)")
@@ -400,4 +403,4 @@ def signed_in(claims: Mapping[str, Any], cfg: OidcConfig) -> SignedIn:
         raise refuse(f"the {cfg.groups_claim!r} claim is not a list of names")
     if len(raw_groups) > MAX_GROUPS or any(len(g) > MAX_GROUP_CHARS for g in raw_groups):
         raise refuse(f"the {cfg.groups_claim!r} claim is too large ({MAX_GROUPS} names of {MAX_GROUP_CHARS})")
-    return SignedIn(identity=identity, name=name, email=email.lower(), groups=tuple(raw_groups))
+    return SignedIn(identity=identity, name=name, email=email, groups=tuple(raw_groups))

@@ -22,6 +22,7 @@ from ..audit.record import UNKNOWN, Actor
 from ..config import Config
 from ..credentials import ApiCredentials
 from ..errors import ServiceError
+from ..metrics import Metrics
 from ..rooms import ROOM_NAME_RE
 from ..store import StoreUnavailableError
 from ..tokens import mint_join_token
@@ -44,6 +45,7 @@ class SignInContext:
     cfg: Config
     sealer: Sealer
     client: ProviderClient
+    metrics: Metrics
     clock: Callable[[], float] = time.time
 
     @property
@@ -72,8 +74,8 @@ class SignInContext:
 SIGN_IN = web.AppKey("sign_in", SignInContext)
 
 
-def add_routes(app: web.Application, cfg: Config, credentials: ApiCredentials) -> None:
-    ctx = SignInContext(cfg, Sealer(credentials.api_secret), ProviderClient(cfg.auth.oidc))
+def add_routes(app: web.Application, cfg: Config, credentials: ApiCredentials, metrics: Metrics) -> None:
+    ctx = SignInContext(cfg, Sealer(credentials.api_secret), ProviderClient(cfg.auth.oidc), metrics)
     app[SIGN_IN] = ctx
     app.router.add_get("/auth/sign-in/{room}", sign_in)
     app.router.add_get(core.CALLBACK_PATH, callback)
@@ -137,6 +139,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     try:
         meta = await ctx.client.metadata()
     except SignInError as e:
+        ctx.metrics.sign_ins.labels(e.code).inc()
         return _page(request, e, room=room)
     flow = Flow.new(room)
     resp = _see_other(core.authorization_url(meta, ctx.cfg.auth.oidc, flow, ctx.redirect_uri))
@@ -273,6 +276,8 @@ def _with_session(
 
 
 def _audit(request: web.Request, actor: Actor, outcome: str, reason: str, room: str, **conf: str) -> None:
+    """One ``user.sign_in`` audit entry, and the count by result."""
+    request.app[SIGN_IN].metrics.sign_ins.labels("admitted" if outcome == "success" else reason).inc()
     request.app[auditapi.AUDIT].record(
         "user.sign_in",
         actor=actor,

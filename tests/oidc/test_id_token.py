@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from confserver.oidc import flow as core
 from confserver.oidc.flow import Flow, SignInError
 from confserver.oidc.provider import ProviderClient
+from confserver.oidcconfig import OidcConfig
 
 from .conftest import CLIENT_SECRET, Browserish, Provider
 
@@ -142,3 +143,35 @@ def test_garbage_instead_of_an_id_token_is_refused(issued: Issued, token: Any) -
             token, issued.keys, issuer=issued.issuer, client_id=issued.client_id, nonce="n", now=0, leeway=0
         )
     assert caught.value.code == "oidc_id_token_invalid"
+
+
+def test_the_person_is_read_from_the_configured_claims() -> None:
+    cfg = OidcConfig(issuer="https://sso.example.gov", client_id="c", client_secret="s")
+    who = core.signed_in(
+        {"sub": "u1", "email": "Ana@Kominfo.go.id", "name": " Ana ", "groups": ["a", "b"]}, cfg
+    )
+    assert who == core.SignedIn("ana@kominfo.go.id", "Ana", "ana@kominfo.go.id", ("a", "b"))
+    by_sub = replace(cfg, identity_claim="sub", name_claim="preferred_username", groups_claim="roles")
+    who = core.signed_in({"sub": "u1", "email": "ana@kominfo.go.id", "roles": "eselon1"}, by_sub)
+    assert (who.identity, who.name, who.groups) == ("u1", "u1", ("eselon1",))
+
+
+def test_an_unverified_email_is_not_believed() -> None:
+    cfg = OidcConfig(issuer="https://sso.example.gov", client_id="c", client_secret="s")
+    claims = {"sub": "u1", "email": "boss@kominfo.go.id", "email_verified": False}
+    with pytest.raises(SignInError) as caught:
+        core.signed_in(claims, cfg)
+    assert caught.value.code == "oidc_claims_invalid"
+    assert core.signed_in(claims, replace(cfg, identity_claim="sub")).email == ""
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [["x"] * (core.MAX_GROUPS + 1), ["x" * (core.MAX_GROUP_CHARS + 1)], [1, 2], {"a": 1}],
+    ids=["too-many", "too-long", "not-text", "not-a-list"],
+)
+def test_an_unusable_groups_claim_is_refused(groups: Any) -> None:
+    cfg = OidcConfig(issuer="https://sso.example.gov", client_id="c", client_secret="s", identity_claim="sub")
+    with pytest.raises(SignInError) as caught:
+        core.signed_in({"sub": "u1", "groups": groups}, cfg)
+    assert caught.value.code == "oidc_claims_invalid"

@@ -61,7 +61,7 @@ async def test_a_member_of_a_moderator_group_moderates(start: Start) -> None:
 
 
 async def test_someone_outside_the_policy_is_told_who_is_signed_in_and_refused(start: Start) -> None:
-    _app, browser = await start()
+    app, browser = await start()
     status, location, body = await browser.callback(await browser.sign_in(ROOM, "eve"))
     assert (status, location) == (403, "")
     assert page_code(body) == "oidc_not_allowed"
@@ -70,6 +70,8 @@ async def test_someone_outside_the_policy_is_told_who_is_signed_in_and_refused(s
     [entry] = await audit_entries(browser)
     assert (entry["event"]["outcome"], entry["event"]["reason"]) == ("failure", "oidc_not_allowed")
     assert entry["user"]["id"] == "eve@example.org"
+    registry = app[SIGN_IN].metrics.registry
+    assert registry.get_sample_value("conf_sign_ins_total", {"result": "oidc_not_allowed"}) == 1
 
 
 async def test_a_room_without_a_policy_is_open_to_no_one_by_sign_in(start: Start) -> None:
