@@ -322,6 +322,8 @@ class Session:
                 "token_expires_at": claims.expires_at,
             }
         )
+        if "moderate" in claims.permissions and self._rooms.lobby.waiting(room.name):
+            self.send(self._rooms.lobby_message(room.name))  # who is knocking already
         self._metrics.joins.labels("admitted").inc()
         self._metrics.join_duration.observe(time.monotonic() - started)
         if any("credential" in server for server in ice_servers):
