@@ -123,6 +123,10 @@ async def test_waiters_learn_whether_a_moderator_can_admit_them(client: TestClie
     assert [w["identity"] for w in (await chair.expect("lobby_updated"))["waiting"]] == ["ana"]
     await chair.send({"type": "leave"})
     assert (await ana.expect("lobby_status"))["moderators"] == 0
+    await ana.send({"type": "leave"})  # giving up: the place goes (no grace, unlike a drop)
+    await ana.expect("left")
+    lobby = await client.get("/api/v1/rooms/cab/lobby", headers=admin_headers())
+    assert (await lobby.json())["waiting"] == []
 
 
 async def test_moderators_skip_the_lobby_and_a_lock_refuses_outright(client: TestClient) -> None:

@@ -347,12 +347,19 @@ class RoomService:
         waiter = self.lobby.take(room, identity)
         if waiter.peer is not None:
             waiter.peer.close_with(
-                error_message("lobby_denied", "a moderator did not let you into this meeting"),
+                error_message("lobby_denied", "a moderator did not let you into this meeting", "join"),
                 CloseCode.JOIN_REFUSED,
             )
         who = Participant(room, waiter.sid, waiter.identity, waiter.name, "", (), waiter.since, self._node)
         self._emit("participant_denied", room, who, by=by)
         self._lobby_changed(room)
+
+    def quit_lobby(self, room: str, sid: str) -> None:
+        """A waiter gave up (``leave``): its place goes."""
+        waiter = next((w for w in self.lobby.waiting(room) if w.sid == sid), None)
+        if waiter is not None:
+            self.lobby.take(room, waiter.identity)
+            self._lobby_changed(room)
 
     def lobby_left(self, room: str, sid: str) -> None:
         """A waiter's connection ended: its place is kept for the rejoin grace."""

@@ -122,7 +122,10 @@ class Session:
             case m.Join():
                 await self._join(msg)
             case m.Leave():
-                if not self.waiting:
+                if self._waiting is not None and self._claims is None:
+                    self._rooms.quit_lobby(self._waiting.req.room, self.sid)
+                    self._waiting = None
+                else:
                     self._joined()
                 self._peer.close_with({"type": "left"}, CloseCode.NORMAL)
             case m.Chat():
