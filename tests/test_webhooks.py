@@ -29,7 +29,7 @@ from confserver.rooms import JoinRequest, RoomService
 from confserver.store import MemoryStore
 from confserver.webhooks import EVENT_TYPES, Event, EventParticipant, Webhooks, sign, verify
 
-from .conftest import AppMaker, admin_headers, base_config, free_port, join
+from .conftest import AppMaker, admin_headers, base_config, connect, create_room, free_port, join, join_token
 
 SECRET = "Hk2vQ9wZr4Lx7Tn1Bc8Md3Fs6Gp0Yj5Ue"
 
@@ -164,6 +164,29 @@ async def test_joins_leaves_kicks_and_deletions_arrive_signed(
         assert b"token" not in body and SECRET.encode() not in body
     await bob.close()
     await carol.close()
+
+
+async def test_admissions_and_denials_from_the_lobby_arrive(
+    make_client: AppMaker, receiver: Receiver
+) -> None:
+    client = await make_client(
+        base_config(webhooks=(hook(receiver.url, events=("participant_admitted", "participant_denied")),))
+    )
+    await create_room(client, "lob", lobby=True)
+    chair, _ = await join(client, "lob", "chair", role="moderator")
+    waiting = []
+    for identity in ("ana", "eve"):
+        ws = await connect(client)
+        await ws.send({"type": "join", "token": join_token("lob", identity), "room": "lob"})
+        await ws.expect("lobby")
+        waiting.append(ws)
+    await chair.send({"type": "admit", "identity": "ana"})
+    await waiting[0].expect("joined")
+    assert (await client.post("/api/v1/rooms/lob/lobby/eve/deny", headers=admin_headers())).status == 204
+    await receiver.wait_for(2)
+    summary = [(e["type"], e["participant"]["identity"], e.get("by")) for e in receiver.events()]
+    assert summary == [("participant_admitted", "ana", "chair"), ("participant_denied", "eve", "admin")]
+    await chair.close()
 
 
 async def test_an_endpoint_gets_only_the_events_it_asked_for(

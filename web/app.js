@@ -26,7 +26,7 @@ import { decodeJoinToken, tokenProblem } from "./token.js";
 // The token stays in this tab's sessionStorage so that a reload or "Rejoin" works after it was
 // removed from the address bar. It is forgotten when it can no longer be used.
 const TOKEN_KEY = "conf.token.";
-const KEEP_TOKEN_AFTER = new Set(["left", "duplicate", "connection_lost", "unreachable", "room_full", "room_locked", "join_failed"]);
+const KEEP_TOKEN_AFTER = new Set(["left", "duplicate", "connection_lost", "unreachable", "room_full", "room_locked", "join_failed", "lobby_full", "rate_limited"]);
 
 function session() {
   try {

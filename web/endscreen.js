@@ -19,6 +19,9 @@ const REFUSALS = {
   invalid_room_name: "room_not_found",
   forbidden: "forbidden",
   unsupported_version: "outdated",
+  lobby_denied: "lobby_denied",
+  lobby_full: "lobby_full",
+  rate_limited: "rate_limited",
 };
 
 /** Which end screen fits a Meeting `ended` reason (or a token problem found before joining). */
@@ -45,8 +48,8 @@ export function endScreenKey(reason) {
 }
 
 /** Screens that offer to join again with the same link (when it is still in memory). */
-const CAN_RETRY = new Set(["left", "duplicate", "connection_lost", "unreachable", "room_full", "room_locked", "join_failed"]);
-const IS_PROBLEM = new Set(["missing", "invalid", "expired", "wrong_room", "revoked", "not_yet_valid", "room_full", "room_locked", "room_not_found", "forbidden", "outdated", "join_failed", "unreachable", "connection_lost"]);
+const CAN_RETRY = new Set(["left", "duplicate", "connection_lost", "unreachable", "room_full", "room_locked", "join_failed", "lobby_full", "rate_limited"]);
+const IS_PROBLEM = new Set(["missing", "invalid", "expired", "wrong_room", "revoked", "not_yet_valid", "room_full", "room_locked", "room_not_found", "forbidden", "outdated", "join_failed", "unreachable", "connection_lost", "lobby_denied", "lobby_full", "rate_limited"]);
 
 export class EndScreen {
   constructor({ i18n, brand = null }) {

@@ -2,7 +2,10 @@
 // automatic rejoin after a network blip. No DOM code here: the UI listens to the events below.
 //
 // Events (CustomEvent, details in brackets):
-//   status        {status: "connecting" | "joined" | "reconnecting" | "ended", attempt}
+//   status        {status: "connecting" | "waiting" | "joined" | "reconnecting" | "password" | "ended", attempt}
+//   lobby         {moderators}                  waiting for a moderator to let this participant in
+//   lobby-updated {waiting}                     (moderators) who is waiting, oldest first
+//   password-needed {wrong}                     the room needs a password (again, after a wrong one)
 //   joined        {rejoin}                      the room, self and participants are (re)loaded
 //   participant-joined  {participant, returning}
 //   participant-updated {participant, previous}
@@ -44,6 +47,9 @@ export class Meeting extends EventTarget {
     this.tokenExpiresAt = null;
     this.chat = [];
     this.localState = { audio_muted: true, video_muted: true, hand_raised: false };
+    this.password = null;
+    this.lobby = null; // {moderators} while waiting
+    this.waiting = []; // (moderators) who waits in the lobby
     this.nameOverride = null;
     this.endReason = null;
     this.rttMs = null;
@@ -76,10 +82,17 @@ export class Meeting extends EventTarget {
     this.start({ state: this.localState, name: this.nameOverride });
   }
 
+  /** Joins again with the room password (after `password-needed`). */
+  submitPassword(password) {
+    this.password = password;
+    this._attempt = 0;
+    this._connect("connecting");
+  }
+
   leave() {
     if (this.status === "ended") return;
     this._leaving = true;
-    if (this._sig && this._sig.isOpen && this.status === "joined") {
+    if (this._sig && this._sig.isOpen && (this.status === "joined" || this.status === "waiting")) {
       this._sig.send({ type: "leave" });
       setTimeout(() => this._end({ kind: "left" }), LEAVE_TIMEOUT_MS);
     } else {
@@ -108,6 +121,7 @@ export class Meeting extends EventTarget {
     sig.addEventListener("open", () => {
       const join = { type: "join", v: PROTOCOL_VERSION, token: this._token, room: this.roomName, state: { ...this.localState } };
       if (this.nameOverride) join.name = this.nameOverride;
+      if (this.password) join.password = this.password;
       sig.send(join);
     });
     sig.addEventListener("message", (ev) => {
@@ -145,6 +159,7 @@ export class Meeting extends EventTarget {
       this._end({ kind: "left" });
       return;
     }
+    if (this.status === "password") return; // the join is asked again, with a password
     if (code === CLOSE.REMOVED) {
       this._end({ kind: "kicked", reason: "removed" });
       return;
@@ -232,6 +247,12 @@ export class Meeting extends EventTarget {
     switch (msg.type) {
       case "joined":
         return this._onJoined(msg);
+      case "lobby":
+      case "lobby_status":
+        return this._onLobby(msg);
+      case "lobby_updated":
+        this.waiting = Array.isArray(msg.waiting) ? msg.waiting : [];
+        return this._emit("lobby-updated", { waiting: this.waiting });
       case "participant_joined":
         return this._onParticipantJoined(msg.participant);
       case "participant_updated":
@@ -275,7 +296,21 @@ export class Meeting extends EventTarget {
     }
   }
 
+  _onLobby(msg) {
+    this.lobby = { moderators: Number(msg.moderators) || 0 };
+    if (msg.type === "lobby") {
+      this._attempt = 0;
+      this._setStatus("waiting");
+      this._startPings();
+    }
+    if (msg.self && typeof msg.self.name === "string") this.lobby.name = msg.self.name;
+    else if (this._lobbyName) this.lobby.name = this._lobbyName;
+    this._lobbyName = this.lobby.name || null;
+    this._emit("lobby", { moderators: this.lobby.moderators, name: this.lobby.name || "" });
+  }
+
   _onJoined(msg) {
+    this.lobby = null;
     this.joinCount += 1;
     this._attempt = 0;
     this._lostSince = null;
@@ -327,7 +362,11 @@ export class Meeting extends EventTarget {
   }
 
   _onError(msg) {
-    if (msg.ref === "join") {
+    if (msg.ref === "join" && (msg.code === "password_required" || msg.code === "bad_password")) {
+      this._stopPings();
+      this._setStatus("password");
+      this._emit("password-needed", { wrong: msg.code === "bad_password" });
+    } else if (msg.ref === "join") {
       this._end({ kind: "refused", code: msg.code, reason: msg.reason, message: msg.message });
     } else if (MEDIA_REQUEST_TYPES.has(msg.ref) || msg.code === "media_unavailable") {
       this._emit("media", { message: msg });
@@ -396,6 +435,14 @@ export class Meeting extends EventTarget {
       }
     }
     return n;
+  }
+
+  admit(identity) {
+    return this._send({ type: "admit", identity });
+  }
+
+  deny(identity) {
+    return this._send({ type: "deny", identity });
   }
 
   kick(identity) {

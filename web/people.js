@@ -3,6 +3,7 @@
 
 import { h, hueOf, initials, svgIcon } from "./dom.js";
 import { ICONS } from "./icons.js";
+import { waitingSection } from "./lobby.js";
 
 export class PeoplePanel {
   /** `actions`: {message(identity), mute(identity, kind), askUnmute(identity), remove(identity), muteAll()} */
@@ -14,16 +15,21 @@ export class PeoplePanel {
     this.closeButton = h("button", { type: "button", class: "icon-btn", onclick: onClose }, svgIcon(ICONS.close));
     this.muteAllButton = h("button", { type: "button", class: "btn btn-small", dataset: { testid: "panel-mute-all" }, onclick: () => actions.muteAll() });
     this.list = h("ul", { class: "people-list", dataset: { testid: "participants" } });
+    this.waitingBox = h("div", { class: "waiting-box" });
     root.setAttribute("aria-labelledby", "people-title");
-    root.replaceChildren(h("header", { class: "panel-header" }, this.title, this.muteAllButton, this.closeButton), this.list);
+    root.replaceChildren(h("header", { class: "panel-header" }, this.title, this.muteAllButton, this.closeButton), this.waitingBox, this.list);
     this.model = null;
     i18n.addEventListener("change", () => this.model && this.render(this.model));
   }
 
-  /** model: {people (self first), selfSid, isModerator, canChat} */
+  /** model: {people (self first), selfSid, isModerator, canChat, waiting} */
   render(model) {
     this.model = model;
     const t = (k, p) => this.i18n.t(k, p);
+    const waiting = model.isModerator ? model.waiting || [] : [];
+    this.waitingBox.replaceChildren(
+      ...[waitingSection({ i18n: this.i18n, waiting, admit: (id) => this.actions.admit(id), deny: (id) => this.actions.deny(id) })].filter(Boolean),
+    );
     this.title.textContent = t("people.title", { count: model.people.length });
     this.closeButton.setAttribute("aria-label", t("people.close"));
     this.closeButton.title = t("people.close");

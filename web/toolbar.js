@@ -34,6 +34,8 @@ export class Toolbar {
     this.people = b("people", "people-toggle", ICONS.people, () => actions.people(), { "aria-controls": "panel-people" });
     this.count = h("span", { class: "badge badge-muted", dataset: { testid: "people-count" } });
     this.people.append(this.count);
+    this.knocking = h("span", { class: "badge badge-count badge-knocking", dataset: { testid: "lobby-count" }, hidden: true });
+    this.people.append(this.knocking);
     this.more = b("more", "more", ICONS.more, () => this.toggleMenu(), { "aria-haspopup": "menu", "aria-expanded": "false", "aria-controls": "more-menu" });
     this.leave = b("leave", "leave", ICONS.leave, () => actions.leave());
     this.menu = h("div", { class: "menu", id: "more-menu", role: "menu", hidden: true });
@@ -89,6 +91,9 @@ export class Toolbar {
     this.people.setAttribute("aria-expanded", String(!!state.peopleOpen));
     this.people.classList.toggle("is-active", !!state.peopleOpen);
     this.count.textContent = String(state.count || 0);
+    this.knocking.hidden = !state.waiting;
+    this.knocking.textContent = String(state.waiting || "");
+    if (state.waiting) this.people.setAttribute("aria-label", `${t("controls.people_long")} (P), ${t("lobby.knocking", { count: state.waiting })}`);
     setTool(this.more, ICONS.more, t("controls.more"), t("controls.more_long"), null);
     setTool(this.leave, ICONS.leave, t("controls.leave"), t("controls.leave_long"), null);
     this._renderMenu();

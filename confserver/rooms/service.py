@@ -147,8 +147,6 @@ class RoomService:
         self.hub.add(Seat(peer=peer, participant=participant, jti=req.jti))
         if MODERATE in participant.permissions:
             self._moderators_changed(req.room)
-            if self.lobby.waiting(req.room):
-                peer.send_text(encode(self._lobby_message(req.room)))
         if req.room not in self._started:
             self._started.add(req.room)
             self._emit("room_started", req.room)
@@ -339,8 +337,7 @@ class RoomService:
         try:
             await waiter.enter()
         except ServiceError:
-            self.lobby.put_back(waiter)
-            self._lobby_changed(room)
+            self.lobby.put_back(waiter)  # still waiting, in the same place: nothing to tell
             raise
         seat = self.hub.by_identity(room, identity)
         self._emit("participant_admitted", room, seat.participant if seat is not None else None, by=by)
@@ -350,23 +347,30 @@ class RoomService:
         waiter = self.lobby.take(room, identity)
         if waiter.peer is not None:
             waiter.peer.close_with(
-                error_message("lobby_denied", "a moderator did not let you into this meeting"),
+                error_message("lobby_denied", "a moderator did not let you into this meeting", "join"),
                 CloseCode.JOIN_REFUSED,
             )
         who = Participant(room, waiter.sid, waiter.identity, waiter.name, "", (), waiter.since, self._node)
         self._emit("participant_denied", room, who, by=by)
         self._lobby_changed(room)
 
+    def quit_lobby(self, room: str, sid: str) -> None:
+        """A waiter gave up (``leave``): its place goes."""
+        waiter = next((w for w in self.lobby.waiting(room) if w.sid == sid), None)
+        if waiter is not None:
+            self.lobby.take(room, waiter.identity)
+            self._lobby_changed(room)
+
     def lobby_left(self, room: str, sid: str) -> None:
         """A waiter's connection ended: its place is kept for the rejoin grace."""
         if self.lobby.away(room, sid) is not None:
             self._lobby_changed(room)
 
-    def _lobby_message(self, room: str) -> dict[str, object]:
+    def lobby_message(self, room: str) -> dict[str, object]:
         return {"type": "lobby_updated", "waiting": [w.info() for w in self.lobby.waiting(room)]}
 
     def _lobby_changed(self, room: str) -> None:
-        text = encode(self._lobby_message(room))
+        text = encode(self.lobby_message(room))
         for seat in self.hub.seats(room):
             if MODERATE in seat.participant.permissions:
                 seat.peer.send_text(text)

@@ -122,7 +122,10 @@ class Session:
             case m.Join():
                 await self._join(msg)
             case m.Leave():
-                if not self.waiting:
+                if self._waiting is not None and self._claims is None:
+                    self._rooms.quit_lobby(self._waiting.req.room, self.sid)
+                    self._waiting = None
+                else:
                     self._joined()
                 self._peer.close_with({"type": "left"}, CloseCode.NORMAL)
             case m.Chat():
@@ -322,6 +325,8 @@ class Session:
                 "token_expires_at": claims.expires_at,
             }
         )
+        if "moderate" in claims.permissions and self._rooms.lobby.waiting(room.name):
+            self.send(self._rooms.lobby_message(room.name))  # who is knocking already
         self._metrics.joins.labels("admitted").inc()
         self._metrics.join_duration.observe(time.monotonic() - started)
         if any("credential" in server for server in ice_servers):

@@ -193,3 +193,33 @@ async def test_the_written_log_verifies_and_an_edit_is_found(audited: tuple[Test
     assert report.signed_through == head["event"]["sequence"]
     lines[1] = lines[1].replace(b"confserver", b"confservex", 1)
     assert not verify(lines, keys, head=head).ok
+
+
+async def test_the_lobby_and_passwords_are_recorded(audited: tuple[TestClient, Path]) -> None:
+    client, _ = audited
+    await create_room(client, "lob", lobby=True, password="sesame street")
+    chair, _ = await join(client, "lob", "chair", role="moderator")
+    waiting = []
+    for identity in ("ana", "eve"):
+        ws = await connect(client)
+        await ws.send(
+            {"type": "join", "token": join_token("lob", identity), "room": "lob", "password": "sesame street"}
+        )
+        await ws.expect("lobby")
+        waiting.append(ws)
+    wrong = await connect(client)
+    await wrong.send(
+        {"type": "join", "token": join_token("lob", "mallory"), "room": "lob", "password": "guess"}
+    )
+    await wrong.expect("error", code="bad_password")
+    await _one(client, "participant.join", actor="mallory", outcome="failure", reason="bad_password")
+    await _one(client, "participant.knock", actor="ana", room="lob")
+    await chair.send({"type": "admit", "identity": "ana"})
+    await waiting[0].expect("joined")
+    await _one(client, "participant.admit", actor="chair", target="ana", outcome="success")
+    await _one(client, "participant.join", actor="ana", outcome="success")
+    resp = await client.post("/api/v1/rooms/lob/lobby/eve/deny", headers=admin_headers())
+    assert resp.status == 204
+    await _one(client, "participant.deny", actor=API_KEY, target="eve", outcome="success")
+    created = await _one(client, "room.create", room="lob")
+    assert "sesame" not in json.dumps(created)
