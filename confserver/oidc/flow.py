@@ -136,14 +136,10 @@ class Flow:
             raise SignInError("oidc_flow_invalid", "the sign-in could not be read back; sign in again")
         return cls(*(str(v) for v in values))
 
-    def cookie_name(self, *, secure: bool) -> str:
-        return flow_cookie_name(self.state, secure=secure)
 
-
-def flow_cookie_name(state: str, *, secure: bool) -> str:
+def flow_cookie_name(state: str) -> str:
     """One cookie per sign-in (two tabs may sign in at once), named after its ``state``."""
-    digest = hashlib.sha256(state.encode()).hexdigest()[:16]
-    return ("__Host-" if secure else "") + "conf_oidc_" + digest
+    return "conf_oidc_" + hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -213,6 +209,12 @@ class Callback:
     state: str
     error: str = ""
     """The provider's ``error`` (e.g. ``access_denied``): it did not sign the person in."""
+    iss: str = ""
+    """Who answered (RFC 9207), when the provider says: must be the configured issuer."""
+
+    def check_issuer(self, issuer: str) -> None:
+        if self.iss and self.iss != issuer:
+            raise SignInError("oidc_wrong_issuer", "the sign-in answer comes from another provider", 401)
 
     def check_success(self) -> None:
         if self.error:
@@ -239,11 +241,12 @@ def parse_callback(pairs: Iterable[tuple[str, str]]) -> Callback:
         seen[key] = value
     if not seen.get("state"):
         raise SignInError("oidc_bad_callback", "the sign-in answer has no state")
+    iss = seen.get("iss", "")
     if "error" in seen:
-        return Callback(code="", state=seen["state"], error=seen["error"] or "error")
+        return Callback(code="", state=seen["state"], error=seen["error"] or "error", iss=iss)
     if not seen.get("code"):
         raise SignInError("oidc_bad_callback", "the sign-in answer has no code")
-    return Callback(code=seen["code"], state=seen["state"])
+    return Callback(code=seen["code"], state=seen["state"], iss=iss)
 
 
 def _printable(value: str) -> str:

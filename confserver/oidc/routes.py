@@ -68,7 +68,7 @@ class SignInContext:
         return self.cookie("conf_sso")
 
     def flow_cookie(self, state: str) -> str:
-        return self.cookie(core.flow_cookie_name(state, secure=False))
+        return self.cookie(core.flow_cookie_name(state))
 
 
 SIGN_IN = web.AppKey("sign_in", SignInContext)
@@ -188,6 +188,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         flow = Flow.from_json(opened)
         room = flow.room
         core.check_state(flow, answer)
+        answer.check_issuer(ctx.cfg.auth.oidc.issuer)
         answer.check_success()
         who, id_token = await _verify(ctx, flow, answer.code)
     except SignInError as e:

@@ -111,6 +111,17 @@ async def test_a_callback_with_another_state_is_refused(start: Start) -> None:
     assert (entry["event"]["outcome"], entry["event"]["reason"]) == ("failure", "oidc_state_mismatch")
 
 
+async def test_an_answer_naming_another_provider_is_refused(start: Start) -> None:
+    _app, browser = await start()
+    url = await browser.sign_in(ROOM, "alice")
+    query = parse_qs(urlsplit(url).query)
+    assert query["iss"]  # the provider names itself (RFC 9207)
+    query["iss"] = ["https://sso.attacker.example"]
+    forged = f"{browser.server}/auth/callback?" + urlencode({k: v[0] for k, v in query.items()})
+    status, _location, body = await browser.callback(forged)
+    assert (status, page_code(body)) == (401, "oidc_wrong_issuer")
+
+
 async def test_an_id_token_that_has_expired_is_refused(start: Start) -> None:
     app, browser = await start()
     app[SIGN_IN].clock = lambda: time.time() + 2 * 3600  # the server's clock is ahead; ID tokens live 1 h
