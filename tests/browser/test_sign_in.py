@@ -86,3 +86,19 @@ def test_someone_outside_the_rooms_policy_is_refused_with_a_clear_page(
     page.get_by_role("button", name="Yes, sign me out").click()
     expect(page.get_by_test_id("sso-title")).to_have_text("You have signed out")
     page.context.close()
+
+
+def test_a_guest_link_made_by_an_admin_still_works_beside_sign_in(
+    browser: Any, sso: tuple[Server, Provider]
+) -> None:
+    server, _provider = sso
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.goto(server.link(ROOM, "tamu-1", name="Tamu Dari Luar"))
+    expect(page.get_by_test_id("name")).to_have_value("Tamu Dari Luar")
+    page.get_by_test_id("join").click()
+    expect(page.locator("#view-meeting")).to_be_visible()
+    page.get_by_test_id("leave").click()
+    expect(page.get_by_test_id("rejoin")).to_be_visible()
+    expect(page.get_by_test_id("sign-out")).to_have_count(0)  # a guest did not sign in
+    context.close()

@@ -8,16 +8,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
+from confserver.app import create_app
 from confserver.config import ConfigError, load_config
+from confserver.metrics import Metrics
 from confserver.oidc.flow import Sealer
 from confserver.oidc.routes import MAX_FLOWS
+from confserver.store import MemoryStore
 
-from ..conftest import admin_headers
-from .conftest import ROOM, Start, page_code
+from ..conftest import CREDS, admin_headers, free_port
+from .conftest import ROOM, Browserish, Provider, Start, page_code, start_provider, stop
 
 SEALER = Sealer("s" * 43)
 
@@ -147,3 +153,49 @@ def test_production_needs_an_https_provider(tmp_path: Any) -> None:
     path.write_text('[auth.oidc]\nissuer = "http://sso.example.gov"\nclient_id = "c"\nclient_secret = "s"\n')
     with pytest.raises(ConfigError, match="production needs https"):
         load_config(path, env={"CONF_MODE": "production"})
+
+
+async def test_a_provider_that_goes_down_mid_sign_in_gets_a_page(aiohttp_server: Any, tmp_path: Any) -> None:
+    provider = start_provider(tmp_path, free_port())
+    try:
+        app = create_app(
+            provider.config(), store=MemoryStore(), credentials=CREDS, metrics=Metrics.create(process=False)
+        )
+        server = await aiohttp_server(app, host="127.0.0.1", port=provider.server_port)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            browser = Browserish(http, f"http://127.0.0.1:{server.port}")
+            url = await browser.sign_in(ROOM, "alice")
+            stop(provider)  # the official is on the way back; the token endpoint is gone
+            status, _location, body = await browser.callback(url)
+            assert (status, page_code(body)) == (503, "oidc_provider_unavailable")
+            async with http.get(f"{browser.server}/healthz") as r:
+                assert r.status == 200
+    finally:
+        stop(provider)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "prefix", "secure"), [("https://conf.example.gov", "__Secure-", True), ("", "", False)]
+)
+async def test_sign_in_cookies_are_http_only_lax_scoped_and_secure_over_https(
+    provider: Provider, aiohttp_client: Any, public_url: str, prefix: str, secure: bool
+) -> None:
+    cfg = provider.config()
+    cfg = replace(cfg, server=replace(cfg.server, public_url=public_url, trust_proxy_tls=bool(public_url)))
+    client = await aiohttp_client(
+        create_app(cfg, store=MemoryStore(), credentials=CREDS, metrics=Metrics.create(process=False))
+    )
+    resp = await client.get(f"/auth/sign-in/{ROOM}", allow_redirects=False)
+    assert resp.status == 303
+    [cookie] = resp.cookies.values()
+    assert cookie.key.startswith(prefix + "conf_oidc_")
+    assert (cookie["httponly"], cookie["samesite"], cookie["path"], cookie["max-age"]) == (
+        True,
+        "Lax",
+        "/auth",
+        "600",
+    )
+    assert bool(cookie["secure"]) is secure
+    assert parse_qs(urlsplit(resp.headers["Location"]).query)["redirect_uri"] == [
+        (public_url or f"http://127.0.0.1:{provider.server_port}") + "/auth/callback"
+    ]
