@@ -28,7 +28,7 @@ from ..store import StoreUnavailableError
 from ..tokens import mint_join_token
 from . import flow as core
 from .flow import Flow, Sealer, SignedIn, SignInError
-from .pages import Who, page
+from .pages import Who, language, page
 from .provider import ProviderClient
 
 log = logging.getLogger("confserver.oidc")
@@ -94,7 +94,8 @@ def add_routes(app: web.Application, cfg: Config, credentials: ApiCredentials, m
 
 def _page(request: web.Request, e: SignInError | ServiceError, **kw: Any) -> web.Response:
     brand = request.app[SIGN_IN].cfg.ui.brand_name
-    return page(e.code, e.message, e.status, brand_name=brand, **kw)
+    lang = language(request.headers.get("Accept-Language", ""))
+    return page(e.code, e.message, e.status, lang=lang, brand_name=brand, **kw)
 
 
 def _see_other(location: str) -> web.Response:
