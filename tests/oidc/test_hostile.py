@@ -199,3 +199,12 @@ async def test_sign_in_cookies_are_http_only_lax_scoped_and_secure_over_https(
     assert parse_qs(urlsplit(resp.headers["Location"]).query)["redirect_uri"] == [
         (public_url or f"http://127.0.0.1:{provider.server_port}") + "/auth/callback"
     ]
+
+
+def test_check_config_prints_no_client_secret(provider: Provider) -> None:
+    from confserver.main import redacted
+
+    cfg = provider.config()
+    shown = repr(redacted(cfg))
+    assert cfg.auth.oidc.client_secret not in shown and cfg.auth.oidc.client_secret not in repr(cfg)
+    assert redacted(cfg).auth.oidc.client_secret == "***"
