@@ -132,7 +132,8 @@ class ProviderClient:
                 "oidc_client_rejected", "the identity provider does not accept this server", 502
             )
         log.warning(
-            "identity provider token endpoint refused", extra={"status": status, "error": str(error)[:64]}
+            "identity provider token endpoint refused",
+            extra={"status": status, "error": "".join(c for c in str(error)[:64] if c.isprintable())},
         )
         if status >= 500:
             raise unavailable("the identity provider failed; try again later")

@@ -122,6 +122,12 @@ async def test_an_answer_naming_another_provider_is_refused(start: Start) -> Non
     assert (status, page_code(body)) == (401, "oidc_wrong_issuer")
 
 
+async def test_a_server_the_provider_does_not_know_is_told_so(start: Start) -> None:
+    _app, browser = await start(client_secret="not-the-secret-the-provider-gave-us")
+    status, _location, body = await browser.callback(await browser.sign_in(ROOM, "alice"))
+    assert (status, page_code(body)) == (502, "oidc_client_rejected")
+
+
 async def test_an_id_token_that_has_expired_is_refused(start: Start) -> None:
     app, browser = await start()
     app[SIGN_IN].clock = lambda: time.time() + 2 * 3600  # the server's clock is ahead; ID tokens live 1 h
