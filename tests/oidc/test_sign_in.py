@@ -10,13 +10,17 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import aiohttp
 import pytest
 
+from confserver.app import create_app
+from confserver.metrics import Metrics
 from confserver.oidc.routes import SIGN_IN
+from confserver.store import MemoryStore
 from confserver.tokens import KeyRing, TokenVerifier, VerificationKey
 
-from ..conftest import API_KEY, API_SECRET, admin_headers
-from .conftest import ROOM, Browserish, Provider, Start, page_code
+from ..conftest import API_KEY, API_SECRET, CREDS, admin_headers
+from .conftest import ALLOW, ROOM, Browserish, Provider, Start, page_code
 
 
 def verify_join(location: str) -> Any:
@@ -215,3 +219,27 @@ async def test_nothing_of_the_providers_tokens_reaches_the_logs(
     assert "signed in" in logged
     for secret in (code, token, "eyJ"):  # "eyJ": how every JWT (an ID token too) begins
         assert secret not in logged
+
+
+async def test_any_node_completes_a_sign_in_another_started(provider: Provider, aiohttp_server: Any) -> None:
+    """Two nodes behind one address share the store and the API secret, nothing else."""
+    store = MemoryStore()
+    cfg = provider.config()
+    nodes = [
+        create_app(cfg, store=store, credentials=CREDS, metrics=Metrics.create(process=False))
+        for _ in range(2)
+    ]
+    first = await aiohttp_server(nodes[0], host="127.0.0.1", port=provider.server_port)
+    second = await aiohttp_server(nodes[1], host="127.0.0.1")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            f"http://127.0.0.1:{first.port}/api/v1/rooms",
+            json={"name": ROOM, "allow": ALLOW},
+            headers=admin_headers(),
+        ) as r:
+            assert r.status == 201
+        url = await Browserish(http, f"http://127.0.0.1:{first.port}").sign_in(ROOM, "alice")
+        elsewhere = url.replace(f":{first.port}/", f":{second.port}/")
+        status, location, _ = await Browserish(http, f"http://127.0.0.1:{second.port}").callback(elsewhere)
+    assert status == 303
+    assert verify_join(location).identity == "alice@kominfo.go.id"
