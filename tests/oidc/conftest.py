@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import shutil
 import subprocess
 import time
@@ -101,7 +102,8 @@ def start_provider(workdir: Path, server_port: int, *, id_token_ttl: int = 3600)
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # "listening", or nothing when it failed to start
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""  # "listening", or nothing when it failed to start
     if "listening" not in line:
         proc.kill()
         pytest.fail("the test OpenID provider did not start")
