@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .configerror import ConfigError
 from .weaksettings import is_loopback
 
 CLAIM_NAME_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+ClientAuth = Literal["client_secret_basic", "client_secret_post"]
 SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")
 """RFC 6749 scope-token characters."""
 
@@ -22,7 +24,10 @@ class OidcConfig:
     ``https://sso.example.gov/realms/ministry``); empty: single sign-on is off."""
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
-    """Sent to the provider's token endpoint (HTTP Basic); left out of ``--check-config``."""
+    """Sent to the provider's token endpoint; left out of ``--check-config``."""
+    client_auth: ClientAuth = "client_secret_basic"
+    """How the client secret goes to the token endpoint: HTTP Basic, or in the form body
+    (``client_secret_post``), as the client is registered at the provider."""
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     """Asked for at sign-in; ``openid`` is always included. Add the scope that makes the provider
     put the groups claim in the ID token (often ``groups``)."""

@@ -107,12 +107,15 @@ class ProviderClient:
             "redirect_uri": redirect_uri,
             "code_verifier": verifier,
         }
-        auth = aiohttp.encode_basic_auth(
-            _form_encode(self._cfg.client_id), _form_encode(self._cfg.client_secret)
-        )
+        headers: dict[str, str] = {}
+        if self._cfg.client_auth == "client_secret_post":
+            form.update(client_id=self._cfg.client_id, client_secret=self._cfg.client_secret)
+        else:  # RFC 6749 section 2.3.1: id and secret form-encoded inside Basic
+            login, secret = quote_plus(self._cfg.client_id), quote_plus(self._cfg.client_secret)
+            headers["Authorization"] = aiohttp.encode_basic_auth(login, secret)
         try:
             async with self._client().post(
-                meta.token_endpoint, data=form, headers={"Authorization": auth}, allow_redirects=False
+                meta.token_endpoint, data=form, headers=headers, allow_redirects=False
             ) as r:
                 body = await _read_json(r)
                 status = r.status
@@ -172,11 +175,6 @@ class ProviderClient:
                 raise
             slot.fetched_at, slot.failure = self._clock(), None
             return slot.value  # type: ignore[no-any-return]
-
-
-def _form_encode(value: str) -> str:
-    """RFC 6749 section 2.3.1: the client id and secret are form-encoded inside Basic auth."""
-    return quote_plus(value)
 
 
 async def _read_json(resp: aiohttp.ClientResponse) -> Any:

@@ -35,6 +35,8 @@ from ..conftest import CREDS, admin_headers, base_config, free_port, skip_or_fai
 
 PROVIDER_DIR = Path(__file__).parent / "provider"
 CLIENT_ID = "confserver-test"
+POST_CLIENT_ID = "confserver-test-post"
+"""A second client, registered to send its secret in the form body (client_secret_post)."""
 CLIENT_SECRET = "test-client-secret-0123456789-abcdefghij"
 USERS = {
     "alice": {"email": "alice@kominfo.go.id", "name": "Alice Wibowo", "groups": ["kemenkominfo-staff"]},
@@ -80,13 +82,18 @@ def start_provider(workdir: Path, server_port: int, *, id_token_ttl: int = 3600)
     setup = {
         "clients": [
             {
-                "client_id": CLIENT_ID,
+                "client_id": client_id,
                 "client_secret": CLIENT_SECRET,
+                "token_endpoint_auth_method": method,
                 "redirect_uris": [server + "/auth/callback"],
                 "post_logout_redirect_uris": [server + "/auth/signed-out"],
                 "grant_types": ["authorization_code"],
                 "response_types": ["code"],
             }
+            for client_id, method in (
+                (CLIENT_ID, "client_secret_basic"),
+                (POST_CLIENT_ID, "client_secret_post"),
+            )
         ],
         "users": USERS,
         "id_token_ttl": id_token_ttl,

@@ -20,7 +20,7 @@ from confserver.store import MemoryStore
 from confserver.tokens import KeyRing, TokenVerifier, VerificationKey
 
 from ..conftest import API_KEY, API_SECRET, CREDS, admin_headers
-from .conftest import ALLOW, ROOM, Browserish, Provider, Start, page_code
+from .conftest import ALLOW, POST_CLIENT_ID, ROOM, Browserish, Provider, Start, page_code
 
 
 def verify_join(location: str) -> Any:
@@ -130,6 +130,13 @@ async def test_a_server_the_provider_does_not_know_is_told_so(start: Start) -> N
     _app, browser = await start(client_secret="not-the-secret-the-provider-gave-us")
     status, _location, body = await browser.callback(await browser.sign_in(ROOM, "alice"))
     assert (status, page_code(body)) == (502, "oidc_client_rejected")
+
+
+async def test_a_client_registered_for_client_secret_post_signs_in(start: Start) -> None:
+    _app, browser = await start(client_id=POST_CLIENT_ID, client_auth="client_secret_post")
+    status, location, _ = await browser.callback(await browser.sign_in(ROOM, "alice"))
+    assert status == 303, location
+    assert verify_join(location).identity == "alice@kominfo.go.id"
 
 
 async def test_an_id_token_that_has_expired_is_refused(start: Start) -> None:
