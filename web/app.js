@@ -106,6 +106,13 @@ async function main() {
     onEnded: (reason) => {
       const key = endScreenKey(reason);
       if (!KEEP_TOKEN_AFTER.has(key)) tokens.forget(room);
+      // A token from a sign-in that expired (a rejoin after a long meeting): sign in again.
+      const again = signInCures(key, { signedInHere: signedInHere(session(), room) });
+      if (again && signInState.offered && mayTrySignIn(session(), room, Date.now())) {
+        noteSignInTried(session(), room, Date.now());
+        location.replace(signInUrl(room));
+        return;
+      }
       const params = { by: reason.by || "" };
       endScreen.show(key, { params, onSignOut, onRetry: KEEP_TOKEN_AFTER.has(key) && tokens.read(room) ? () => location.reload() : null });
     },
