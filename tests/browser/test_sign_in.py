@@ -5,6 +5,7 @@ the room's policy does not list sees who is signed in and that the meeting is no
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,17 @@ def test_a_guest_link_made_by_an_admin_still_works_beside_sign_in(
     expect(page.get_by_test_id("rejoin")).to_be_visible()
     expect(page.get_by_test_id("sign-out")).to_have_count(0)  # a guest did not sign in
     context.close()
+
+
+def test_an_expired_token_from_a_sign_in_signs_in_again(browser: Any, sso: tuple[Server, Provider]) -> None:
+    server, _provider = sso
+    page = sign_in(browser, server, "alice")
+    expect(page.locator("#view-prejoin")).to_be_visible()
+    expired = server.token(ROOM, "alice@kominfo.go.id", ttl=60, now=time.time() - 3600)
+    page.evaluate(f"sessionStorage.setItem('conf.token.{ROOM}', {json.dumps(expired)})")
+    page.reload()  # the provider still knows alice: straight back with a fresh token, no form
+    expect(page.locator("#view-prejoin")).to_be_visible()
+    expect(page.get_by_test_id("name")).to_have_value("Alice Wibowo")
+    fresh = page.evaluate(f"sessionStorage.getItem('conf.token.{ROOM}')")
+    assert fresh and fresh != expired
+    page.context.close()
