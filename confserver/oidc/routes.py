@@ -297,7 +297,7 @@ def _audit(request: web.Request, actor: Actor, outcome: str, reason: str, room: 
 async def logout(request: web.Request) -> web.StreamResponse:
     """Forget who signed in here, then sign out at the provider too when it offers that."""
     ctx = request.app[SIGN_IN]
-    _who_before, hint = _who(ctx, request)
+    _signed_in, hint = _who(ctx, request)
     target = SIGNED_OUT_PATH
     if ctx.enabled:
         try:
