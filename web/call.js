@@ -6,7 +6,7 @@ import { pageTitle } from "./brand.js";
 import { canShareScreen } from "./devices.js";
 import { byId, h, svgIcon } from "./dom.js";
 import { ICONS } from "./icons.js";
-import { LobbyView, askPassword, chime } from "./lobby.js";
+import { Admission } from "./lobby.js";
 import { LocalMedia } from "./localmedia.js";
 import { MediaSession } from "./media.js";
 import { Meeting } from "./meeting.js";
@@ -56,8 +56,7 @@ export class Call {
       people: byId("panel-people"),
     };
     this.audio = new AudioPlayer(byId("audio-sink"));
-    this.lobbyView = new LobbyView({ i18n, onLeave: () => this.meeting.leave() });
-    this._knocking = new Set(); // who a moderator has been told is waiting
+    this.admission = new Admission({ i18n, notices, meeting: this.meeting, title: () => this.title(), openPeople: () => this.panel !== "people" && this.togglePanel("people"), onChange: () => this.render() });
   }
 
   start({ name, tracks, devices, state }) {
@@ -131,13 +130,6 @@ export class Call {
     const t = (k, p) => this.i18n.t(k, p);
     m.addEventListener("status", (ev) => this._onStatus(ev.detail));
     m.addEventListener("joined", (ev) => this._onJoined(ev.detail.rejoin));
-    m.addEventListener("lobby", (ev) => this.lobbyView.show({ title: this.title(), name: ev.detail.name, moderators: ev.detail.moderators }));
-    m.addEventListener("lobby-updated", (ev) => this._onLobbyUpdated(ev.detail.waiting));
-    m.addEventListener("password-needed", async (ev) => {
-      const password = await askPassword({ i18n: this.i18n, dialog: byId("dialog"), wrong: ev.detail.wrong });
-      if (password) m.submitPassword(password);
-      else m.leave();
-    });
     m.addEventListener("participant-joined", (ev) => {
       const { participant, returning } = ev.detail;
       if (!returning && m.participants.size < QUIET_ABOVE) this.notices.toast(t("notice.joined", { name: participant.name }));
@@ -176,25 +168,6 @@ export class Call {
     m.addEventListener("error", (ev) => this._onError(ev.detail));
     m.addEventListener("rtt", () => this._renderQuality());
     m.addEventListener("ended", (ev) => this._onEnded(ev.detail));
-  }
-
-  // --- the lobby (moderators) ---------------------------------------------------------------
-
-  _onLobbyUpdated(waiting) {
-    const t = (k, p) => this.i18n.t(k, p);
-    const present = new Set(waiting.map((w) => w.identity));
-    const arrived = waiting.filter((w) => !w.away && !this._knocking.has(w.identity));
-    this._knocking = present;
-    if (arrived.length && this.meeting.isModerator) {
-      chime();
-      const who = arrived.length === 1 ? t("lobby.someone_waiting", { name: arrived[0].name || arrived[0].identity }) : t("lobby.knocking", { count: arrived.length });
-      this.notices.toast(who, {
-        testid: "lobby-notice",
-        timeoutMs: 15000,
-        action: arrived.length === 1 ? { label: t("lobby.admit"), onClick: () => this.meeting.admit(arrived[0].identity) } : { label: t("lobby.review"), onClick: () => this.panel !== "people" && this.togglePanel("people") },
-      });
-    }
-    this.render();
   }
 
   // --- connection ---------------------------------------------------------------------------

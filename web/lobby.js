@@ -3,6 +3,43 @@
 
 import { byId, h } from "./dom.js";
 
+/** The meeting's side of admission: the waiting page and the password prompt for this client,
+ *  the knock notices for a moderator. Listens to the Meeting's lobby events. */
+export class Admission {
+  constructor({ i18n, notices, meeting, title, openPeople, onChange }) {
+    this.i18n = i18n;
+    this.notices = notices;
+    this.meeting = meeting;
+    this.openPeople = openPeople;
+    this.onChange = onChange;
+    this.view = new LobbyView({ i18n, onLeave: () => meeting.leave() });
+    this._knocking = new Set(); // who a moderator has been told is waiting
+    meeting.addEventListener("lobby", (ev) => this.view.show({ title: title(), name: ev.detail.name, moderators: ev.detail.moderators }));
+    meeting.addEventListener("lobby-updated", (ev) => this._onWaiting(ev.detail.waiting));
+    meeting.addEventListener("password-needed", async (ev) => {
+      const password = await askPassword({ i18n, dialog: byId("dialog"), wrong: ev.detail.wrong });
+      if (password) meeting.submitPassword(password);
+      else meeting.leave();
+    });
+  }
+
+  _onWaiting(waiting) {
+    const t = (k, p) => this.i18n.t(k, p);
+    const arrived = waiting.filter((w) => !w.away && !this._knocking.has(w.identity));
+    this._knocking = new Set(waiting.map((w) => w.identity));
+    if (arrived.length && this.meeting.isModerator) {
+      chime();
+      const one = arrived.length === 1 ? arrived[0] : null;
+      this.notices.toast(one ? t("lobby.someone_waiting", { name: one.name || one.identity }) : t("lobby.knocking", { count: arrived.length }), {
+        testid: "lobby-notice",
+        timeoutMs: 15000,
+        action: one ? { label: t("lobby.admit"), onClick: () => this.meeting.admit(one.identity) } : { label: t("lobby.review"), onClick: () => this.openPeople() },
+      });
+    }
+    this.onChange();
+  }
+}
+
 export class LobbyView {
   /** `onLeave()` when the participant gives up waiting. */
   constructor({ i18n, onLeave }) {

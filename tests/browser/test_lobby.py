@@ -39,12 +39,12 @@ def test_a_moderator_admits_one_and_denies_another(people: Crowd, server: Server
 
 
 def test_waiting_without_a_moderator_says_so(people: Crowd, server: Server) -> None:
-    server.create_room("no-mod", lobby=True)
-    dani = people.open("no-mod", "dani", name="Dani", join=False)
+    server.create_room("lobby-nomod", lobby=True)
+    dani = people.open("lobby-nomod", "dani", name="Dani", join=False)
     dani.page.get_by_test_id("join").click()
     expect(dani.page.get_by_test_id("lobby-status")).to_have_attribute("data-moderators", "0")
     expect(dani.page.get_by_test_id("lobby-status")).to_contain_text("No moderator is in the meeting yet")
-    ana = people.open("no-mod", "ana", name="Ana Putri", role="moderator")
+    ana = people.open("lobby-nomod", "ana", name="Ana Putri", role="moderator")
     expect(dani.page.get_by_test_id("lobby-status")).to_have_attribute("data-moderators", "1")
     dani.page.get_by_test_id("lobby-leave").click()
     expect(dani.end_screen()).to_have_attribute("data-reason", "left")
