@@ -22,6 +22,7 @@ from .credentials import ApiCredentials
 from .errors import ServiceError
 from .media import MediaController, NoMediaController
 from .metrics import Metrics
+from .oidc import routes as sign_in
 from .rooms import RoomService
 from .signaling.websocket import SIGNALING, SignalingContext, close_all, handle_ws
 from .store import Store, StoreUnavailableError
@@ -131,6 +132,7 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     api.add_routes(app)
     pages.add_routes(app, cfg.ui)
+    sign_in.add_routes(app, cfg, credentials, metrics)
     app.cleanup_ctx.append(_background(cfg, rooms, webhooks, audit))
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(lambda _app: media.close())

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from .auditconfig import AuditConfig as AuditConfig
 from .auditconfig import check_audit
 from .configerror import ConfigError as ConfigError
+from .oidcconfig import OidcConfig as OidcConfig
+from .oidcconfig import check_oidc
 from .uiconfig import ACCENT_COLOR_RE as ACCENT_COLOR_RE
 from .uiconfig import MAX_BRAND_NAME_CHARS as MAX_BRAND_NAME_CHARS
 from .uiconfig import MAX_LOGO_BYTES as MAX_LOGO_BYTES
@@ -110,6 +112,7 @@ class AuthConfig:
     token_max_ttl: int = 86400
     leeway: int = 30
     keys: tuple[KeyConfig, ...] = ()
+    oidc: OidcConfig = field(default_factory=OidcConfig)
 
 
 @dataclass(frozen=True)
@@ -521,6 +524,7 @@ def _check(cfg: Config) -> None:
             )
     check_ui(cfg.ui)
     check_audit(cfg.audit)
+    check_oidc(cfg.auth.oidc, production=cfg.mode == "production", token_max_ttl=cfg.auth.token_max_ttl)
     check_webhooks(cfg.webhooks, production=cfg.mode == "production")
     if cfg.tls.mode == "files":
         need(

@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def redacted(cfg: Config) -> Config:
     """The configuration as ``--check-config`` prints it: secrets (the API secret, the TURN secret,
-    a password in the Redis URL, webhook secrets) replaced by ``***``, so the output can be pasted
-    anywhere."""
+    a password in the Redis URL, webhook secrets, the OpenID client secret) replaced by ``***``, so
+    the output can be pasted anywhere."""
     url = urlsplit(cfg.store.redis_url)
     redis_url = cfg.store.redis_url
     if url.password is not None:
@@ -92,7 +92,11 @@ def redacted(cfg: Config) -> Config:
         redis_url = urlunsplit(url._replace(netloc=f"{user}:***@{host}{port}"))
     return replace(
         cfg,
-        auth=replace(cfg.auth, api_secret="***" if cfg.auth.api_secret else ""),
+        auth=replace(
+            cfg.auth,
+            api_secret="***" if cfg.auth.api_secret else "",
+            oidc=replace(cfg.auth.oidc, client_secret="***" if cfg.auth.oidc.client_secret else ""),
+        ),
         sfu=replace(cfg.sfu, turn_secret="***" if cfg.sfu.turn_secret else ""),
         store=replace(cfg.store, redis_url=redis_url),
         webhooks=tuple(replace(hook, secret="***") for hook in cfg.webhooks),  # noqa: S106 - a mask
@@ -235,7 +239,7 @@ def audit_parts(cfg: Config) -> tuple[AuditSink | None, Signer | None]:
 async def serve(cfg: Config) -> int:
     ssl_ctx, cacert = _tls(cfg)
     creds = ensure_credentials(cfg, cacert=cacert)
-    setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret])
+    setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret, cfg.auth.oidc.client_secret])
     for warning in config_warnings(cfg):
         log.warning(warning, extra={"key": warning.split(":", 1)[0]})
     asyncio.get_running_loop().set_exception_handler(ThrottledLoopErrors())

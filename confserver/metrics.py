@@ -63,6 +63,7 @@ class Metrics:
     join_duration: Histogram
     ws_connections: Gauge
     token_rejections: Counter
+    sign_ins: Counter
     http_requests: Counter
     ws_messages: Counter
     ws_errors: Counter
@@ -101,6 +102,12 @@ class Metrics:
             ),
             token_rejections=Counter(
                 "conf_token_rejections", "Tokens refused, by reason.", ["reason"], registry=reg
+            ),
+            sign_ins=Counter(
+                "conf_sign_ins",
+                "Single sign-on results: admitted, or the refusal code.",
+                ["result"],
+                registry=reg,
             ),
             http_requests=Counter(
                 "conf_http_requests",

@@ -11,6 +11,16 @@ import { Notices } from "./notices.js";
 import { PreJoin } from "./prejoin.js";
 import { takeTokenFromFragment } from "./protocol.js";
 import { fetchRoomTitle, roomTitle } from "./roomtitle.js";
+import {
+  fetchSignInState,
+  mayTrySignIn,
+  noteSignInDone,
+  noteSignInTried,
+  SIGN_OUT_URL,
+  signedInHere,
+  signInCures,
+  signInUrl,
+} from "./signin.js";
 import { decodeJoinToken, tokenProblem } from "./token.js";
 
 // The token stays in this tab's sessionStorage so that a reload or "Rejoin" works after it was
@@ -48,16 +58,33 @@ async function main() {
   const token = fromLink || tokens.read(room);
   const claims = decodeJoinToken(token);
   const problem = tokenProblem(token, claims, room, Date.now());
+  const signIn = fetchSignInState();
+  if (fromLink && !problem) noteSignInDone(session(), room);
+  // No usable link: an official signs in at the organisation's identity provider instead.
+  const cured = signInCures(problem, { signedInHere: signedInHere(session(), room) });
+  if (cured && room && mayTrySignIn(session(), room, Date.now()) && (await signIn).offered) {
+    noteSignInTried(session(), room, Date.now());
+    tokens.forget(room);
+    location.replace(signInUrl(room));
+    return;
+  }
   const i18n = new Translator();
   // The catalogue, the branding and the meeting's title (only for a usable link) in parallel.
-  const [brand, storedTitle] = await Promise.all([loadBrand(), problem ? null : fetchRoomTitle(room, token), i18n.init()]);
+  const [brand, storedTitle, , signInState] = await Promise.all([loadBrand(), problem ? null : fetchRoomTitle(room, token), i18n.init(), signIn]);
+  // Signing out also forgets this tab's join token for the room (it stays valid until it expires).
+  const onSignOut = signInState.signedIn
+    ? () => {
+        tokens.forget(room);
+        location.assign(SIGN_OUT_URL);
+      }
+    : null;
   applyBrand(document, brand);
   mountLanguagePickers(i18n);
   const title = roomTitle({ title: storedTitle }, room);
   const endScreen = new EndScreen({ i18n, brand });
   if (problem) {
     tokens.forget(room);
-    endScreen.show(endScreenKey({ kind: "token", problem }));
+    endScreen.show(endScreenKey({ kind: "token", problem }), { onSignOut });
     return;
   }
   const notices = new Notices({
@@ -79,8 +106,15 @@ async function main() {
     onEnded: (reason) => {
       const key = endScreenKey(reason);
       if (!KEEP_TOKEN_AFTER.has(key)) tokens.forget(room);
+      // A token from a sign-in that expired (a rejoin after a long meeting): sign in again.
+      const again = signInCures(key, { signedInHere: signedInHere(session(), room) });
+      if (again && signInState.offered && mayTrySignIn(session(), room, Date.now())) {
+        noteSignInTried(session(), room, Date.now());
+        location.replace(signInUrl(room));
+        return;
+      }
       const params = { by: reason.by || "" };
-      endScreen.show(key, { params, onRetry: KEEP_TOKEN_AFTER.has(key) && tokens.read(room) ? () => location.reload() : null });
+      endScreen.show(key, { params, onSignOut, onRetry: KEEP_TOKEN_AFTER.has(key) && tokens.read(room) ? () => location.reload() : null });
     },
   });
   const prejoin = new PreJoin({

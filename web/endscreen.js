@@ -61,9 +61,12 @@ export class EndScreen {
     i18n.addEventListener("change", () => this._current && this._render());
   }
 
-  /** Shows the screen for `key`; `onRetry` (optional) becomes a "join again" button. */
-  show(key, { onRetry = null, params = {} } = {}) {
-    this._current = { key, onRetry, params };
+  /**
+   * Shows the screen for `key`; `onRetry` (optional) becomes a "join again" button, `onSignOut`
+   * (for someone who came in by single sign-on) a "sign out" one.
+   */
+  show(key, { onRetry = null, onSignOut = null, params = {} } = {}) {
+    this._current = { key, onRetry, onSignOut, params };
     this._render();
     for (const v of document.querySelectorAll(".view")) v.hidden = v !== this.view;
     document.title = pageTitle(this.i18n, this.brand, this.i18n.t(`end.${key}.title`));
@@ -72,7 +75,7 @@ export class EndScreen {
   }
 
   _render() {
-    const { key, onRetry, params } = this._current;
+    const { key, onRetry, onSignOut, params } = this._current;
     const t = (k) => this.i18n.t(k, params);
     this.card.dataset.reason = key;
     this.card.classList.toggle("end-problem", IS_PROBLEM.has(key));
@@ -84,6 +87,9 @@ export class EndScreen {
     if (onRetry && CAN_RETRY.has(key)) {
       const label = key === "left" || key === "duplicate" ? "end.rejoin" : "end.retry";
       actions.append(h("button", { type: "button", class: "btn btn-primary", dataset: { testid: "rejoin" }, onclick: onRetry }, t(label)));
+    }
+    if (onSignOut) {
+      actions.append(h("button", { type: "button", class: "btn", dataset: { testid: "sign-out" }, onclick: onSignOut }, t("end.sign_out")));
     }
   }
 }

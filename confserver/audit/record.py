@@ -22,6 +22,7 @@ ACTIONS: Final = (
     "participant.knock",
     "participant.admit",
     "participant.deny",
+    "user.sign_in",
     "room.create",
     "room.update",
     "room.lock",

@@ -75,8 +75,10 @@ class Server:
         *,
         media: bool = False,
         env: dict[str, str] | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        self.config_file = config_file  # for what the environment cannot set (TOML tables)
         self.media = media
         self.env = dict(env or {})  # more CONF_* settings
         self.port = port or free_port()
@@ -105,6 +107,8 @@ class Server:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "confserver.main"]
         if os.environ.get("BROWSER_TESTS_SERVER_CMD"):  # another build of the server, same CONF_* env
             cmd = shlex.split(os.environ["BROWSER_TESTS_SERVER_CMD"])
+        if self.config_file is not None:
+            cmd = [*cmd, "--config", str(self.config_file)]
         log = self.log.open("ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + 30
