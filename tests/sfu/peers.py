@@ -35,7 +35,7 @@ from av import AudioFrame, VideoFrame
 
 from confserver.contract import parse_media
 from confserver.errors import ServiceError
-from sfu.controller import SfuController
+from confserver.media import MediaController
 from sfu.glue.gathering import prepare_gathering
 from sfu.glue.receive import take_over_media
 from sfu.ports import GatherPolicy, PortRange
@@ -127,7 +127,7 @@ class Received:
 class Peer:
     def __init__(
         self,
-        sfu: SfuController,
+        sfu: MediaController,
         room: str,
         sid: str,
         *,
@@ -165,6 +165,7 @@ class Peer:
         self.published: list[dict[str, Any]] = []  # the publish offer's tracks entries
         self.rtp_packets: dict[int, int] = {}  # payload type -> packets (decode=False)
         self.raw: list[bytes] = []  # the RTP packets received (decode=False)
+        self.resets = 0  # media_reset messages handled
 
     # --- signaling -----------------------------------------------------------------------------
 
@@ -205,7 +206,9 @@ class Peer:
                 msg = self.messages[self._handled]
                 self._handled += 1
                 try:
-                    if msg["type"] == "subscribe_offer":
+                    if msg["type"] == "media_reset":
+                        await self.reset_media()
+                    elif msg["type"] == "subscribe_offer":
                         await self._answer(msg["sdp"])
                     elif msg["type"] == "track_map":
                         self.track_map = dict(msg["mids"])
@@ -215,6 +218,19 @@ class Peer:
             self._to_pump.clear()
             if self._handled >= len(self.messages):
                 await self._to_pump.wait()
+
+    async def reset_media(self) -> None:
+        """``media_reset``: the server's media side for this peer is new; close both connections
+        and forget what they carried (the peer publishes and subscribes again)."""
+        self.resets += 1
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                await pc.close()
+        self.publish_pc = self.subscribe_pc = None
+        self.track_map = {}
+        self.audio_slots = []
+        self.received = {}
+        self.published = []
 
     # --- publishing ----------------------------------------------------------------------------
 
