@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .channel import ChannelError, Event, Ready, Reply, Request, Start, encode, parse_event, read_frame
@@ -34,6 +34,8 @@ READ_LIMIT: Final = 2 * 1024 * 1024
 WRITE_BUFFER_LIMIT: Final = 16 * 1024 * 1024
 """Bytes waiting to be written to a worker before it counts as stuck (and is killed)."""
 LOST: Final = Reply(-1, "worker_lost", "the media worker stopped")
+WORKER_COMMAND: Final = (sys.executable, "-m", "sfu.worker")
+"""The worker's command line; ``--channel-fd N`` is added."""
 
 
 class WorkerStartError(RuntimeError):
@@ -47,8 +49,10 @@ class WorkerLink:
         *,
         on_event: Callable[[int, Event], None],
         on_lost: Callable[[int, str, bool], None],
+        command: Sequence[str] = WORKER_COMMAND,
     ) -> None:
         self.index = index
+        self._command = tuple(command)
         self.pid: int | None = None
         self.started_at = 0.0
         self.last_heard = 0.0
@@ -69,7 +73,7 @@ class WorkerLink:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sfu.worker", "--channel-fd", str(child.fileno()),
+                *self._command, "--channel-fd", str(child.fileno()),
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
             )  # fmt: skip
         finally:

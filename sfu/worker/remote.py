@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -30,7 +31,7 @@ from confserver.media import SendFn
 from sfu.turn import ice_servers_for
 
 from .channel import Event, Handle, Join, Leave, Load, Metrics, Mute, Request, Send, Start
-from .link import LOST, WorkerLink
+from .link import LOST, WORKER_COMMAND, WorkerLink
 from .metrics import WorkerMetrics
 from .placement import NoWorkerError, Placement
 
@@ -73,8 +74,18 @@ class RoomMedia:
 class RemoteMediaController:
     """Implements ``confserver.media.MediaController`` over media worker processes."""
 
-    def __init__(self, cfg: Config, metrics: WorkerMetrics, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        metrics: WorkerMetrics,
+        *,
+        workers: int | None = None,
+        command: Sequence[str] = WORKER_COMMAND,
+        call_timeout: float = CALL_TIMEOUT,
+    ) -> None:
         self._cfg = cfg
+        self._command = tuple(command)
+        self._call_timeout = call_timeout
         count = workers if workers is not None else cfg.sfu.worker_count
         self._placement = Placement(count)
         self._links: list[WorkerLink | None] = [None] * count
@@ -109,7 +120,7 @@ class RemoteMediaController:
     async def _spawn(self, index: int) -> None:
         sfu = dataclasses.replace(self._cfg.sfu, workers=1, udp_port=self.ports()[index])
         start = Start(index, dataclasses.asdict(sfu), self._cfg.log.level, self._cfg.log.format)
-        link = WorkerLink(index, on_event=self._on_event, on_lost=self._on_lost)
+        link = WorkerLink(index, on_event=self._on_event, on_lost=self._on_lost, command=self._command)
         await link.spawn(start)
         if self._closed:
             await link.stop()
@@ -213,13 +224,13 @@ class RemoteMediaController:
     async def _settled(self, r: RoomMedia) -> None:
         if not r.ready.is_set():
             try:
-                await asyncio.wait_for(r.ready.wait(), CALL_TIMEOUT)
+                await asyncio.wait_for(r.ready.wait(), self._call_timeout)
             except TimeoutError:
                 raise ServiceError("media_timeout", "the room's media did not come back in time") from None
 
     async def _place(self, room: str) -> int:
         """A live worker for ``room``, waiting (within the call deadline) for one to restart."""
-        deadline = time.monotonic() + CALL_TIMEOUT
+        deadline = time.monotonic() + self._call_timeout
         while True:
             try:
                 return self._placement.place(room)
@@ -236,11 +247,11 @@ class RemoteMediaController:
         if link is None:
             return
         try:
-            reply = await link.call(request, CALL_TIMEOUT)
+            reply = await link.call(request, self._call_timeout)
         except TimeoutError:
             self._metrics.call_timeout(index)
             raise ServiceError(
-                "media_timeout", f"the media worker did not answer in {CALL_TIMEOUT:g} s"
+                "media_timeout", f"the media worker did not answer in {self._call_timeout:g} s"
             ) from None
         if reply is LOST or reply.code is None:
             return  # a lost worker's rooms move; their participants are told (media_reset)
@@ -271,7 +282,7 @@ class RemoteMediaController:
         if bad_frame:
             self._metrics.channel_error(index)
         log.error(
-            "media worker %d stopped: %s; restarting it, its %d room(s) move to other workers",
+            "media worker %d stopped: %s; restarting it; its %d room(s) move to a live worker",
             index, reason, len(rooms),
         )  # fmt: skip
         self._metrics.restarted(index)
