@@ -35,7 +35,7 @@ WRITE_BUFFER_LIMIT: Final = 16 * 1024 * 1024
 """Bytes waiting to be written to a worker before it counts as stuck (and is killed)."""
 LOST: Final = Reply(-1, "worker_lost", "the media worker stopped")
 WORKER_COMMAND: Final = (sys.executable, "-m", "sfu.worker")
-"""The worker's command line; ``--channel-fd N`` is added."""
+"""The worker's command line; ``--index I --channel-fd N`` are added (the index for ``ps``)."""
 
 
 class WorkerStartError(RuntimeError):
@@ -73,7 +73,7 @@ class WorkerLink:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *self._command, "--channel-fd", str(child.fileno()),
+                *self._command, "--index", str(self.index), "--channel-fd", str(child.fileno()),
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
             )  # fmt: skip
         finally:

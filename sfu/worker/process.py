@@ -1,4 +1,4 @@
-"""The media worker process: ``python -m sfu.worker --channel-fd N``.
+"""The media worker process: ``python -m sfu.worker --index I --channel-fd N``.
 
 It reads ``start`` from the channel (a Unix socket inherited from the signaling process), runs
 one ``SfuController`` with the ``[sfu]`` settings it was given (its own UDP port), answers each
@@ -158,6 +158,7 @@ async def run(fd: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sfu.worker", description="A media worker process.")
+    p.add_argument("--index", type=int, default=0, help="which worker this is (shown by ps)")
     p.add_argument("--channel-fd", type=int, required=True, help="the inherited channel socket")
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the signaling process stops its workers itself

@@ -41,6 +41,7 @@ async def run(fd: int, mode: str) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--mode", required=True)
+    p.add_argument("--index", type=int, default=0)
     p.add_argument("--channel-fd", type=int, required=True)
     args = p.parse_args()
     sys.exit(asyncio.run(run(args.channel_fd, args.mode)))

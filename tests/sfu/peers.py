@@ -43,6 +43,7 @@ from sfu.ports import GatherPolicy, PortRange
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 ALL_PERMISSIONS = frozenset({"publish_audio", "publish_video", "publish_screen", "subscribe", "chat"})
 VIEWER = frozenset({"subscribe", "chat"})
+CLOSE_TIMEOUT = 5.0
 
 
 def _ignore(data: bytes) -> None:
@@ -222,15 +223,16 @@ class Peer:
     async def reset_media(self) -> None:
         """``media_reset``: the server's media side for this peer is new; close both connections
         and forget what they carried (the peer publishes and subscribes again)."""
-        self.resets += 1
-        for pc in (self.publish_pc, self.subscribe_pc):
-            if pc is not None:
-                await pc.close()
+        old = (self.publish_pc, self.subscribe_pc)
         self.publish_pc = self.subscribe_pc = None
         self.track_map = {}
         self.audio_slots = []
         self.received = {}
         self.published = []
+        for pc in old:
+            if pc is not None:
+                await close_within(pc, CLOSE_TIMEOUT)
+        self.resets += 1  # done: the peer may publish again
 
     # --- publishing ----------------------------------------------------------------------------
 
@@ -344,10 +346,18 @@ class Peer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        for pc in (self.publish_pc, self.subscribe_pc):
-            if pc is not None:
-                await pc.close()
+        old = (self.publish_pc, self.subscribe_pc)
         self.publish_pc = self.subscribe_pc = None
+        for pc in old:
+            if pc is not None:
+                await close_within(pc, CLOSE_TIMEOUT)
+
+
+async def close_within(pc: RTCPeerConnection, seconds: float) -> None:
+    """Close ``pc``, giving up after ``seconds``: aiortc's close can wait on a remote end that is
+    gone (a media worker killed with SIGKILL), and a test must not hang on it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pc.close(), seconds)
 
 
 def accept_offered_codec(answer: str, offer: str, name: str) -> str:
