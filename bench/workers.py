@@ -104,9 +104,10 @@ class Window:
 
     def see(self, now: float, packets: float, final: bool) -> None:
         """A scrape: the window starts and ends where the packet count has just changed."""
+        first = self.last_packets is None  # a relayed count may be seconds old: wait for a change
         changed = packets != self.last_packets
         self.last_packets = packets
-        if not changed:
+        if first or not changed:
             return
         point = (now, cpu_seconds(self.pid), packets)
         if self.start is None:
