@@ -58,13 +58,15 @@ class Placement:
     def joined(self, room: str) -> None:
         self.workers[self._room_worker[room]].participants += 1
 
-    def left(self, room: str, *, empty: bool) -> None:
-        """A participant left ``room``; ``empty``: it was the last one, the room is released."""
+    def left(self, room: str, *, empty: bool, counted: bool = True) -> None:
+        """A participant (``counted`` by ``joined``) left ``room``; ``empty``: it was the last
+        one, the room is released."""
         index = self._room_worker.get(room)
         if index is None:
             return
         worker = self.workers[index]
-        worker.participants = max(0, worker.participants - 1)
+        if counted:
+            worker.participants = max(0, worker.participants - 1)
         if empty:
             worker.rooms.discard(room)
             del self._room_worker[room]

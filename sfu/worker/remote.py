@@ -56,6 +56,8 @@ class Member:
     permissions: frozenset[str]
     send: SendFn
     muted: dict[str, bool] = field(default_factory=dict)
+    placed: bool = False
+    """Joined (or being joined) on the room's worker."""
 
 
 @dataclass
@@ -153,19 +155,17 @@ class RemoteMediaController:
         if r is None:
             r = self._rooms[room] = RoomMedia(room)
         member = Member(sid, identity, frozenset(permissions), send)
-        r.members[sid] = member
+        r.members[sid] = member  # not placed yet: a move going on leaves it to this call
         await self._settled(r)
         if r.members.get(sid) is not member:
-            return
+            return  # left meanwhile
         if r.worker is None:
             try:
                 r.worker = await self._place(room)
             except ServiceError:
                 r.members.pop(sid, None)
                 raise
-            self._metrics.placed(r.worker)
-        self._placement.joined(room)
-        await self._call(r.worker, Join(0, room, sid, member.permissions, identity))
+        await self._join(r, r.worker, member)
 
     async def handle(self, room: str, sid: str, message: MediaMessage) -> None:
         r = self._rooms.get(room)
@@ -187,16 +187,16 @@ class RemoteMediaController:
 
     async def participant_left(self, room: str, sid: str) -> None:
         r = self._rooms.get(room)
-        if r is None or r.members.pop(sid, None) is None:
+        member = r.members.pop(sid, None) if r is not None else None
+        if r is None or member is None:
             return
-        empty = not r.members
-        if empty:
+        if not r.members:
             self._rooms.pop(room, None)
         await self._settled(r)
-        worker = r.worker
-        self._placement.left(room, empty=empty)
-        if worker is not None:
-            await self._call(worker, Leave(0, room, sid))
+        # the room is released only if no one came back meanwhile (they use the same placement)
+        self._placement.left(room, counted=member.placed, empty=room not in self._rooms)
+        if r.worker is not None and member.placed:
+            await self._call(r.worker, Leave(0, room, sid))
 
     def ice_servers(self, identity: str, *, not_after: float | None = None) -> list[dict[str, Any]]:
         sfu = self._cfg.sfu
@@ -232,8 +232,13 @@ class RemoteMediaController:
         """A live worker for ``room``, waiting (within the call deadline) for one to restart."""
         deadline = time.monotonic() + self._call_timeout
         while True:
+            known = self._placement.worker_of(room)
+            if known is not None:
+                return known
             try:
-                return self._placement.place(room)
+                index = self._placement.place(room)
+                self._metrics.placed(index)
+                return index
             except NoWorkerError:
                 self._live.clear()
                 left = deadline - time.monotonic()
@@ -299,12 +304,16 @@ class RemoteMediaController:
         """Place ``r`` again and join its participants there, each told first."""
         try:
             index = await self._place(r.name)
+            if self._rooms.get(r.name) is not r:  # emptied meanwhile
+                if r.name not in self._rooms:
+                    self._placement.left(r.name, counted=False, empty=True)
+                return
             if r.moves != move:
                 return
             r.worker = index
-            self._metrics.placed(index)
-            members = list(r.members.values())
+            members = [m for m in r.members.values() if m.placed]
             for member in members:
+                member.placed = False
                 member.send(MEDIA_RESET)
             await asyncio.gather(*(self._rejoin(r, index, m) for m in members), return_exceptions=True)
         except ServiceError:
@@ -313,9 +322,15 @@ class RemoteMediaController:
             if r.moves == move:
                 r.ready.set()
 
-    async def _rejoin(self, r: RoomMedia, index: int, member: Member) -> None:
+    async def _join(self, r: RoomMedia, index: int, member: Member) -> None:
+        member.placed = True
         self._placement.joined(r.name)
         await self._call(index, Join(0, r.name, member.sid, member.permissions, member.identity))
+
+    async def _rejoin(self, r: RoomMedia, index: int, member: Member) -> None:
+        if r.members.get(member.sid) is not member:
+            return  # left meanwhile
+        await self._join(r, index, member)
         for kind, muted in member.muted.items():
             if muted:
                 await self._call(index, Mute(0, r.name, member.sid, kind, True))

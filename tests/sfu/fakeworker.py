@@ -1,7 +1,8 @@
 """A misbehaving media worker for the tests: it speaks the channel's start-up correctly, then
 (``--mode``) ``garbage``: answers the first request with bytes that are not JSON; ``impostor``:
 sends a signaling message no worker may send (``kicked``) to the participant who joined;
-``silent``: never answers a request (but keeps reporting, so it is not taken for dead)."""
+``silent``: never answers a request (but keeps reporting, so it is not taken for dead); ``ok``:
+answers every request at once, as a worker with nothing to negotiate would."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import struct
 import sys
 import time
 
-from sfu.worker.channel import Load, Ready, Send, encode, read_frame
+from sfu.worker.channel import Load, Ready, Reply, Send, encode, read_frame
 
 
 async def run(fd: int, mode: str) -> int:
@@ -34,6 +35,8 @@ async def run(fd: int, mode: str) -> int:
         elif mode == "impostor":
             message = {"type": "kicked", "reason": "removed"}
             writer.write(encode(Send(frame["room"], frame["sid"], message).to_json()))
+        elif mode == "ok":
+            writer.write(encode(Reply(frame["id"]).to_json()))
     reporter.cancel()
     return 0
 

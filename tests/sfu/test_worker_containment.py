@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,11 +30,11 @@ async def fake() -> AsyncIterator[tuple[Callable[..., object], CollectorRegistry
     registry = CollectorRegistry()
     made: list[RemoteMediaController] = []
 
-    async def make(mode: str, call_timeout: float = 12.0) -> RemoteMediaController:
+    async def make(mode: str, call_timeout: float = 12.0, workers: int = 1) -> RemoteMediaController:
         controller = RemoteMediaController(
             Config(sfu=LOOPBACK_SFU),
             WorkerMetrics(registry),
-            workers=1,
+            workers=workers,
             command=(sys.executable, "-m", "tests.sfu.fakeworker", "--mode", mode),
             call_timeout=call_timeout,
         )
@@ -96,3 +98,34 @@ async def test_a_silent_worker_gives_media_timeout_and_signaling_goes_on(
         await controller.handle("r", "s1", Unpublish("t"))
     assert value(registry, "conf_media_worker_call_timeouts_total") == 2.0
     await asyncio.sleep(0)  # the loop was never blocked: this test got here
+
+
+async def test_joins_and_leaves_during_a_move_leave_no_room_or_count_behind(
+    fake: tuple[Callable[..., object], CollectorRegistry],
+) -> None:
+    make, _registry = fake
+    controller: RemoteMediaController = await make("ok", workers=2)  # type: ignore[misc]
+    told: dict[str, list[object]] = {}
+
+    async def join(room: str, sid: str) -> None:
+        told[sid] = []
+        await controller.participant_joined(room, sid, frozenset(), told[sid].append)
+
+    for room, sid in (("a", "a1"), ("a", "a2"), ("b", "b1")):
+        await join(room, sid)
+    lost = controller.room_worker("a")
+    assert lost is not None and controller.room_worker("b") == 1 - lost
+    pid = controller.pids()[lost]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await asyncio.gather(controller.participant_left("a", "a2"), join("a", "a3"), join("c", "c1"))
+    await wait_until(lambda: {"type": "media_reset"} in told["a1"], 5, what="a1 told")
+    await wait_until(lambda: controller.pids()[lost] not in (None, pid), 10, what="restarted")
+    await asyncio.sleep(0.2)
+    load = controller.load()
+    assert sum(rooms for _alive, rooms, _n, _cpu in load) == 3
+    assert sum(n for _alive, _rooms, n, _cpu in load) == 4  # a1, a3, b1, c1
+    assert controller.room_worker("a") is not None
+    for room, sid in (("a", "a1"), ("a", "a3"), ("b", "b1"), ("c", "c1")):
+        await controller.participant_left(room, sid)
+    assert [(rooms, n) for _alive, rooms, n, _cpu in controller.load()] == [(0, 0), (0, 0)]
