@@ -145,3 +145,24 @@ async def test_kill_9_of_a_worker_moves_its_room_and_media_is_back_within_5_s(
     finally:
         await alice.close()
         await bob.close()
+
+
+def test_one_worker_keeps_media_in_the_server_process_and_more_start_nothing_yet() -> None:
+    from confserver.main import instruments
+    from sfu.controller import SfuController
+
+    _metrics, _listeners, single = instruments(Config(sfu=LOOPBACK_SFU))
+    assert isinstance(single, SfuController)
+    _metrics, _listeners, several = instruments(Config(sfu=replace(LOOPBACK_SFU, workers=3)))
+    assert isinstance(several, RemoteMediaController)
+    assert several.pids() == [None, None, None]  # started with the server (main.start_media)
+
+
+def test_the_signaling_side_of_the_workers_does_not_import_aiortc() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, confserver.main, sfu.worker.remote; print(sorted(m for m in sys.modules if m.startswith('aiortc')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
