@@ -136,7 +136,11 @@ async def run(fd: int) -> int:
     from sfu.controller import SfuController  # aiortc: imported in the worker only
 
     registry = CollectorRegistry(auto_describe=True)
-    controller = SfuController(sfu_config_from_json(start.sfu), registry)
+    try:
+        controller = SfuController(sfu_config_from_json(start.sfu), registry)
+    except (OSError, ValueError, RuntimeError) as exc:  # a taken port, a bad range, wrong aiortc
+        log.error("media worker %d cannot start: %s", start.index, exc)
+        return 1
     worker = Worker(writer, controller)
     worker.write(Ready(os.getpid()).to_json())
     reporter = asyncio.create_task(worker.report(registry), name="worker-report")

@@ -120,7 +120,8 @@ class RemoteMediaController:
         self._watchdog = asyncio.create_task(self._watch(), name="media-workers-watchdog")
 
     async def _spawn(self, index: int) -> None:
-        sfu = dataclasses.replace(self._cfg.sfu, workers=1, udp_port=self.ports()[index])
+        # its own port; no TURN secret (credentials are made here, in the signaling process)
+        sfu = dataclasses.replace(self._cfg.sfu, workers=1, udp_port=self.ports()[index], turn_secret="")
         start = Start(index, dataclasses.asdict(sfu), self._cfg.log.level, self._cfg.log.format)
         link = WorkerLink(index, on_event=self._on_event, on_lost=self._on_lost, command=self._command)
         await link.spawn(start)
