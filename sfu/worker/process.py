@@ -62,6 +62,18 @@ def sfu_config_from_json(obj: Mapping[str, Any]) -> SfuConfig:
     return SfuConfig(**fields)
 
 
+class _WorkerField(logging.Filter):
+    """Every log line of a worker says which one (``media_worker=I`` in text, a JSON field)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.media_worker = self._index
+        return True
+
+
 class Worker:
     def __init__(self, writer: asyncio.StreamWriter, controller: Any) -> None:
         self._writer = writer
@@ -133,6 +145,8 @@ async def run(fd: int) -> int:
         return 0
     start = Start.from_json(first)
     setup_logging(start.log_level, start.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerField(start.index))
     from sfu.controller import SfuController  # aiortc: imported in the worker only
 
     registry = CollectorRegistry(auto_describe=True)
