@@ -167,6 +167,8 @@ async def run(fd: int) -> int:
     except ChannelError as exc:
         log.error("media worker %d: bad frame from the signaling process (%s); stopping", start.index, exc)
         return 1
+    except ConnectionError:
+        return 0  # the signaling process closed the channel (or died): stop
     finally:
         reporter.cancel()
         with contextlib.suppress(Exception):
