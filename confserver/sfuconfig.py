@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .configerror import ConfigError
@@ -49,7 +50,7 @@ def check_sfu(f: SfuConfig) -> None:
     _check_workers(f, need)
 
 
-def _check_workers(f: SfuConfig, need) -> None:  # type: ignore[no-untyped-def]
+def _check_workers(f: SfuConfig, need: Callable[[bool, str, str], None]) -> None:
     need(
         f.workers == "auto" or 1 <= f.workers <= MAX_WORKERS,
         "sfu.workers",

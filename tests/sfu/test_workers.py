@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from confserver.config import Config
-from confserver.contract import ServiceError
+from confserver.contract import ServiceError, Unpublish
 from sfu.worker.metrics import WorkerMetrics
 from sfu.worker.remote import RemoteMediaController
 from tests.sfu.conftest import LOOPBACK_SFU
@@ -103,16 +103,10 @@ async def test_a_refused_media_message_is_refused_with_the_workers_code(
             await peer.request("unpublish", track="nope")
         assert refused.value.code == "unknown_track"
         with pytest.raises(ServiceError) as not_joined:
-            await controller.handle("r", "stranger", refused_message())
+            await controller.handle("r", "stranger", Unpublish("x"))
         assert not_joined.value.code == "not_joined"
     finally:
         await peer.leave()
-
-
-def refused_message():  # type: ignore[no-untyped-def]
-    from confserver.contract import Unpublish
-
-    return Unpublish("x")
 
 
 async def test_kill_9_of_a_worker_moves_its_room_and_media_is_back_within_5_s(
