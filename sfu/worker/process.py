@@ -48,6 +48,8 @@ from sfu.worker.channel import (
 log = logging.getLogger("sfu.worker")
 
 LOAD_INTERVAL = 1.0
+WRITE_BUFFER_LIMIT = 16 * 1024 * 1024
+"""Bytes waiting for the signaling process to read before this worker gives up on it."""
 METRICS_INTERVAL = 5.0
 
 
@@ -81,7 +83,14 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def write(self, message: Mapping[str, Any]) -> None:
+        transport = self._writer.transport
+        if transport.is_closing():
+            return
         self._writer.write(encode(message))
+        if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            # the signaling process stopped reading: stop (it restarts this worker when it can)
+            log.error("media worker: the signaling process does not read its channel; stopping")
+            transport.abort()
 
     def sender(self, room: str, sid: str):  # type: ignore[no-untyped-def]
         def send(message: Mapping[str, Any]) -> None:
