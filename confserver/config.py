@@ -6,6 +6,7 @@ into the app factory; nothing reads configuration from anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tomllib
@@ -22,6 +23,7 @@ from .auditconfig import check_audit
 from .configerror import ConfigError as ConfigError
 from .oidcconfig import OidcConfig as OidcConfig
 from .oidcconfig import check_oidc
+from .sfuconfig import check_sfu
 from .uiconfig import ACCENT_COLOR_RE as ACCENT_COLOR_RE
 from .uiconfig import MAX_BRAND_NAME_CHARS as MAX_BRAND_NAME_CHARS
 from .uiconfig import MAX_LOGO_BYTES as MAX_LOGO_BYTES
@@ -203,6 +205,15 @@ class SfuConfig:
     """When media keeps going stale in the shared socket (2 s without a break), hold every
     subscriber's video one simulcast layer lower (then two), and give the layers back one at a
     time after 30 s without."""
+    workers: int | Literal["auto"] = 1
+    """Media worker processes beside the signaling process: 1 (media in this process), N, or
+    "auto" (one per CPU this process may run on). Worker i uses UDP port ``udp_port + i``."""
+
+    @property
+    def worker_count(self) -> int:
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return self.workers
 
 
 @dataclass(frozen=True)
@@ -356,9 +367,18 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return _build(tp, value, key)  # type: ignore[arg-type]
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in args if a is not type(None)]
-        if isinstance(value, _EnvValue) and value.raw == "":
+        if isinstance(value, _EnvValue) and value.raw == "" and len(inner) < len(args):
             return None
-        return _convert(inner[0], value, key)
+        if len(inner) == 1:
+            return _convert(inner[0], value, key)
+        for alternative in inner:  # int | Literal["auto"]: the first that fits
+            with contextlib.suppress(ConfigError):
+                return _convert(alternative, value, key)
+        words = [
+            _type_word(a) if typing.get_origin(a) is not Literal else repr(typing.get_args(a)[0])
+            for a in inner
+        ]
+        raise ConfigError(f"{shown}: must be {' or '.join(words)}")
     if origin is Literal:
         v = value.raw if isinstance(value, _EnvValue) else value
         if v not in args:
@@ -494,34 +514,7 @@ def _check(cfg: Config) -> None:
         s.rate_per_second > 0 and s.rate_burst >= 1, "signaling.rate_per_second", "rate and burst must be > 0"
     )
     need(1 <= s.chat_max_chars <= 100_000, "signaling.chat_max_chars", "must be 1-100000")
-    f = cfg.sfu
-    need(0 <= f.port_min <= f.port_max < 65536, "sfu.port_min", "port_min <= port_max, both 0-65535")
-    need((f.port_min == 0) == (f.port_max == 0), "sfu.port_max", "set both port_min and port_max, or neither")
-    need(0 <= f.udp_port < 65536, "sfu.udp_port", "must be 0-65535")
-    need(
-        f.udp_port == 0 or f.port_min == 0,
-        "sfu.udp_port",
-        "set either udp_port (one shared port) or port_min/port_max (a port per connection), not both",
-    )
-    need(1 <= f.max_audio_streams <= 32, "sfu.max_audio_streams", "must be 1-32")
-    need(1 <= f.max_video_subscriptions <= 100, "sfu.max_video_subscriptions", "must be 1-100")
-    need(f.pli_interval >= 0.05, "sfu.pli_interval", "must be >= 0.05 s")
-    need(0 <= f.dynacast_pause_delay <= 600, "sfu.dynacast_pause_delay", "must be 0 to 600 s")
-    need(
-        f.max_receive_delay == 0 or 0.05 <= f.max_receive_delay <= 60,
-        "sfu.max_receive_delay",
-        "must be 0 (never drop) or 0.05 to 60 s",
-    )
-    need(64 <= f.nack_history_packets <= 8192, "sfu.nack_history_packets", "must be 64-8192")
-    need(60 <= f.turn_credential_ttl <= 7 * 86400, "sfu.turn_credential_ttl", "must be 60 s to 7 days")
-    for i, srv in enumerate(f.ice_servers):
-        need(bool(srv.urls), f"sfu.ice_servers[{i}].urls", "must list at least one URL")
-        for u in srv.urls:
-            need(
-                u.startswith(("stun:", "stuns:", "turn:", "turns:")),
-                f"sfu.ice_servers[{i}].urls",
-                f"bad URL {u!r}",
-            )
+    check_sfu(cfg.sfu)
     check_ui(cfg.ui)
     check_audit(cfg.audit)
     check_oidc(cfg.auth.oidc, production=cfg.mode == "production", token_max_ttl=cfg.auth.token_max_ttl)

@@ -138,12 +138,28 @@ def _is_ip(host: str) -> bool:
 
 def _media_controller(cfg: Config, metrics: Metrics) -> MediaController | None:
     """The one place the media implementation is chosen: the packet-forwarding SFU in this
-    process, or none (signaling only)."""
+    process, media worker processes driven from this one (``sfu.workers`` > 1), or none
+    (signaling only)."""
     if not cfg.sfu.enabled:
         return None
+    from sfu.worker.metrics import WorkerMetrics  # no aiortc: the workers import it, not this process
+
+    worker_metrics = WorkerMetrics(metrics.registry)
+    if cfg.sfu.worker_count > 1:
+        from sfu.worker.remote import RemoteMediaController
+
+        return RemoteMediaController(cfg, worker_metrics)
     from sfu.controller import SfuController  # the SFU brings aiortc; imported only when used
 
     return SfuController(cfg.sfu, metrics.registry)
+
+
+async def start_media(media: MediaController | None) -> None:
+    """Start what the media controller runs beside this process (its worker processes)."""
+    from sfu.worker.remote import RemoteMediaController
+
+    if isinstance(media, RemoteMediaController):
+        await media.start()
 
 
 def instruments(cfg: Config) -> tuple[Metrics, ListenerMetrics, MediaController | None]:
@@ -157,6 +173,11 @@ def instruments(cfg: Config) -> tuple[Metrics, ListenerMetrics, MediaController 
 def media_ports(cfg: Config) -> str:
     """Which UDP ports the firewall must let through for media."""
     f = cfg.sfu
+    workers = f.worker_count
+    if workers > 1 and f.udp_port:
+        return f"UDP ports {f.udp_port}-{f.udp_port + workers - 1}, one per media worker ({workers} workers)"
+    if workers > 1:
+        return f"{workers} media workers, each on one UDP port picked at its first join (set sfu.udp_port)"
     if f.port_min:
         return f"UDP ports {f.port_min}-{f.port_max}, one per connection"
     if f.udp_port:
@@ -274,6 +295,7 @@ async def serve(cfg: Config) -> int:
     )
     metrics_runner = None
     try:
+        await start_media(media)
         await site.start()
         if cfg.metrics.enabled:
             metrics_runner = web.AppRunner(

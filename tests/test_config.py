@@ -73,6 +73,11 @@ def test_asymmetric_keys_from_toml(tmp_path: Path) -> None:
             "server.max_connections_per_address",
         ),
         ("[signaling]\nmax_unjoined = 0\n", {}, "signaling.max_unjoined"),
+        ("[sfu]\nworkers = 0\n", {}, "sfu.workers"),
+        ('[sfu]\nworkers = "all"\n', {}, "sfu.workers"),
+        ("", {"CONF_SFU_WORKERS": "many"}, "CONF_SFU_WORKERS"),
+        ("[sfu]\nworkers = 2\nport_min = 40000\nport_max = 40999\n", {}, "sfu.workers"),
+        ("[sfu]\nworkers = 4\nudp_port = 65534\n", {}, "sfu.udp_port"),
         (
             "[signaling]\nmax_unjoined = 5\nmax_unjoined_per_address = 6\n",
             {},
@@ -149,3 +154,22 @@ def test_the_banner_names_the_media_ports_to_open() -> None:
     )
     ranged = load_config(None, {"CONF_SFU_PORT_MIN": "40000", "CONF_SFU_PORT_MAX": "40999"})
     assert media_ports(ranged) == "UDP ports 40000-40999, one per connection"
+
+
+def test_media_workers_are_a_count_or_auto_from_file_or_environment(tmp_path: Path) -> None:
+    assert load_config(env={}).sfu.worker_count == 1
+    f = tmp_path / "c.toml"
+    f.write_text("[sfu]\nworkers = 3\n")
+    assert load_config(f, env={}).sfu.worker_count == 3
+    assert load_config(env={"CONF_SFU_WORKERS": "2"}).sfu.workers == 2
+    auto = load_config(env={"CONF_SFU_WORKERS": "auto"}).sfu
+    assert auto.workers == "auto" and auto.worker_count >= 1
+    f.write_text('[sfu]\nworkers = "auto"\n')
+    assert load_config(f, env={}).sfu.workers == "auto"
+
+
+def test_the_banner_names_every_media_workers_port() -> None:
+    cfg = load_config(None, {"CONF_SFU_WORKERS": "3", "CONF_SFU_UDP_PORT": "7882"})
+    assert media_ports(cfg) == "UDP ports 7882-7884, one per media worker (3 workers)"
+    picked = load_config(None, {"CONF_SFU_WORKERS": "2"})
+    assert media_ports(picked) == "2 media workers, each on one UDP port picked at its first join (set sfu.udp_port)"

@@ -1,9 +1,11 @@
 // The media side of one joined session: publish and subscribe peer connections, the remote tracks
 // the server announces, what this client subscribes to, and who is speaking. No DOM code here.
 //
-// A new MediaSession is made for every (re)join. When the server has no media service it answers
-// the first media message with `media_unavailable`: the session then closes its connections and
-// reports status "unavailable"; the meeting itself (chat, participants, moderation) goes on.
+// A new MediaSession is made for every (re)join; `media_reset` (the server's media worker
+// stopped) starts its connections anew within the same session. When the server has no media
+// service it answers the first media message with `media_unavailable`: the session then closes
+// its connections and reports status "unavailable"; the meeting itself (chat, participants,
+// moderation) goes on.
 //
 // Events: status {status}   "connecting" | "connected" | "failed" (ICE; may recover) |
 //                           "unavailable" (no media service) | "unsupported" (no WebRTC) | "closed"
@@ -141,6 +143,8 @@ export class MediaSession extends EventTarget {
         return this._emit("speakers", { speakers: this.speakers });
       case "ice_servers":
         return this.setIceServers(msg.ice_servers);
+      case "media_reset":
+        return this.reset();
       default:
         return undefined;
     }
@@ -204,6 +208,25 @@ export class MediaSession extends EventTarget {
 
   close() {
     this._shutdown("closed");
+  }
+
+  /** `media_reset`: the server's media side for this session is new (its media worker stopped).
+   *  Both connections are closed and the remote tracks forgotten; the same local tracks are
+   *  published again and the subscribe connection comes anew. The meeting is not touched. */
+  reset() {
+    if (this.status === "closed" || this.status === "unsupported") return;
+    this.planner.close();
+    if (this.publisher) this.publisher.close();
+    if (this.subscriber) this.subscriber.close();
+    this.publisher = null;
+    this.subscriber = null;
+    this.remote.clear();
+    this.ownTracks.clear();
+    this.speakers = [];
+    this.planner = new SubscriptionPlanner((msg) => this._send(msg));
+    this._setStatus("connecting");
+    this._emit("tracks");
+    this.start(Object.fromEntries(this._local));
   }
 
   // --- internals ----------------------------------------------------------------------------

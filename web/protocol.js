@@ -35,6 +35,7 @@ export const MEDIA_MESSAGE_TYPES = new Set([
   "track_map",
   "speakers",
   "ice_servers",
+  "media_reset",
 ]);
 
 /** Client-to-server media message types: an `error` whose `ref` is one of these is a media error. */

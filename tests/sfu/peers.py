@@ -35,7 +35,7 @@ from av import AudioFrame, VideoFrame
 
 from confserver.contract import parse_media
 from confserver.errors import ServiceError
-from sfu.controller import SfuController
+from confserver.media import MediaController
 from sfu.glue.gathering import prepare_gathering
 from sfu.glue.receive import take_over_media
 from sfu.ports import GatherPolicy, PortRange
@@ -43,6 +43,7 @@ from sfu.ports import GatherPolicy, PortRange
 LOOPBACK = GatherPolicy(addresses=("127.0.0.1",))
 ALL_PERMISSIONS = frozenset({"publish_audio", "publish_video", "publish_screen", "subscribe", "chat"})
 VIEWER = frozenset({"subscribe", "chat"})
+CLOSE_TIMEOUT = 5.0
 
 
 def _ignore(data: bytes) -> None:
@@ -127,7 +128,7 @@ class Received:
 class Peer:
     def __init__(
         self,
-        sfu: SfuController,
+        sfu: MediaController,
         room: str,
         sid: str,
         *,
@@ -165,6 +166,7 @@ class Peer:
         self.published: list[dict[str, Any]] = []  # the publish offer's tracks entries
         self.rtp_packets: dict[int, int] = {}  # payload type -> packets (decode=False)
         self.raw: list[bytes] = []  # the RTP packets received (decode=False)
+        self.resets = 0  # media_reset messages handled
 
     # --- signaling -----------------------------------------------------------------------------
 
@@ -205,7 +207,9 @@ class Peer:
                 msg = self.messages[self._handled]
                 self._handled += 1
                 try:
-                    if msg["type"] == "subscribe_offer":
+                    if msg["type"] == "media_reset":
+                        await self.reset_media()
+                    elif msg["type"] == "subscribe_offer":
                         await self._answer(msg["sdp"])
                     elif msg["type"] == "track_map":
                         self.track_map = dict(msg["mids"])
@@ -215,6 +219,20 @@ class Peer:
             self._to_pump.clear()
             if self._handled >= len(self.messages):
                 await self._to_pump.wait()
+
+    async def reset_media(self) -> None:
+        """``media_reset``: the server's media side for this peer is new; close both connections
+        and forget what they carried (the peer publishes and subscribes again)."""
+        old = (self.publish_pc, self.subscribe_pc)
+        self.publish_pc = self.subscribe_pc = None
+        self.track_map = {}
+        self.audio_slots = []
+        self.received = {}
+        self.published = []
+        for pc in old:
+            if pc is not None:
+                await close_within(pc, CLOSE_TIMEOUT)
+        self.resets += 1  # done: the peer may publish again
 
     # --- publishing ----------------------------------------------------------------------------
 
@@ -328,10 +346,18 @@ class Peer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        for pc in (self.publish_pc, self.subscribe_pc):
-            if pc is not None:
-                await pc.close()
+        old = (self.publish_pc, self.subscribe_pc)
         self.publish_pc = self.subscribe_pc = None
+        for pc in old:
+            if pc is not None:
+                await close_within(pc, CLOSE_TIMEOUT)
+
+
+async def close_within(pc: RTCPeerConnection, seconds: float) -> None:
+    """Close ``pc``, giving up after ``seconds``: aiortc's close can wait on a remote end that is
+    gone (a media worker killed with SIGKILL), and a test must not hang on it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pc.close(), seconds)
 
 
 def accept_offered_codec(answer: str, offer: str, name: str) -> str:

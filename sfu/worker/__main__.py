@@ -1,0 +1,5 @@
+import sys
+
+from sfu.worker.process import main
+
+sys.exit(main())
