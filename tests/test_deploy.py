@@ -262,7 +262,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     binary = tool("prometheus")
-    server = bench_server.start()
+    media_port = free_udp_port()
+    server = bench_server.start({"CONF_SFU_UDP_PORT": str(media_port)})
     work = tmp_path_factory.mktemp("prometheus")
     port = free_port()
     config = {
@@ -288,6 +289,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert time.monotonic() < deadline, "prometheus did not become ready"
             time.sleep(0.2)
         _load(server)
+        _stray_rtp(media_port)
         wait_for(
             lambda: _query(url, 'conf_sfu_packets_total{direction="out"}') != [],
             20,
@@ -339,6 +341,22 @@ def _load(server: bench_server.Server) -> None:
         timeout=120, env=server.client_env, cwd=server.home,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _stray_rtp(media_port: int) -> None:
+    """An RTP packet from an address no connection holds: dropped (``unknown_address``), so the
+    drop panel has data whether or not the load itself lost a packet."""
+    rtp = bytes([0x80, 96, 0, 1]) + (1).to_bytes(4, "big") + (1234).to_bytes(4, "big") + b"\x00" * 40
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(3):
+            sock.sendto(rtp, ("127.0.0.1", media_port))
 
 
 async def _refusals(server: bench_server.Server) -> None:
