@@ -71,8 +71,10 @@ def start(extra_env: dict[str, str] | None = None) -> Server:
         CONF_LOG_LEVEL="warning",
     )
     env.update(extra_env or {})
+    module = os.environ.get("BENCH_SERVER_MODULE")  # e.g. bench.memprobe (debug aid)
+    command = [sys.executable, "-m", module] if module else [str(BIN / "confserver")]
     proc = subprocess.Popen(  # noqa: S603 - our own confserver
-        [str(BIN / "confserver")],
+        command,
         env=env,
         cwd=home,
         stdout=subprocess.PIPE,

@@ -120,6 +120,23 @@ def fit_caps(total: int, per_address: int, fd_limit: int, other_fds: int = 0) ->
     return fitted, min(per_address, fitted)
 
 
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Cut the references from a failed handshake's exception to the frames it passed through.
+
+    The exception is also held by the future ``loop.start_tls`` awaited, which that call's frame
+    holds: a reference cycle through the TLS protocol, its 256 KiB read buffer and its OpenSSL
+    object. A handshake fails only after its deadline or a peer's error, by which time the cycle has
+    outlived the collector's young generations; left alone it waited, a third of a MiB a time, for
+    the next full collection (rare by design: ``server.gc_threshold``). Without the tracebacks,
+    reference counting frees it at once."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        cur.__traceback__ = None
+        cur = cur.__cause__ or cur.__context__
+
+
 class _GuardedConnection(asyncio.Protocol):
     """Sits between the transport and aiohttp's request handler: admits or refuses at accept,
     runs the TLS handshake under a deadline, then passes every event through."""
@@ -166,7 +183,8 @@ class _GuardedConnection(asyncio.Protocol):
             tls = await loop.start_tls(
                 raw, self, ctx, server_side=True, ssl_handshake_timeout=site.header_timeout
             )
-        except (OSError, RuntimeError):  # ssl.SSLError, a reset, or the deadline (ConnectionAbortedError)
+        except (OSError, RuntimeError) as exc:  # ssl.SSLError, a reset, the deadline (ConnectionAbortedError)
+            _drop_tracebacks(exc)
             late = loop.time() - started >= site.header_timeout
             site.metrics.handshake_failures.labels(site.label, "timeout" if late else "error").inc()
             self._give_up(raw)

@@ -36,6 +36,25 @@ log = logging.getLogger("confserver.signaling")
 RATE_VIOLATIONS_BEFORE_CLOSE = 20
 
 
+class _WebSocketResponse(web.WebSocketResponse):
+    """aiohttp's ``WebSocketResponse`` whose heartbeat stays off once the connection is closing.
+
+    aiohttp (3.14) re-arms the heartbeat timer whenever data arrives, even after the connection has
+    closed: when the server closes first (a refused join, a join timeout, a rate-limit close) the
+    client's answering Close frame schedules ``_send_heartbeat`` ``heartbeat`` seconds ahead, and
+    then ``_pong_not_received`` half as long again. Those timers keep the closed response, and with
+    it the request, the TLS transport and the whole session, alive for 15 s: long enough for
+    Python's collector to promote all of it to its oldest generation, where it waits, as garbage,
+    for the next full collection (rare by design: ``server.gc_threshold``). Under a stream of
+    refused joins that garbage is what made the server's memory grow (bench/HISTORY.md).
+    """
+
+    def _reset_heartbeat(self) -> None:
+        if self.closed or getattr(self, "_closing", False):
+            return
+        super()._reset_heartbeat()
+
+
 class TokenBucket:
     """``rate`` tokens a second up to ``burst``; time is passed in."""
 
@@ -236,7 +255,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             status=503,
             headers={"Retry-After": "5"},
         )
-    ws = web.WebSocketResponse(
+    ws = _WebSocketResponse(
         heartbeat=cfg.heartbeat_interval,
         max_msg_size=cfg.max_message_bytes * 4,  # beyond this the frame is not even read: close 1009
         autoping=True,
@@ -312,6 +331,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+        _break_cycles(request, reader)
         timer.cancel()
         if unjoined:
             ctx.unjoined.give_back(address)
@@ -331,6 +351,27 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             ctx.metrics.ws_connections.dec()
             ctx.metrics.ws_disconnects.labels(_reason_label(reason)).inc()
     return ws
+
+
+def _break_cycles(request: web.Request, reader: asyncio.Task[None]) -> None:
+    """Cut the reference cycles that keep a finished connection (request, WebSocket, session, TLS
+    transport) until Python's next full collection.
+
+    A connection that lived more than a moment (one closed at its join timeout, a participant who
+    leaves) has reached the collector's oldest generation by then, and full collections are rare by
+    design (``server.gc_threshold``): left as cyclic garbage it waited there for minutes to hours,
+    ~15 KiB a connection, and the server's memory grew with the connections it had served. Two
+    cycles held it: the CancelledError a cancelled reader keeps for whoever asks its result (its
+    traceback holds the reader's frame, which holds the peer, which holds the task), and aiohttp's
+    request handler, which keeps the WebSocket's data callback after the connection is gone (the
+    WebSocket holds the request, which holds the handler). Without them, reference counting frees
+    the connection as soon as aiohttp lets go of it."""
+    if reader.done() and reader.cancelled():
+        with contextlib.suppress(asyncio.CancelledError):
+            reader.result()  # takes the saved exception
+    protocol = request.protocol
+    if protocol is not None and hasattr(protocol, "_data_received_cb"):
+        protocol._data_received_cb = None  # it only defers the heartbeat, of no use once reading is over
 
 
 _END_OF_STREAM = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
