@@ -337,7 +337,7 @@ def mint_join_token(
         if permissions is None
         else _validate_permissions(permissions),
         issuer=key.kid,
-        jti=secrets.token_urlsafe(16) if jti is None else validate_jti(jti),
+        jti=new_jti() if jti is None else validate_jti(jti),
         issued_at=iat,
         not_before=iat,
         expires_at=iat + _validate_ttl(ttl, MINT_TTL_CEILING),
@@ -374,7 +374,7 @@ def mint_admin_token(
         "iat": iat,
         "nbf": iat,
         "exp": iat + _validate_ttl(ttl, ADMIN_MAX_TTL),
-        "jti": secrets.token_urlsafe(16),
+        "jti": new_jti(),
     }
     return jwt.encode(payload, key.material, algorithm="HS256", headers={"kid": key.kid, "typ": "JWT"})
 
@@ -563,6 +563,14 @@ def generate_keypair(alg: str = "EdDSA") -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return private_pem, public_pem
+
+
+def new_jti() -> str:
+    """A token id: 22 URL-safe characters (128 bits), never starting with ``-``, so that
+    ``confctl token revoke JTI`` cannot read it as an option."""
+    while (jti := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return jti
 
 
 def new_api_key() -> str:

@@ -687,3 +687,10 @@ def test_mutated_valid_token_either_verifies_unchanged_or_raises_token_error(
     if claims is not None:
         assert mutated == VALID_TOKEN
         assert claims == VALID_CLAIMS
+
+
+def test_a_minted_token_id_never_starts_with_a_dash() -> None:
+    from confserver.tokens import new_jti
+
+    ids = [new_jti() for _ in range(5000)]  # about 78 of 5000 would start with "-" otherwise
+    assert not any(jti.startswith("-") for jti in ids) and len(set(ids)) == len(ids)
