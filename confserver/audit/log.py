@@ -262,16 +262,17 @@ class AuditLog:
                 self._pending.popleft()
             self._metrics.audit_queue.set(len(self._pending))
 
-    def _gap_entry(self, dropped: int) -> dict[str, Any]:
+    def _server_entry(
+        self, action: str, reason: str = "", conf: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """An entry the server writes about the log itself; a ``reason`` marks a failure."""
+        outcome: Outcome = "failure" if reason else "success"
         return record.entry(
-            "audit.gap",
-            now=self._clock(),
-            node=self.node,
-            actor=SERVER,
-            outcome="failure",
-            reason="queue_full",
-            conf={"dropped": dropped},
+            action, now=self._clock(), node=self.node, actor=SERVER, outcome=outcome, reason=reason, conf=conf
         )
+
+    def _gap_entry(self, dropped: int) -> dict[str, Any]:
+        return self._server_entry("audit.gap", "queue_full", {"dropped": dropped})
 
     async def _write(self, batch: list[dict[str, Any] | _Checkpoint]) -> None:
         assert self._sink is not None
@@ -284,8 +285,7 @@ class AuditLog:
                 seq += 1
                 if isinstance(item, _Checkpoint):
                     assert self._signer is not None
-                    base = record.entry(chain.CHECKPOINT, now=self._clock(), node=self.node, actor=SERVER)
-                    entry = self._signer.checkpoint(base, seq, prev)
+                    entry = self._signer.checkpoint(self._server_entry(chain.CHECKPOINT), seq, prev)
                     marks.append((item, entry))
                 else:
                     entry = chain.seal(item, seq, prev)
@@ -320,15 +320,8 @@ class AuditLog:
             extra={"sequence": lost[0]},
         )
         self._metrics.audit_write_errors.inc()
-        return record.entry(
-            "audit.gap",
-            now=self._clock(),
-            node=self.node,
-            actor=SERVER,
-            outcome="failure",
-            reason="store_lost_entries",
-            conf={"previous_sequence": lost[0], "previous_hash": lost[1]},
-        )
+        conf = {"previous_sequence": lost[0], "previous_hash": lost[1]}
+        return self._server_entry("audit.gap", "store_lost_entries", conf)
 
     async def _timer_loop(self) -> None:
         next_retention = 0.0
@@ -352,7 +345,7 @@ class AuditLog:
         while (first := await self._sink.remove_before(cutoff)) is not None:
             kept_from = first
         if kept_from is not None:
-            entry = record.entry("audit.retention", now=self._clock(), node=self.node, actor=SERVER)
+            entry = self._server_entry("audit.retention")
             entry["audit"] = {"kept_from": kept_from}
             self._pending.append(entry)
             self._changed()
