@@ -418,6 +418,14 @@ class Hostile:
             await attack()
         except (ConnectionError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.out.notes[f"{name}: {type(exc).__name__}"] += 1
+            lost = self._ws
+            if lost is not None and isinstance(exc, ConnectionError | aiohttp.ClientError):
+                # the joined connection is gone (a send on a reset socket): join again for the next
+                # attack rather than fail every frame attack for the rest of the run
+                self._ws = None
+                self.out.notes[f"joined connection lost (close code {lost.close_code}), joined again"] += 1
+                with contextlib.suppress(Exception):
+                    await lost.close()
         await asyncio.sleep(HOSTILE_PAUSE)
 
 
