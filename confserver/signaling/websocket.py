@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import SignalingConfig
 from ..contract import MEDIA_CLASSES
@@ -49,8 +49,15 @@ class _WebSocketResponse(web.WebSocketResponse):
     refused joins that garbage is what made the server's memory grow (bench/HISTORY.md).
     """
 
+    shutting = False
+    """Set when this side starts to close: no heartbeat is armed from then on."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        self.shutting = True
+        return await super().close(code=code, message=message, drain=drain)
+
     def _reset_heartbeat(self) -> None:
-        if self.closed or getattr(self, "_closing", False):
+        if self.closed or self.shutting:
             return
         super()._reset_heartbeat()
 
