@@ -97,6 +97,8 @@ class AuditLog:
         self.node = node
         self._sink = sink
         self._signer = signer
+        if sink is not None and signer is None:
+            raise ValueError("an audit log that writes needs a key to sign its head")
         self._metrics = metrics
         self._sign_interval = sign_interval
         self._retention = retention_days * 86400.0
@@ -189,18 +191,19 @@ class AuditLog:
     # --- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._sink is None:
+        sink = self._sink
+        if sink is None:
             return
-        self._head = await self._sink.open()
-        recovered = getattr(self._sink, "recovered_bytes", 0)
+        self._head = await sink.open()
+        recovered = getattr(sink, "recovered_bytes", 0)
         self.record(
             "audit.start",
             actor=SERVER,
             conf={"continues_at": self._head[0] + 1, **({"recovered_bytes": recovered} if recovered else {})},
         )
         self._tasks = [
-            asyncio.create_task(self._write_loop(), name="audit-writer"),
-            asyncio.create_task(self._timer_loop(), name="audit-timer"),
+            asyncio.create_task(self._write_loop(sink), name="audit-writer"),
+            asyncio.create_task(self._timer_loop(sink), name="audit-timer"),
         ]
 
     async def close(self) -> None:
@@ -234,8 +237,7 @@ class AuditLog:
 
     # --- the writer -------------------------------------------------------------------------
 
-    async def _write_loop(self) -> None:
-        assert self._sink is not None
+    async def _write_loop(self, sink: AuditSink) -> None:
         while True:
             if not self._pending and not self._gap:
                 self._idle.set()
@@ -245,7 +247,7 @@ class AuditLog:
             if self._gap:
                 batch.insert(0, self._gap_entry(self._gap))
             try:
-                await self._write(batch)
+                await self._write(sink, batch)
             except Exception as e:  # a full disk, Redis down: the batch stays queued and is retried
                 self._metrics.audit_write_errors.inc()
                 now = time.monotonic()
@@ -274,8 +276,7 @@ class AuditLog:
     def _gap_entry(self, dropped: int) -> dict[str, Any]:
         return self._server_entry("audit.gap", "queue_full", {"dropped": dropped})
 
-    async def _write(self, batch: list[dict[str, Any] | _Checkpoint]) -> None:
-        assert self._sink is not None
+    async def _write(self, sink: AuditSink, batch: list[dict[str, Any] | _Checkpoint]) -> None:
         head = self._head
         for _ in range(CONFLICT_RETRIES):
             seq, prev = head
@@ -284,14 +285,15 @@ class AuditLog:
             for item in batch:
                 seq += 1
                 if isinstance(item, _Checkpoint):
-                    assert self._signer is not None
+                    if self._signer is None:  # checkpoint() queues none without a key
+                        raise RuntimeError("the audit log has no key to sign with")
                     entry = self._signer.checkpoint(self._server_entry(chain.CHECKPOINT), seq, prev)
                     marks.append((item, entry))
                 else:
                     entry = chain.seal(item, seq, prev)
                 prev = entry["event"]["hash"]
                 sealed.append(entry)
-            found = await self._sink.append([chain.canonical(e) for e in sealed], head, (seq, prev))
+            found = await sink.append([chain.canonical(e) for e in sealed], head, (seq, prev))
             if found is None:
                 break
             if found[0] < head[0]:  # the chain went back: its store lost data (Redis restarted empty)
@@ -305,8 +307,8 @@ class AuditLog:
             self._metrics.audit_entries.labels(outcome).inc(outcomes.count(outcome))
         self._unsigned += len(sealed) - len(marks)
         if marks:
-            await self._sink.sync()
-            await self._sink.set_signed_head(marks[-1][1])
+            await sink.sync()
+            await sink.set_signed_head(marks[-1][1])
             self._unsigned = 0
             self._metrics.audit_signed_at.set(self._clock())
             for mark, entry in marks:
@@ -323,14 +325,14 @@ class AuditLog:
         conf = {"previous_sequence": lost[0], "previous_hash": lost[1]}
         return self._server_entry("audit.gap", "store_lost_entries", conf)
 
-    async def _timer_loop(self) -> None:
+    async def _timer_loop(self, sink: AuditSink) -> None:
         next_retention = 0.0
         while True:
             now = time.monotonic()
             if now >= next_retention:
                 next_retention = now + RETENTION_INTERVAL
                 try:
-                    await self._apply_retention()
+                    await self._apply_retention(sink)
                 except Exception as e:
                     log.error("audit log: retention failed", extra={"error": repr(e)})
             await asyncio.sleep(self._sign_interval)
@@ -338,11 +340,10 @@ class AuditLog:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.checkpoint(), self._sign_interval)
 
-    async def _apply_retention(self) -> None:
-        assert self._sink is not None
+    async def _apply_retention(self, sink: AuditSink) -> None:
         kept_from = None
         cutoff = self._clock() - self._retention
-        while (first := await self._sink.remove_before(cutoff)) is not None:
+        while (first := await sink.remove_before(cutoff)) is not None:
             kept_from = first
         if kept_from is not None:
             entry = self._server_entry("audit.retention")
