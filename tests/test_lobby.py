@@ -257,3 +257,15 @@ async def test_the_sign_in_policy_is_checked_and_normalised(client: TestClient) 
     for bad in ({"nope": []}, {"groups": "eselon1"}, {"moderators": {"domains": [1]}}, []):
         resp = await client.post("/api/v1/rooms", json={"name": "bad", "allow": bad}, headers=admin_headers())
         assert resp.status == 400 and (await resp.json())["error"] == "invalid_field", bad
+
+
+async def test_the_same_identity_knocking_from_another_tab_replaces_the_first(client: TestClient) -> None:
+    await create_room(client, "cab", lobby=True)
+    first, _ = await knock(client, "cab", "ana")
+    second, _ = await knock(client, "cab", "ana")
+    kicked = await first.expect("kicked")
+    assert kicked["reason"] == "duplicate_identity"
+    assert await first.closed() == 4001
+    lobby = await client.get("/api/v1/rooms/cab/lobby", headers=admin_headers())
+    assert [(w["identity"], w["away"]) for w in (await lobby.json())["waiting"]] == [("ana", False)]
+    await second.close()

@@ -88,7 +88,13 @@ class FileSink:
             last = self._last_line(segment)
             if last is not None:
                 entry = json.loads(last)
-                return entry["event"]["sequence"], entry["event"]["hash"]
+                event = entry.get("event") if isinstance(entry, dict) else None
+                if not isinstance(event, dict) or not isinstance(event.get("sequence"), int):
+                    raise RuntimeError(
+                        f"audit.dir: the last line of {segment.name} is not an audit entry; the log was "
+                        "edited. Check it with confctl audit verify DIR, set the damaged file aside, restart"
+                    )
+                return event["sequence"], str(event.get("hash"))
         return 0, GENESIS
 
     def _take_lock(self) -> None:

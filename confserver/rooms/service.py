@@ -304,6 +304,17 @@ class RoomService:
 
     async def wait(self, req: JoinRequest, peer: Peer, enter: Enter) -> bool:
         """Wait in the lobby; ``True`` when admitted already (while away): entered now."""
+        before = self.lobby.get(req.room, req.identity)
+        if before is not None and before.peer is not None and before.sid != req.sid:
+            # the same identity knocks from another tab: it takes the place, the old tab is closed
+            before.peer.close_with(
+                {
+                    "type": "kicked",
+                    "reason": "duplicate_identity",
+                    "message": "you joined from another session",
+                },
+                CloseCode.REMOVED,
+            )
         waiter = self.lobby.knock(req.room, req.identity, req.name, req.sid, peer, enter)
         if waiter.admitted:
             self.lobby.take(req.room, req.identity)

@@ -224,3 +224,15 @@ async def test_a_second_writer_on_one_directory_is_refused(tmp_path: Path) -> No
     await again.start()
     await again.close()
     assert verify(_file_lines(tmp_path), KEYS).ok
+
+
+async def test_a_log_whose_last_line_was_edited_is_refused_at_start_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    log = _log(FileSink(tmp_path))
+    await log.start()
+    await _write(log, 2)
+    await log.close()
+    _append_bytes(_segments(tmp_path)[-1], b'{"edited": true}\n')
+    with pytest.raises(RuntimeError, match="is not an audit entry"):
+        await _log(FileSink(tmp_path)).start()
