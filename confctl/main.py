@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from confctl import __version__, audit, keys, output
+from confctl import __version__, audit, keys, nodes, output
 from confctl.client import AdminClient, ApiError, ConfctlError, UsageError, resolve_settings
 from confctl.loadtest import cli as loadtest_cli
 
@@ -486,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
         group("audit", "search, export and verify the tamper-evident audit log", API_JSON_HELP),
         command,
         _client,
+    )
+
+    nodes.register(
+        group("node", "list the nodes of a deployment and drain one", API_JSON_HELP), command, _client
     )
 
     keys_json_help = "print the key's kid, alg and file paths as JSON instead of text"
