@@ -9,13 +9,15 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +33,7 @@ from .audit.test_actions import SIGNER
 from .conftest import CREDS, AppMaker, Ws, admin_headers, base_config, connect, create_room, join
 from .test_lobby import knock
 from .test_signaling_fuzz import LIVE, check_frame_in_room, exchange, frames, fuzz_config
+from .test_webhooks import Receiver, hook
 
 H = admin_headers
 
@@ -281,12 +284,27 @@ async def test_a_rotation_in_a_full_room_is_one_frame_and_a_flood_of_entries_is_
 # --- nothing of the key data is kept ---------------------------------------------------------
 
 
-async def test_key_data_reaches_no_log_and_no_audit_entry(
-    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.fixture
+async def hooks() -> AsyncIterator[Receiver]:
+    """A webhook receiver on loopback."""
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    rec.url = str(server.make_url("/hook"))
+    try:
+        yield rec
+    finally:
+        await server.close()
+
+
+async def test_key_data_reaches_no_log_no_audit_entry_and_no_webhook(
+    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, hooks: Receiver
 ) -> None:
     caplog.set_level(logging.DEBUG)
     app = create_app(
-        base_config(),
+        base_config(webhooks=(hook(hooks.url),)),
         store=MemoryStore(),
         credentials=CREDS,
         metrics=Metrics.create(process=False),
@@ -315,6 +333,8 @@ async def test_key_data_reaches_no_log_and_no_audit_entry(
     written = "".join(p.read_text(errors="replace") for p in (tmp_path / "audit").rglob("*") if p.is_file())
     assert written and secret not in written
     assert caplog.records and not [r for r in caplog.records if secret in str(r.__dict__)]
+    await hooks.wait_for(5)  # room_started, joined x3, ana left
+    assert not [body for _, body in hooks.requests if secret.encode() in body]
 
 
 # --- generated hostile frames -----------------------------------------------------------------
