@@ -258,6 +258,18 @@ async def test_malformed_e2ee_messages_are_refused_and_the_connection_stays(
     assert [m for m in await quiet(bob) if m["type"].startswith("e2ee")] == []
 
 
+async def test_a_key_frame_beyond_the_frame_limit_is_too_large_and_nothing_is_delivered(
+    client: TestClient,
+) -> None:
+    ana, bob, _, sid = await e2ee_trio(client)
+    keys = [{"to": sid["bob"], "data": "Q" * 1024}] + [
+        {"to": f"PA_{i}", "data": "Q" * 1024} for i in range(69)
+    ]
+    answer = await exchange(ana, json.dumps({"type": "e2ee_keys", "keys": keys}))  # about 72 KiB
+    assert answer.closed is None and [m["code"] for m in answer.messages] == ["too_large"]
+    assert [m for m in await quiet(bob) if m["type"] == "e2ee_key"] == []
+
+
 async def test_a_rotation_in_a_full_room_is_one_frame_and_a_flood_of_entries_is_rate_limited(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
