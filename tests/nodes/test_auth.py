@@ -47,7 +47,9 @@ def test_the_configured_secret_wins_over_the_derived_one() -> None:
     assert cluster_key("", "s" * 43) != ("s" * 43).encode()  # never the API secret itself
 
 
-@given(st.one_of(st.none(), st.text(max_size=400), st.binary(max_size=100).map(lambda b: b.decode("latin-1"))))
+@given(
+    st.one_of(st.none(), st.text(max_size=400), st.binary(max_size=100).map(lambda b: b.decode("latin-1")))
+)
 def test_any_header_is_refused_with_a_reason_never_an_exception(header: str | None) -> None:
     with pytest.raises(ClusterAuthError) as e:
         verify(KEY, header, "GET", "/cluster/v1/ws", 1000.0)

@@ -121,8 +121,16 @@ async def test_concurrent_claims_from_many_nodes_give_one_owner(env: tuple[Regis
 
 
 def test_node_records_read_back_and_garbage_is_refused() -> None:
-    info = NodeInfo(id="a", url="https://h:1", fingerprint="ab", media="UDP port 1", rooms=2, participants=3,
-                    load=0.5, draining=True)
+    info = NodeInfo(
+        id="a",
+        url="https://h:1",
+        fingerprint="ab",
+        media="UDP port 1",
+        rooms=2,
+        participants=3,
+        load=0.5,
+        draining=True,
+    )
     assert NodeInfo.from_json(info.to_json()) == info
     for bad in ("", "[]", "{}", '{"id": "a"}', "not json", '{"id":"a","url":"u","rooms":"x"}'):
         assert NodeInfo.from_json(bad) is None

@@ -68,7 +68,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def joined(http: aiohttp.ClientSession, node: Node, room: str, identity: str) -> tuple[Ws, dict[str, Any]]:
+async def joined(
+    http: aiohttp.ClientSession, node: Node, room: str, identity: str
+) -> tuple[Ws, dict[str, Any]]:
     ws = Ws(await http.ws_connect(node.url + "/ws"))
     await ws.send({"type": "join", "token": join_token(room, identity), "room": room})
     msg = await ws.recv()
@@ -115,7 +117,9 @@ async def test_a_session_through_the_other_node_joins_the_same_meeting(
     assert await bob.closed() == 1000
 
 
-async def test_room_end_through_the_other_node_closes_everyone(nodes: list[Node], http: aiohttp.ClientSession) -> None:
+async def test_room_end_through_the_other_node_closes_everyone(
+    nodes: list[Node], http: aiohttp.ClientSession
+) -> None:
     a, b = nodes
     ana, _ = await joined(http, a, "ended", "ana")
     bob, _ = await joined(http, b, "ended", "bob")
@@ -137,7 +141,9 @@ async def test_relay_requests_without_the_cluster_secret_are_refused(
         assert e.value.status == 403
     resp = await http.post(a.url + "/cluster/v1/disconnect", data="jti", headers={auth.HEADER: forged})
     assert resp.status == 403
-    resp = await http.get(a.url + "/api/v1/rooms/x/participants", headers={**admin_headers(), auth.HEADER: forged})
+    resp = await http.get(
+        a.url + "/api/v1/rooms/x/participants", headers={**admin_headers(), auth.HEADER: forged}
+    )
     assert (resp.status, (await resp.json())["error"]) == (403, "cluster_auth_failed")
     failures = a.metrics.cluster_auth_failures
     assert failures.labels("missing")._value.get() == 1
@@ -152,7 +158,11 @@ async def test_a_node_that_does_not_serve_the_room_refuses_a_relayed_join(
     a, b = nodes
     ana, _ = await joined(http, a, "owned", "ana")
     cluster = a.server.app[CLUSTER]
-    ws = Ws(await http.ws_connect(b.url + "/cluster/v1/ws", headers=cluster.signed("GET", "/cluster/v1/ws", "10.0.0.9")))
+    ws = Ws(
+        await http.ws_connect(
+            b.url + "/cluster/v1/ws", headers=cluster.signed("GET", "/cluster/v1/ws", "10.0.0.9")
+        )
+    )
     await ws.send({"type": "join", "token": join_token("owned", "mallory")})
     assert (await ws.expect("error"))["code"] == "try_again"
     assert await ws.closed() == 1013
@@ -205,7 +215,7 @@ async def test_when_the_serving_node_stops_relayed_clients_are_told_to_reconnect
 def test_config_refuses_a_short_cluster_secret() -> None:
     from confserver.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="store.cluster_secret"):
+    with pytest.raises(ConfigError, match=r"store\.cluster_secret"):
         load_config(env={"CONF_STORE_CLUSTER_SECRET": "short"})
-    with pytest.raises(ConfigError, match="store.node_ttl"):
+    with pytest.raises(ConfigError, match=r"store\.node_ttl"):
         load_config(env={"CONF_STORE_NODE_TTL": "0"})
