@@ -54,3 +54,9 @@ def test_any_header_is_refused_with_a_reason_never_an_exception(header: str | No
     with pytest.raises(ClusterAuthError) as e:
         verify(KEY, header, "GET", "/cluster/v1/ws", 1000.0)
     assert e.value.reason in {"missing", "malformed", "stale", "bad_signature"}
+
+
+@pytest.mark.parametrize("skew", [-60.0, 60.0])
+def test_a_node_whose_clock_is_a_minute_off_is_still_trusted(skew: float) -> None:
+    header = sign(KEY, "node-a", "POST", "/cluster/v1/disconnect", 1000.0 + skew)
+    assert verify(KEY, header, "POST", "/cluster/v1/disconnect", 1000.0) == "node-a"
