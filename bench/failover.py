@@ -136,7 +136,7 @@ async def run(ns: argparse.Namespace, cluster: Cluster, work: Path) -> list[floa
         for round_ in range(ns.rounds):
             await asyncio.sleep(ns.settle)
             owner = await cluster.owner(http, ca)
-            index = cluster.nodes.index(owner) % 3
+            index = slots.index(owner)
             killed = time.monotonic()
             owner.proc.send_signal(signal.SIGKILL)
             owner.proc.wait()
@@ -160,6 +160,7 @@ async def run(ns: argparse.Namespace, cluster: Cluster, work: Path) -> list[floa
             back.extend(got.values())
             # the node comes back (new id, same port slot) for the next round
             replacement = cluster.start_node()
+            slots[index] = replacement
             envs[index] = Environment(
                 http, f"wss://127.0.0.1:{replacement.port}/ws", tls_context(ca), options, clips, pacer
             )
