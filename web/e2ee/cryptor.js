@@ -110,6 +110,7 @@ export class FrameCryptor {
     const ring = this.senders.get(sender);
     if (!ring) return { status: "missing_key", kid };
     const now = this.now();
+    this.prune(ring);
     const known = ring.keys.get(kid);
     if (known) {
       if (known.retireAt !== null && known.retireAt <= now) return { status: "missing_key", kid };

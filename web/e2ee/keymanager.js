@@ -22,7 +22,7 @@
 import {
   MAX_STEP,
   SECRET_LENGTH,
-  derivePairKey,
+  derivePairKeys,
   importPublicKey,
   makeKid,
   openKeyBlob,
@@ -238,8 +238,9 @@ export class KeyManager {
     peer.cryptoKey = imported.cryptoKey;
     const me = { sid: this.self.sid, identity: this.self.identity, publicKeyRaw: this.self.publicKeyRaw };
     const them = { sid, identity: name, publicKeyRaw: imported.raw };
-    peer.sendKey = await derivePairKey(this.privateKey, imported.cryptoKey, me, them, this.crypto);
-    peer.receiveKey = await derivePairKey(this.privateKey, imported.cryptoKey, them, me, this.crypto);
+    const pair = await derivePairKeys(this.privateKey, imported.cryptoKey, me, them, this.crypto);
+    peer.sendKey = pair.sendKey;
+    peer.receiveKey = pair.receiveKey;
     for (const data of peer.pending.splice(0)) actions.push(...(await this.openBlob(peer, data)));
     if (this.send) {
       this.newcomers.add(sid);

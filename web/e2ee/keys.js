@@ -101,19 +101,35 @@ export function pairInfo(sender, recipient) {
   return concatBytes(BLOB_LABEL, partyBytes(sender), partyBytes(recipient));
 }
 
+async function ecdhSecret(myPrivateKey, theirPublicKey, crypto) {
+  return new Uint8Array(await subtle(crypto).deriveBits({ name: "ECDH", public: theirPublicKey }, myPrivateKey, 256));
+}
+
+async function pairKeyFrom(shared, sender, recipient, crypto) {
+  const raw = await hkdfSha256(shared, pairInfo(sender, recipient), 16);
+  const key = await subtle(crypto).importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+  raw.fill(0);
+  return key;
+}
+
 /**
  * The AES-GCM key for blobs from `sender` to `recipient` (each `{sid, identity, publicKeyRaw}`),
  * from my private key and the other side's public CryptoKey. The same key comes out on both sides.
  */
 export async function derivePairKey(myPrivateKey, theirPublicKey, sender, recipient, crypto) {
-  const shared = new Uint8Array(
-    await subtle(crypto).deriveBits({ name: "ECDH", public: theirPublicKey }, myPrivateKey, 256),
-  );
-  const raw = await hkdfSha256(shared, pairInfo(sender, recipient), 16);
+  const shared = await ecdhSecret(myPrivateKey, theirPublicKey, crypto);
+  const key = await pairKeyFrom(shared, sender, recipient, crypto);
   shared.fill(0);
-  const key = await subtle(crypto).importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-  raw.fill(0);
   return key;
+}
+
+/** Both directions between `me` and `them` with one ECDH: `{sendKey, receiveKey}`. */
+export async function derivePairKeys(myPrivateKey, theirPublicKey, me, them, crypto) {
+  const shared = await ecdhSecret(myPrivateKey, theirPublicKey, crypto);
+  const sendKey = await pairKeyFrom(shared, me, them, crypto);
+  const receiveKey = await pairKeyFrom(shared, them, me, crypto);
+  shared.fill(0);
+  return { sendKey, receiveKey };
 }
 
 /** Seals `{kid, secret}` under a pair key: the base64url blob. `nonce` is for tests only. */
