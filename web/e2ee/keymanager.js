@@ -13,6 +13,8 @@
 // * join: the sender ratchets its key one step and sends the new step to the newcomers only; the
 //   others follow by ratcheting on demand when they see the new KID. At most one ratchet per
 //   joinCoalesceMs, so a burst of joins costs a few ratchets; newcomers wait at most that long.
+//   After maxStepsPerEpoch steps the next join starts a fresh epoch sent to everybody instead, so
+//   that no receiver ever lags more steps behind than the worker ratchets on demand (64).
 // * leave: a fresh random key, sent to everybody still here, once leaves have been quiet for
 //   leaveQuietMs or at the latest leaveMaxDelayMs after the first leave of a burst; it is used for
 //   frames activateDelayMs after it was sent, so that it arrives before the frames it protects.
@@ -38,6 +40,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   retireAfterMs: 4000,
   maxPeers: 128,
   maxPendingBlobs: 4,
+  maxStepsPerEpoch: 32,
   keysPerMessage: 100,
 });
 
@@ -274,7 +277,7 @@ export class KeyManager {
     }
     if (this.next) {
       // a fresh key is on its way and nobody who left has it: the newcomers get that one
-    } else if (this.send.step >= MAX_STEP) {
+    } else if (this.send.step >= Math.min(MAX_STEP, this.options.maxStepsPerEpoch)) {
       return this.rotate(now);
     } else {
       const step = this.send.step + 1;

@@ -112,4 +112,5 @@ self.onrtctransform = (event) => {
   attach(transformer.readable, transformer.writable, transformer.options);
 };
 
-setInterval(postStatus, STATUS_FLUSH_MS);
+const flushTimer = setInterval(postStatus, STATUS_FLUSH_MS);
+flushTimer?.unref?.(); // Node's tests only: browsers give a number
