@@ -103,7 +103,7 @@ export class KeyManager {
   }
 
   onIdentity(sid, identity, key) {
-    return this.serial(() => this.learnKey(sid, identity, key));
+    return this.serial(async () => [...(await this.learnKey(sid, identity, key)), ...(await this.dueRatchet())]);
   }
 
   /** The server's list of everybody's keys: `[{sid, identity, key}]`; this side's own is skipped. */
@@ -119,6 +119,7 @@ export class KeyManager {
       for (const [sid, peer] of this.peers) {
         if (peer.key !== undefined && !listed.has(sid)) actions.push(...this.forget(sid));
       }
+      actions.push(...(await this.dueRatchet()));
       return actions;
     });
   }
@@ -248,9 +249,14 @@ export class KeyManager {
     if (this.send) {
       this.newcomers.add(sid);
       if (this.ratchetAt === null) this.ratchetAt = Math.max(this.now(), this.lastRatchetAt + this.options.joinCoalesceMs);
-      if (this.now() >= this.ratchetAt) actions.push(...(await this.ratchetForNewcomers(this.now())));
     }
     return actions;
+  }
+
+  /** The newcomers' ratchet if it is due now (after all the keys one call brought are known). */
+  async dueRatchet() {
+    const now = this.now();
+    return this.ratchetAt !== null && now >= this.ratchetAt ? this.ratchetForNewcomers(now) : [];
   }
 
   forget(sid) {
@@ -264,7 +270,10 @@ export class KeyManager {
     return [];
   }
 
-  /** One ratchet step for everybody; the newcomers get the new step sealed to them. */
+  /**
+   * One ratchet step for everybody, the new step sealed to the newcomers. Always a step, even when
+   * nobody else holds the current key: frames under it may have been recorded.
+   */
   async ratchetForNewcomers(now) {
     this.ratchetAt = null;
     const targets = [...this.newcomers].filter((sid) => this.peers.get(sid)?.sendKey);

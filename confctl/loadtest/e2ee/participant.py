@@ -41,6 +41,7 @@ class Timing:
     max_peers: int = 128
     max_keys_per_sender: int = 4
     max_ratchet_ahead: int = 64
+    max_steps_per_epoch: int = 32
 
 
 @dataclass
@@ -69,6 +70,7 @@ class _ReceiveKey:
     secret: bytes
     sframe: SFrameKey
     retire_at: float | None = None
+    used: bool = False
 
 
 class E2eeParticipant:
@@ -117,34 +119,35 @@ class E2eeParticipant:
     # -- signaling in, e2ee_keys messages out --
 
     def on_participants(self, listing: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
         listed: set[str] = set()
         for entry in listing:
             sid, identity, key = entry.get("sid"), entry.get("identity"), entry.get("key")
             if isinstance(sid, str) and isinstance(key, str):
                 listed.add(sid)
-                out += self.on_identity(sid, str(identity or ""), key)
+                self._learn(sid, str(identity or ""), key)
         for sid in [s for s in self.peers if s not in listed]:
             self.on_leave(sid)
-        return out
+        return self.tick()
 
     def on_identity(self, sid: str, identity: str, key: str) -> list[dict[str, object]]:
+        self._learn(sid, identity, key)
+        return self.tick()
+
+    def _learn(self, sid: str, identity: str, key: str) -> None:
         if sid == self.sid:
-            return []
+            return
         known = self.peers.get(sid)
         if known is not None and known.key == key:
-            return []
+            return
         if known is not None:
             self.on_leave(sid)
             self.receive.pop(sid, None)
         public = import_public_key(key)
         if public is None or len(self.peers) >= self.timing.max_peers:
-            return []
+            return
         me = Party(self.sid, self.identity, self.keys.public_raw)
         them = Party(sid, identity, from_b64url(key) or b"")
-        self.peers[sid] = _Peer(
-            identity, key, self.keys.pair_key(public, me, them), self.keys.pair_key(public, them, me)
-        )
+        self.peers[sid] = _Peer(identity, key, *self.keys.pair_keys(public, me, them))
         self.removals = [r for r in self.removals if r[0] != sid]
         for data in self.pending.pop(sid, []):
             self.on_key_message(sid, data)
@@ -152,7 +155,6 @@ class E2eeParticipant:
         now = self.clock()
         if self.ratchet_at is None:
             self.ratchet_at = max(now, self.last_ratchet + self.timing.join_coalesce)
-        return self.tick()
 
     def on_leave(self, sid: str) -> None:
         if self.peers.pop(sid, None) is None:
@@ -204,7 +206,7 @@ class E2eeParticipant:
         if not targets or self.leaves is not None:
             return []
         if self.next is None:
-            if self.send.step >= MAX_STEP:
+            if self.send.step >= min(MAX_STEP, self.timing.max_steps_per_epoch):
                 return self._rotate(now)
             self.send = _SendKey(self.send.epoch, self.send.step + 1, ratchet_secret(self.send.secret))
             self.counter = 0
@@ -288,6 +290,7 @@ class E2eeParticipant:
         return _ReceiveKey(secret, SFrameKey.derive(secret, kid))
 
     def _used(self, ring: dict[int, _ReceiveKey], kid: int, now: float) -> None:
+        ring[kid].used = True
         for other, key in ring.items():
             if other < kid and key.retire_at is None:
                 key.retire_at = now + self.timing.retire_after
@@ -297,7 +300,9 @@ class E2eeParticipant:
         now = self.clock()
         for kid in [k for k, key in ring.items() if key.retire_at is not None and key.retire_at <= now]:
             del ring[kid]
-        for kid in sorted(ring)[: max(0, len(ring) - self.timing.max_keys_per_sender)]:
+        newest_used = max((k for k, key in ring.items() if key.used), default=None)
+        oldest_first = sorted(k for k in ring if k != newest_used)
+        for kid in oldest_first[: max(0, len(ring) - self.timing.max_keys_per_sender)]:
             del ring[kid]
 
     def stats(self) -> dict[str, int]:

@@ -348,6 +348,14 @@ class Identity:
         shared = self._private.exchange(ec.ECDH(), peer)
         return AESGCM(hkdf_sha256(shared, pair_info(sender, recipient), 16))
 
+    def pair_keys(self, peer: ec.EllipticCurvePublicKey, me: Party, them: Party) -> tuple[AESGCM, AESGCM]:
+        """Both directions with one ECDH: ``(send key, receive key)``."""
+        shared = self._private.exchange(ec.ECDH(), peer)
+        return (
+            AESGCM(hkdf_sha256(shared, pair_info(me, them), 16)),
+            AESGCM(hkdf_sha256(shared, pair_info(them, me), 16)),
+        )
+
 
 def seal_key_blob(pair_key: AESGCM, kid: int, secret: bytes, nonce: bytes | None = None) -> str:
     if len(secret) != SECRET_LENGTH:
