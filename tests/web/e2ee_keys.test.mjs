@@ -250,3 +250,36 @@ test("a receiver that saw nothing from a sender through many joins still decrypt
   const opened = await room.people.get("B").cryptor.decrypt("A", "opus", await room.frameFrom("A"));
   assert.equal(opened.status, "ok");
 });
+
+test("a newcomer learning everybody's key from one list ratchets once and sends one message", async () => {
+  const { KeyManager } = await import("../../web/e2ee/keys.js");
+  let t = 0;
+  const ids = await generateIdentity();
+  const manager = new KeyManager({ sid: "N", identity: "new", identityKeys: ids }, { now: () => t });
+  await manager.start();
+  const list = [];
+  for (let i = 0; i < 10; i++) list.push({ sid: `P${i}`, identity: `p${i}`, key: (await generateIdentity()).publicKey });
+  const actions = await manager.onParticipants([...list, { sid: "N", identity: "new", key: ids.publicKey }]);
+  const sends = actions.filter((a) => a.type === "send");
+  assert.equal(sends.length, 1);
+  assert.deepEqual(sends[0].message.keys.map((k) => k.to), list.map((p) => p.sid));
+  assert.equal(manager.stats().ratchets, 1);
+  t += 10_000;
+  assert.deepEqual(await manager.tick(), []);
+  assert.equal(manager.nextDeadline(), null);
+});
+
+test("a newcomer arriving while a rotation is pending gets the fresh key, not the old one", async () => {
+  const room = new Room();
+  for (const sid of ["A", "B", "C"]) await room.add(sid);
+  await room.advance(1000);
+  const oldFrame = await room.frameFrom("A");
+  await room.leave("C");
+  await room.add("D");
+  await room.deliver();
+  const d = room.people.get("D").cryptor;
+  assert.equal((await d.decrypt("A", "opus", oldFrame)).status, "missing_key");
+  await room.advance(3000);
+  assert.equal(room.people.get("A").manager.stats().rotations, 1);
+  assert.equal((await d.decrypt("A", "opus", await room.frameFrom("A"))).status, "ok");
+});

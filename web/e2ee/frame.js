@@ -115,23 +115,25 @@ function trailingZeros(bytes) {
  * data ends. `zerosBefore` carries the zero run of the bytes in front.
  */
 export function escapeEmulation(bytes, zerosBefore = 0) {
-  const out = [];
+  const out = new Uint8Array(bytes.length + Math.ceil(bytes.length / 2) + 1);
+  let n = 0;
   let zeros = zerosBefore;
   for (const byte of bytes) {
     if (zeros >= 2 && byte <= 3) {
-      out.push(3);
+      out[n++] = 3;
       zeros = 0;
     }
-    out.push(byte);
+    out[n++] = byte;
     zeros = byte === 0 ? zeros + 1 : 0;
   }
-  if (zeros >= 2) out.push(3);
-  return Uint8Array.from(out);
+  if (zeros >= 2) out[n++] = 3;
+  return out.slice(0, n);
 }
 
 /** The inverse of `escapeEmulation`. */
 export function unescapeEmulation(bytes, zerosBefore = 0) {
-  const out = [];
+  const out = new Uint8Array(bytes.length);
+  let n = 0;
   let zeros = zerosBefore;
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i];
@@ -139,10 +141,10 @@ export function unescapeEmulation(bytes, zerosBefore = 0) {
       zeros = 0;
       continue;
     }
-    out.push(byte);
+    out[n++] = byte;
     zeros = byte === 0 ? zeros + 1 : 0;
   }
-  return Uint8Array.from(out);
+  return out.slice(0, n);
 }
 
 /**
