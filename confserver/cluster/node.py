@@ -70,6 +70,8 @@ class Cluster:
         """Owned rooms found empty at the last heartbeat: given up if still empty at the next."""
         self._cpu = (time.process_time(), time.monotonic())
         self._load = 0.0
+        self._healthy_since: float | None = None
+        """Since when every heartbeat was written; ``None`` after a failed one."""
         self._http: aiohttp.ClientSession | None = None
         self.relayed = 0
         """Sessions this node relays to other nodes now."""
@@ -117,8 +119,11 @@ class Cluster:
         try:
             self.draining = await self.registry.heartbeat(self.info(), self._ttl)
         except StoreUnavailableError:
+            self._healthy_since = None
             self._metrics.cluster_heartbeat_failures.inc()
             raise
+        if self._healthy_since is None:
+            self._healthy_since = self._clock()
         self._metrics.cluster_draining.set(1 if self.draining else 0)
         for room in list(self._owned):
             await self._check(room)
@@ -140,7 +145,9 @@ class Cluster:
             self._empty.add(room)
         else:
             self._empty.discard(room)
-        claim = await self.registry.claim(room, self.node, may_claim=True)
+        claim = await self._claim(room, may_claim=True)
+        if claim.outcome is Outcome.OWNER_SILENT:
+            return  # asked again at the next heartbeat, once takeovers are safe
         if claim.outcome is Outcome.ELSEWHERE:
             # This node was taken for dead (its heartbeat lapsed) and another one serves the room
             # now: the people here reconnect and land there. Never serve one meeting in two places.
@@ -150,6 +157,20 @@ class Cluster:
             self._rooms.moved_away(room)
             return
         await self._adopt(room, claim)
+
+    @property
+    def may_take_over(self) -> bool:
+        """Whether a room whose owner's record lapsed may be taken: only once this node has seen
+        the registry healthy for a whole TTL. After a Redis outage every node's record lapses, and
+        live owners confirm their rooms at their first heartbeat; until then a lapsed record says
+        nothing about whether its node is alive."""
+        since = self._healthy_since
+        return since is not None and self._clock() - since >= self._ttl
+
+    async def _claim(self, room: str, *, may_claim: bool) -> Claim:
+        return await self.registry.claim(
+            room, self.node, may_claim=may_claim, may_take_over=self.may_take_over
+        )
 
     async def _adopt(self, room: str, claim: Claim) -> None:
         self._owned[room] = claim.token
@@ -166,7 +187,9 @@ class Cluster:
     async def hold(self, room: str) -> None:
         """Make sure this node serves ``room`` before someone joins it here; raises
         ``ServiceError`` (``try_again``) when another live node does."""
-        claim = await self.registry.claim(room, self.node, may_claim=not self.draining)
+        claim = await self._claim(room, may_claim=not self.draining)
+        if claim.outcome is Outcome.OWNER_SILENT:
+            raise try_again("the server holding this meeting is not answering; retrying")
         if claim.outcome is Outcome.ELSEWHERE:
             log.info("join refused: another node serves the room", extra={"room": room, "owner": claim.node})
             raise try_again("this meeting is served by another node; reconnecting")
@@ -177,7 +200,9 @@ class Cluster:
     async def route(self, room: str) -> NodeInfo | None:
         """Where a join for ``room`` arriving here goes: ``None`` to be served here, or the node
         to relay it to. A draining node places a new room on the least-loaded active node."""
-        claim = await self.registry.claim(room, self.node, may_claim=not self.draining)
+        claim = await self._claim(room, may_claim=not self.draining)
+        if claim.outcome is Outcome.OWNER_SILENT:
+            raise try_again("the server holding this meeting is not answering; retrying")
         if claim.outcome is Outcome.ELSEWHERE:
             target = await self.registry.node(claim.node)
             if target is None:

@@ -92,6 +92,10 @@ class Outcome(enum.Enum):
     """A live node owns it."""
     UNOWNED = "unowned"
     """Nobody (alive) owns it and this node may not claim it (draining)."""
+    OWNER_SILENT = "owner_silent"
+    """Its owner's record lapsed, but this node may not take it over yet: it has not itself seen
+    the registry healthy for a whole ``node_ttl`` (after a Redis outage every record lapses, live
+    nodes' too, until their next heartbeat)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class Registry(Protocol):
     async def node(self, node: str) -> NodeInfo | None:
         """The live node's record; ``None`` when it is dead or unknown."""
 
-    async def claim(self, room: str, node: str, *, may_claim: bool) -> Claim: ...
+    async def claim(self, room: str, node: str, *, may_claim: bool, may_take_over: bool = True) -> Claim: ...
 
     async def release(self, room: str, node: str, token: int) -> bool:
         """Give up a room this node owns with ``token``; ``False`` if it owns it no more."""
@@ -170,7 +174,7 @@ class MemoryRegistry:
     async def node(self, node: str) -> NodeInfo | None:
         return self._nodes[node][0] if self._alive(node) else None
 
-    async def claim(self, room: str, node: str, *, may_claim: bool) -> Claim:
+    async def claim(self, room: str, node: str, *, may_claim: bool, may_take_over: bool = True) -> Claim:
         owner = self._owners.get(room)
         if owner is not None and owner[0] == node:
             return Claim(Outcome.MINE, node, owner[1])
@@ -178,6 +182,8 @@ class MemoryRegistry:
             return Claim(Outcome.ELSEWHERE, owner[0], owner[1])
         if not may_claim:
             return Claim(Outcome.UNOWNED, "", 0)
+        if owner is not None and not may_take_over:
+            return Claim(Outcome.OWNER_SILENT, owner[0], owner[1])
         self._fence += 1
         self._owners[room] = (node, self._fence)
         if owner is not None:
@@ -194,13 +200,14 @@ class MemoryRegistry:
         return None
 
 
-# KEYS: owner key, fence key. ARGV: node, may claim ('1'/'0'), node key prefix
+# KEYS: owner key, fence key. ARGV: node, may claim ('1'/'0'), node key prefix, may take over
 _CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'node')
 local token = tonumber(redis.call('HGET', KEYS[1], 'token') or '0')
 if owner == ARGV[1] then return {'mine', owner, token} end
 if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then return {'elsewhere', owner, token} end
 if ARGV[2] ~= '1' then return {'unowned', '', 0} end
+if owner and ARGV[4] ~= '1' then return {'owner_silent', owner, token} end
 local fresh = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'token', fresh)
 if owner then return {'taken_over', owner, fresh} end
@@ -278,9 +285,9 @@ class RedisRegistry:
         record = await self._call(self._client.get(self._p + "node:" + node))
         return NodeInfo.from_json(record) if record is not None else None
 
-    async def claim(self, room: str, node: str, *, may_claim: bool) -> Claim:
+    async def claim(self, room: str, node: str, *, may_claim: bool, may_take_over: bool = True) -> Claim:
         keys = [self._p + "owner:" + room, self._p + "fence"]
-        args = [node, "1" if may_claim else "0", self._p + "node:"]
+        args = [node, "1" if may_claim else "0", self._p + "node:", "1" if may_take_over else "0"]
         outcome, owner, token = await self._call(self._claim(keys=keys, args=args))
         text = owner.decode() if isinstance(owner, bytes) else str(owner)
         name = outcome.decode() if isinstance(outcome, bytes) else str(outcome)

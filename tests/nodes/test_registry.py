@@ -134,3 +134,18 @@ def test_node_records_read_back_and_garbage_is_refused() -> None:
     assert NodeInfo.from_json(info.to_json()) == info
     for bad in ("", "[]", "{}", '{"id": "a"}', "not json", '{"id":"a","url":"u","rooms":"x"}'):
         assert NodeInfo.from_json(bad) is None
+
+
+async def test_a_lapsed_owner_is_not_taken_over_by_a_node_not_yet_sure(env: tuple[Registry, Any]) -> None:
+    """After a Redis outage every record lapsed, live owners' too: a node that has not seen the
+    registry healthy for a whole TTL leaves the room to its owner's next heartbeat."""
+    reg, lapse = env
+    await reg.heartbeat(node("a"), 30)
+    first = await reg.claim("r", "a", may_claim=True)
+    await lapse("a")
+    await reg.heartbeat(node("b"), 30)
+    silent = await reg.claim("r", "b", may_claim=True, may_take_over=False)
+    assert (silent.outcome, silent.node, silent.token) == (Outcome.OWNER_SILENT, "a", first.token)
+    await reg.heartbeat(node("a"), 30)  # the owner was alive after all: it keeps its room
+    assert (await reg.claim("r", "a", may_claim=True, may_take_over=False)).outcome is Outcome.MINE
+    assert (await reg.claim("r", "b", may_claim=True, may_take_over=False)).outcome is Outcome.ELSEWHERE
