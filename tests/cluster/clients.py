@@ -84,7 +84,7 @@ class Member:
             code: int | None = None
             try:
                 code = await self._connection(url)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.closes.append(None)
                 self._note({"type": "_connect_failed", "error": repr(exc)})
             else:
@@ -123,6 +123,8 @@ class Member:
                 if mtype == "joined":
                     joined_here = True
                     rejoin = bool(self.joins)
+                    while not self._answers.empty():  # answers of an earlier session
+                        self._answers.get_nowait()
                     self.joins.append(msg)
                     self.sid = msg["sid"]
                     self.others = {p["identity"]: p for p in msg["participants"]}
@@ -168,7 +170,9 @@ class Member:
     # --- what the client saw ----------------------------------------------------------------------
 
     def of_type(self, mtype: str, **match: Any) -> list[dict[str, Any]]:
-        return [m for m in self.seen if m.get("type") == mtype and all(m.get(k) == v for k, v in match.items())]
+        return [
+            m for m in self.seen if m.get("type") == mtype and all(m.get(k) == v for k, v in match.items())
+        ]
 
     async def expect(self, mtype: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         found = await self.wait(lambda: self.of_type(mtype, **match), timeout, f"{mtype} {match}")
@@ -176,6 +180,20 @@ class Member:
 
     async def sees(self, identities: set[str], timeout: float = 10) -> None:
         await self.wait(lambda: identities <= set(self.others), timeout, f"sees {sorted(identities)}")
+
+    async def ended(self, timeout: float = 5) -> int | None:
+        """Wait until the session ended for good (no reconnect); returns its close code."""
+        await self.wait(lambda: self.final is not None, timeout, "the session's end")
+        return self.final
+
+    async def forgets(self, identity: str, timeout: float = 5) -> None:
+        await self.wait(lambda: identity not in self.others, timeout, f"{identity} gone")
+
+    async def joined_times(self, times: int, timeout: float) -> None:
+        await self.wait(lambda: len(self.joins) >= times, timeout, f"joined {times} times")
+
+    def state_of(self, identity: str, key: str) -> Any:
+        return self.others.get(identity, {}).get("state", {}).get(key)
 
     @property
     def joined(self) -> bool:
@@ -232,7 +250,9 @@ class _Link:
     def __init__(self, member: Member) -> None:
         self.member = member
 
-    async def participant_joined(self, room: str, sid: str, permissions: Any, send: Any, identity: str = "") -> None:
+    async def participant_joined(
+        self, room: str, sid: str, permissions: Any, send: Any, identity: str = ""
+    ) -> None:
         self.member.on_media = send
         await self.member.start()
 
@@ -298,9 +318,9 @@ def candidate_ports(sdp: str) -> set[int]:
     return {int(m.group(1)) for m in re.finditer(r"a=candidate:\S+ \d+ udp \d+ [\d.]+ (\d+) typ host", sdp)}
 
 
-async def raw_join(url: str, token: str, room: str, session: aiohttp.ClientSession, timeout: float = 30) -> tuple[
-    aiohttp.ClientWebSocketResponse, dict[str, Any]
-]:
+async def raw_join(
+    url: str, token: str, room: str, session: aiohttp.ClientSession, timeout: float = 30
+) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
     """One join without the reconnect loop; returns the socket and the server's first answer."""
     ws = await session.ws_connect(url, heartbeat=None)
     await ws.send_json({"type": "join", "token": token, "room": room})

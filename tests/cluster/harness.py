@@ -280,7 +280,9 @@ class Cluster:
         _, body = await self.api(i, "POST", "/rooms", {"name": name, **fields})
         return body  # type: ignore[no-any-return]
 
-    async def mint(self, i: int, room: str, identity: str, role: str = "participant", **kw: Any) -> dict[str, Any]:
+    async def mint(
+        self, i: int, room: str, identity: str, role: str = "participant", **kw: Any
+    ) -> dict[str, Any]:
         """A join token from node ``i``'s admin API: {token, jti, expires_at, join_url}."""
         _, body = await self.api(
             i, "POST", "/tokens", {"room": room, "identity": identity, "role": role, "ttl": 3600, **kw}
@@ -312,7 +314,9 @@ class Cluster:
 
     def confctl(self, i: int, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONF_")}
-        env.update(CONF_URL=self.url(i), CONF_API_KEY=API_KEY, CONF_API_SECRET=API_SECRET, HOME=str(self.workdir))
+        env.update(
+            CONF_URL=self.url(i), CONF_API_KEY=API_KEY, CONF_API_SECRET=API_SECRET, HOME=str(self.workdir)
+        )
         return subprocess.run(
             [str(BIN / "confctl"), *args], env=env, cwd=self.workdir, capture_output=True, text=True,
             timeout=timeout,
@@ -394,7 +398,9 @@ def start_cluster(kind: str, workdir: Path, extra_env: dict[str, str] | None = N
                 if "seat_lease" in _STORE_FIELDS:
                     env["CONF_STORE_SEAT_LEASE"] = "30"
                 env.update(extra)
-                cluster.nodes.append(Node(i, node_id, workdir, _node_env(workdir, node_id, env), udp_port=udp))
+                cluster.nodes.append(
+                    Node(i, node_id, workdir, _node_env(workdir, node_id, env), udp_port=udp)
+                )
         else:
             raise ValueError(kind)
         for n in cluster.nodes:
