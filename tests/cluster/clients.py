@@ -24,6 +24,7 @@ MEDIA_TYPES = {
     "publish_answer", "publish_layers", "subscribe_offer", "ice_candidate", "track_published",
     "track_unpublished", "track_muted", "track_map", "speakers", "media_reset",
 }  # fmt: skip
+RETRY_LATER = ("try_again", "store_unavailable", "internal")  # join refusals worth another try
 BACKOFF = (0.1, 0.2, 0.4, 0.5)
 
 
@@ -77,16 +78,20 @@ class Member:
         return self.joins[-1]
 
     async def _run(self) -> None:
+        """Connect, join, read; after a close, connect again (to the same node first, as the
+        browser does; to the next URL when a connection cannot be made)."""
         assert self._session is not None
-        attempt = 0
+        at = 0  # which URL
+        failures = 0  # in a row, for the backoff
         while not self._closing:
-            url = self.urls[attempt % len(self.urls)]
             code: int | None = None
+            joins = len(self.joins)
             try:
-                code = await self._connection(url)
+                code = await self._connection(self.urls[at % len(self.urls)])
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.closes.append(None)
                 self._note({"type": "_connect_failed", "error": repr(exc)})
+                at += 1
             else:
                 self.closes.append(code)
             if self._closing:
@@ -95,8 +100,8 @@ class Member:
                 self.final = code if code is not None else -1
                 self._changed.set()
                 break
-            await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
-            attempt += 1
+            failures = 0 if len(self.joins) > joins else failures + 1
+            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
 
     async def _connection(self, url: str) -> int | None:
         assert self._session is not None
@@ -140,6 +145,8 @@ class Member:
                         del self.others[msg["identity"]]
                 elif mtype == "error" and not joined_here:
                     self.refusals.append(msg)
+                    if msg.get("code") in RETRY_LATER:  # the server may keep the socket: start anew
+                        await ws.close()
         finally:
             self._ws = None
             self.sid = None if self._closing else self.sid

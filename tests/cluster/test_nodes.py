@@ -131,7 +131,7 @@ async def test_redis_restarted_during_a_meeting(fresh_nodes: Cluster, people: li
         probe = Member(cluster.node(2).ws_url, room, late_tokens["after"], "after", reconnect=False)
         try:
             await probe.start(timeout=5)
-        except AssertionError:
+        except (AssertionError, TimeoutError):
             await probe.close()
             return False
         people.append(probe)
