@@ -36,6 +36,8 @@ SCOPES: Final = (
     "tokens:revoke",
     "keys:admin",
     "audit:read",
+    "nodes:read",
+    "nodes:admin",
 )
 """Every scope a key may hold."""
 

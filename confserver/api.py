@@ -27,8 +27,10 @@ from .apibase import error_response as error_response
 from .audit import UNKNOWN, Actor
 from .auditapi import audited, detail, export, get_head, list_entries
 from .auditapi import record as audit_record
+from .cluster.routes import CLUSTER
 from .errors import ServiceError
 from .keysapi import create_key, list_keys, revoke_key
+from .nodesapi import drain_node, list_nodes, undrain_node
 from .openapi import openapi_document
 from .participantsapi import (
     admit_participant,
@@ -335,6 +337,9 @@ async def revoke_token(request: web.Request) -> web.Response:
     until = int(now) + max(ctx.token_max_ttl, ADMIN_MAX_TTL) + ctx.leeway
     await ctx.store.revocations.revoke(jti, expires_at=until, now=now)
     dropped = request.app[SIGNALING].rooms.hub.disconnect_token(jti)
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None:
+        dropped += await cluster.disconnect_token(jti)  # its session may be on another node
     detail(request, target="", conf={"jti": jti, "sessions_closed": dropped})
     log.info(
         "admin revoked token",
@@ -418,6 +423,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/audit", list_entries, "audit:read"),
     Route("GET", "/audit/head", get_head, "audit:read"),
     Route("GET", "/audit/export", export, "audit:read"),
+    Route("GET", "/nodes", list_nodes, "nodes:read"),
+    Route("POST", "/nodes/{node_id}/drain", drain_node, "nodes:admin", "node.drain"),
+    Route("DELETE", "/nodes/{node_id}/drain", undrain_node, "nodes:admin", "node.undrain"),
 )
 """Every admin route, its scope and its audit action: the one place they are written."""
 

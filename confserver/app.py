@@ -17,6 +17,11 @@ from . import api, auditapi, pages
 from .audit import Signer
 from .audit.log import AuditLog
 from .audit.sinks import AuditSink
+from .cluster import routes as cluster_routes
+from .cluster.address import node_url
+from .cluster.auth import cluster_key
+from .cluster.node import Cluster
+from .cluster.registry import MemoryRegistry, Registry
 from .config import Config
 from .credentials import ApiCredentials
 from .errors import ServiceError
@@ -24,6 +29,7 @@ from .media import MediaController, NoMediaController
 from .metrics import Metrics
 from .oidc import routes as sign_in
 from .rooms import RoomService
+from .sfuconfig import media_ports
 from .signaling.websocket import SIGNALING, SignalingContext, close_all, handle_ws
 from .store import Store, StoreUnavailableError
 from .tokens import KeyRing, SigningKey, TokenVerifier, VerificationKey
@@ -66,6 +72,8 @@ def create_app(
     media: MediaController | None = None,
     audit_sink: AuditSink | None = None,
     audit_signer: Signer | None = None,
+    registry: Registry | None = None,
+    fingerprint: str = "",
 ) -> web.Application:
     """Everything is passed in; the caller owns the store's lifetime. Without ``audit_sink`` the
     audit log records nothing."""
@@ -97,8 +105,21 @@ def create_app(
         lobby_max=cfg.rooms.lobby_max,
         lobby_knocks_per_minute=cfg.rooms.lobby_knocks_per_minute,
     )
+    registry = registry or MemoryRegistry()
+    cluster = Cluster(
+        registry,
+        rooms,
+        metrics,
+        node=node,
+        url=node_url(cfg),
+        key=cluster_key(cfg.store.cluster_secret, credentials.api_secret),
+        ttl=cfg.store.node_ttl,
+        fingerprint=fingerprint,
+        media=media_ports(cfg.sfu) if cfg.sfu.enabled else "",
+    )
+    rooms.placement = cluster
     app = web.Application(
-        middlewares=[_http_metrics(metrics), _errors, api.admin_auth],
+        middlewares=[_http_metrics(metrics), _errors, cluster_routes.forward_to_owner, api.admin_auth],
         client_max_size=cfg.server.max_body_bytes,
     )
     app[CONFIG] = cfg
@@ -113,7 +134,9 @@ def create_app(
         media=media,
         metrics=metrics,
         allowed_origins=allowed_origins(cfg),
+        cluster=cluster if registry.shared else None,
     )
+    app[cluster_routes.CLUSTER] = cluster
     app[api.API] = api.ApiContext(
         rooms=rooms,
         store=store,
@@ -131,18 +154,22 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     api.add_routes(app)
+    cluster_routes.add_routes(app)
     pages.add_routes(app, cfg.ui)
     sign_in.add_routes(app, cfg, credentials, metrics)
-    app.cleanup_ctx.append(_background(cfg, rooms, webhooks, audit))
+    app.cleanup_ctx.append(_background(cfg, rooms, webhooks, audit, cluster))
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(lambda _app: media.close())
     return app
 
 
-def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None, audit: AuditLog):  # type: ignore[no-untyped-def]
+def _background(  # type: ignore[no-untyped-def]
+    cfg: Config, rooms: RoomService, webhooks: Webhooks | None, audit: AuditLog, cluster: Cluster
+):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(StoreUnavailableError):
             await rooms.store_intact()  # records the store's epoch: a store that loses it is noticed
+        await cluster.start()
         await audit.start()
         if webhooks is not None:
             await webhooks.start()
@@ -153,6 +180,7 @@ def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None, audi
             asyncio.create_task(
                 _every(cfg.rooms.sweep_interval, rooms.close_expired_rooms), name="room-sweeper"
             ),
+            asyncio.create_task(_every(cluster.interval, cluster.heartbeat), name="node-heartbeat"),
         ]
         yield
         for t in tasks:
@@ -163,6 +191,7 @@ def _background(cfg: Config, rooms: RoomService, webhooks: Webhooks | None, audi
         if webhooks is not None:
             await webhooks.close()  # after the WebSockets closed (on_shutdown): their leaves are sent
         await audit.close()  # likewise: the leaves are in the chain and signed
+        await cluster.close()  # gives up the rooms served here: they move at their next join
 
     return ctx
 
@@ -183,6 +212,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
+    if request.app[cluster_routes.CLUSTER].draining:
+        return web.json_response({"status": "draining", "store": "ok"}, status=503)
     store = request.app[STORE]
     try:
         ok = await asyncio.wait_for(store.ping(), 2.0)

@@ -139,6 +139,14 @@ class StoreConfig:
     """Seconds a seat survives without a heartbeat refresh (a crashed node frees its seats)."""
     allow_plaintext_redis: bool = False
     """Silence the warning about ``redis://`` (no TLS) to a host that is not this machine."""
+    node_ttl: float = 10.0
+    """Seconds a node's heartbeat lives in Redis: a node silent this long is dead and its rooms move."""
+    cluster_secret: str = ""
+    """Authenticates node-to-node requests (relayed sessions, forwarded admin calls); derived from
+    the API secret when empty."""
+    node_address: str = ""
+    """Host other nodes reach this node at; ``server.host`` when empty (the host name when that is a
+    wildcard address)."""
 
 
 @dataclass(frozen=True)
@@ -471,6 +479,12 @@ def _check(cfg: Config) -> None:
     need(len(kids) == len(set(kids)), "auth.keys", "kid values must be unique")
     need(cfg.auth.api_key not in kids, "auth.keys", "a kid must differ from auth.api_key")
     need(cfg.store.seat_lease >= 5, "store.seat_lease", "must be >= 5 s")
+    need(1 <= cfg.store.node_ttl <= 300, "store.node_ttl", "must be 1-300 s")
+    need(
+        cfg.store.cluster_secret == "" or len(cfg.store.cluster_secret) >= 32,
+        "store.cluster_secret",
+        "must be >= 32 chars",
+    )
     need(
         cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")),
         "store.redis_url",

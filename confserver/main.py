@@ -25,13 +25,16 @@ from .audit import Signer
 from .audit.log import load_signer
 from .audit.redissink import RedisSink
 from .audit.sinks import AuditSink, FileSink
+from .cluster.address import certificate_fingerprint
+from .cluster.registry import RedisRegistry
 from .config import AuthConfig, Config, ConfigError, config_warnings, load_config
 from .credentials import ApiCredentials, ensure_credentials
-from .devcerts import ensure_dev_certs, ssl_context
+from .devcerts import SERVER_CERT_FILE, ensure_dev_certs, ssl_context
 from .listener import ConnectionCaps, GuardedSite, ListenerMetrics, fit_caps, raise_fd_limit
 from .logsetup import ThrottledLoopErrors, setup_logging
 from .media import MediaController
 from .metrics import Metrics, metrics_app
+from .sfuconfig import media_ports
 from .store import open_store
 
 log = logging.getLogger("confserver")
@@ -128,6 +131,15 @@ def _tls_context(cfg: Config) -> tuple[ssl.SSLContext | None, Path | None]:
     return ctx, None
 
 
+def _fingerprint(cfg: Config) -> str:
+    """The fingerprint of the certificate this node serves, which the other nodes pin."""
+    if cfg.tls.mode == "off":
+        return ""
+    if cfg.tls.mode == "dev":
+        return certificate_fingerprint(Path(cfg.tls.dev_dir) / SERVER_CERT_FILE)
+    return certificate_fingerprint(Path(cfg.tls.cert_file))
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -170,21 +182,6 @@ def instruments(cfg: Config) -> tuple[Metrics, ListenerMetrics, MediaController 
     return metrics, listener_metrics, _media_controller(cfg, metrics)
 
 
-def media_ports(cfg: Config) -> str:
-    """Which UDP ports the firewall must let through for media."""
-    f = cfg.sfu
-    workers = f.worker_count
-    if workers > 1 and f.udp_port:
-        return f"UDP ports {f.udp_port}-{f.udp_port + workers - 1}, one per media worker ({workers} workers)"
-    if workers > 1:
-        return f"{workers} media workers, each on one UDP port picked at its first join (set sfu.udp_port)"
-    if f.port_min:
-        return f"UDP ports {f.port_min}-{f.port_max}, one per connection"
-    if f.udp_port:
-        return f"UDP port {f.udp_port}, shared by every connection"
-    return "one UDP port, picked at the first join (set sfu.udp_port to choose it)"
-
-
 def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
     lines = [
         f"confserver {__version__} is running ({cfg.mode} mode, {cfg.store.kind} store, "
@@ -200,7 +197,7 @@ def banner(cfg: Config, creds: ApiCredentials, cacert: Path | None) -> str:
     if cfg.metrics.enabled:
         lines.append(f"  Metrics:      http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
     if cfg.sfu.enabled:
-        lines.append("  Media:        " + media_ports(cfg))
+        lines.append("  Media:        " + media_ports(cfg.sfu))
     lines.append("  Try:          " + confctl_hint(cfg, creds, cacert))
     return "\n".join(lines)
 
@@ -260,7 +257,11 @@ def audit_parts(cfg: Config) -> tuple[AuditSink | None, Signer | None]:
 async def serve(cfg: Config) -> int:
     ssl_ctx, cacert = _tls(cfg)
     creds = ensure_credentials(cfg, cacert=cacert)
-    setup_logging(cfg.log.level, cfg.log.format, secrets=[creds.api_secret, cfg.auth.oidc.client_secret])
+    setup_logging(
+        cfg.log.level,
+        cfg.log.format,
+        secrets=[creds.api_secret, cfg.auth.oidc.client_secret, cfg.store.cluster_secret],
+    )
     for warning in config_warnings(cfg):
         log.warning(warning, extra={"key": warning.split(":", 1)[0]})
     asyncio.get_running_loop().set_exception_handler(ThrottledLoopErrors())
@@ -270,6 +271,11 @@ async def serve(cfg: Config) -> int:
     gc.set_threshold(cfg.server.gc_threshold, *gc.get_threshold()[1:])
     metrics.gc_pauses.install()
     sink, signer = audit_parts(cfg)
+    registry = (
+        RedisRegistry.from_url(cfg.store.redis_url, prefix=cfg.store.prefix)
+        if cfg.store.kind == "redis"
+        else None
+    )
     app = create_app(
         cfg,
         store=store,
@@ -278,6 +284,8 @@ async def serve(cfg: Config) -> int:
         media=media,
         audit_sink=sink,
         audit_signer=signer,
+        registry=registry,
+        fingerprint=_fingerprint(cfg),
     )
     # aiohttp's keep-alive timer closes a connection that has no complete request this long after
     # accept or after its last response: the header deadline (see listener.py).

@@ -76,6 +76,14 @@ class Metrics:
     audit_dropped: Counter
     audit_write_errors: Counter
     audit_signed_at: Gauge
+    cluster_nodes: Gauge
+    cluster_rooms: Gauge
+    cluster_relayed: Gauge
+    cluster_draining: Gauge
+    cluster_placements: Counter
+    cluster_relay_failures: Counter
+    cluster_auth_failures: Counter
+    cluster_heartbeat_failures: Counter
 
     @classmethod
     def create(cls, *, process: bool = True) -> Metrics:
@@ -159,6 +167,46 @@ class Metrics:
             audit_signed_at=Gauge(
                 "conf_audit_signed_timestamp_seconds",
                 "When this node last wrote a signed checkpoint of the audit chain (Unix time).",
+                registry=reg,
+            ),
+            cluster_nodes=Gauge(
+                "conf_cluster_nodes",
+                "Nodes in the registry as this node saw them at its last heartbeat, by state "
+                "(active, draining, dead: heartbeat lapsed within the last hour).",
+                ["state"],
+                registry=reg,
+            ),
+            cluster_rooms=Gauge("conf_cluster_rooms", "Rooms this node serves (owns).", registry=reg),
+            cluster_relayed=Gauge(
+                "conf_cluster_relayed_sessions",
+                "Sessions this node relays to the node serving their room.",
+                registry=reg,
+            ),
+            cluster_draining=Gauge(
+                "conf_cluster_draining", "1 while this node drains (takes no new rooms).", registry=reg
+            ),
+            cluster_placements=Counter(
+                "conf_cluster_placements",
+                "Room placements by this node: claimed (a new room), taken_over (from a dead node), "
+                "sent_elsewhere (draining: placed on another node), lost (another node serves it now).",
+                ["result"],
+                registry=reg,
+            ),
+            cluster_relay_failures=Counter(
+                "conf_cluster_relay_failures",
+                "Relays that failed: connect (the owner did not answer), lost (it went away mid-session).",
+                ["reason"],
+                registry=reg,
+            ),
+            cluster_auth_failures=Counter(
+                "conf_cluster_auth_failures",
+                "Node-to-node requests refused, by reason (missing, malformed, stale, bad_signature).",
+                ["reason"],
+                registry=reg,
+            ),
+            cluster_heartbeat_failures=Counter(
+                "conf_cluster_heartbeat_failures",
+                "Heartbeats this node could not write (Redis unreachable).",
                 registry=reg,
             ),
         )

@@ -120,6 +120,12 @@ _KEY_ID = {
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, **_PRINTABLE},
 }
+_NODE_ID = {
+    "name": "node_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+}
 _SCOPE = {"type": "string", "enum": list(SCOPES)}
 _KEY_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string", "description": "the key id: the kid of the admin tokens it signs"},
@@ -314,6 +320,30 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "type": "object",
         "required": ["participants"],
         "properties": {"participants": {"type": "array", "items": _ref("Participant")}},
+    }
+    node = {
+        "type": "object",
+        "required": ["id", "url", "state", "rooms", "participants", "load", "media", "seen_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string"},
+            "state": {"type": "string", "enum": ["active", "draining", "dead"]},
+            "rooms": {"type": "integer"},
+            "participants": {"type": "integer"},
+            "load": {"type": "number"},
+            "media": {"type": "string"},
+            "seen_at": {"type": "integer"},
+        },
+    }
+    nodes = {
+        "type": "object",
+        "required": ["self", "nodes"],
+        "properties": {"self": {"type": "string"}, "nodes": {"type": "array", "items": node}},
+    }
+    drain = {
+        "type": "object",
+        "required": ["id", "draining"],
+        "properties": {"id": {"type": "string"}, "draining": {"type": "boolean"}},
     }
     key_list = {
         "type": "object",
@@ -513,6 +543,24 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
                 "Revoke an API key; its tokens are refused at once",
                 "keys:admin",
                 {"200": _resp("Revoked", _ref("AdminKey")), **_errors(404)},
+            ),
+        },
+        "/nodes": {
+            "get": _op(
+                "List the nodes (live and recently dead)", "nodes:read", {"200": _resp("Nodes", nodes)}
+            ),
+        },
+        "/nodes/{node_id}/drain": {
+            "parameters": [_NODE_ID],
+            "post": _op(
+                "Drain a node: it takes no new rooms and reports not ready; its meetings go on",
+                "nodes:admin",
+                {"200": _resp("Draining", drain), **_errors(404)},
+            ),
+            "delete": _op(
+                "Let a drained node take new rooms again",
+                "nodes:admin",
+                {"200": _resp("Serving", drain), **_errors(404)},
             ),
         },
     }

@@ -70,3 +70,17 @@ def _check_workers(f: SfuConfig, need: Callable[[bool, str, str], None]) -> None
         "sfu.udp_port",
         f"with {count} media workers the ports udp_port to udp_port+{count - 1} must be <= 65535",
     )
+
+
+def media_ports(f: SfuConfig) -> str:
+    """Which UDP ports the firewall must let through for media."""
+    workers = f.worker_count
+    if workers > 1 and f.udp_port:
+        return f"UDP ports {f.udp_port}-{f.udp_port + workers - 1}, one per media worker ({workers} workers)"
+    if workers > 1:
+        return f"{workers} media workers, each on one UDP port picked at its first join (set sfu.udp_port)"
+    if f.port_min:
+        return f"UDP ports {f.port_min}-{f.port_max}, one per connection"
+    if f.udp_port:
+        return f"UDP port {f.udp_port}, shared by every connection"
+    return "one UDP port, picked at the first join (set sfu.udp_port to choose it)"

@@ -63,6 +63,7 @@ async def _call(client: TestClient, route: Route, headers: dict[str, str]) -> tu
         .replace("{identity}", "ana")
         .replace("{jti}", "some-jti")
         .replace("{key_id}", "AKnosuchkey00000")
+        .replace("{node_id}", "node-x")
     )
     body = BODIES.get((route.method, route.path))
     resp = await client.request(route.method, PREFIX + path, json=body, headers=headers)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from confserver.config import ConfigError, load_config
-from confserver.main import media_ports
+from confserver.sfuconfig import media_ports
 
 
 def test_defaults_serve_dev_https_on_loopback_with_memory_store() -> None:
@@ -146,14 +146,14 @@ def test_every_config_key_is_documented() -> None:
 
 
 def test_the_banner_names_the_media_ports_to_open() -> None:
-    assert media_ports(load_config(None, {})) == (
+    assert media_ports(load_config(None, {}).sfu) == (
         "one UDP port, picked at the first join (set sfu.udp_port to choose it)"
     )
-    assert media_ports(load_config(None, {"CONF_SFU_UDP_PORT": "7882"})) == (
+    assert media_ports(load_config(None, {"CONF_SFU_UDP_PORT": "7882"}).sfu) == (
         "UDP port 7882, shared by every connection"
     )
     ranged = load_config(None, {"CONF_SFU_PORT_MIN": "40000", "CONF_SFU_PORT_MAX": "40999"})
-    assert media_ports(ranged) == "UDP ports 40000-40999, one per connection"
+    assert media_ports(ranged.sfu) == "UDP ports 40000-40999, one per connection"
 
 
 def test_media_workers_are_a_count_or_auto_from_file_or_environment(tmp_path: Path) -> None:
@@ -170,6 +170,6 @@ def test_media_workers_are_a_count_or_auto_from_file_or_environment(tmp_path: Pa
 
 def test_the_banner_names_every_media_workers_port() -> None:
     cfg = load_config(None, {"CONF_SFU_WORKERS": "3", "CONF_SFU_UDP_PORT": "7882"})
-    assert media_ports(cfg) == "UDP ports 7882-7884, one per media worker (3 workers)"
+    assert media_ports(cfg.sfu) == "UDP ports 7882-7884, one per media worker (3 workers)"
     picked = load_config(None, {"CONF_SFU_WORKERS": "2"})
-    assert media_ports(picked) == "2 media workers, each on one UDP port picked at its first join (set sfu.udp_port)"
+    assert media_ports(picked.sfu) == "2 media workers, each on one UDP port picked at its first join (set sfu.udp_port)"

@@ -184,7 +184,7 @@ async def test_a_method_not_served_answers_405_with_the_allow_header(client: Tes
         documented = {m.upper() for m in operations if m != "parameters"}
         expected = documented | ({"HEAD"} if "GET" in documented else set())
         url = "/api/v1" + path.replace("{name}", "r1").replace("{identity}", "ana").replace("{jti}", "j1")
-        url = url.replace("{key_id}", "AKsomekey")
+        url = url.replace("{key_id}", "AKsomekey").replace("{node_id}", "node-a")
         for method in ("PUT", "PATCH", "DELETE", "OPTIONS"):
             if method in documented:
                 continue

@@ -33,6 +33,8 @@ ACTIONS: Final = (
     "token.revoke",
     "api_key.create",
     "api_key.revoke",
+    "node.drain",
+    "node.undrain",
     "audit.start",
     "audit.checkpoint",
     "audit.retention",

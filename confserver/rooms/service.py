@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ..access import FailureLimiter
 from ..audit import Actor
@@ -26,6 +27,10 @@ from ..webhooks import EventParticipant, Webhooks
 from .admin import RoomAdmin, claim_error, room_info
 from .hub import DEFAULT_STATE, Hub, Peer, Seat, participant_info
 from .lobby import Enter, Lobby
+
+
+class Placement(Protocol):
+    async def hold(self, room: str) -> None: ...
 
 log = logging.getLogger("confserver.rooms")
 
@@ -87,9 +92,42 @@ class RoomService:
         """Where joins, leaves and moderation are recorded (by the callers that know who acted)."""
         self._started: set[str] = set()
         """Rooms whose ``room_started`` webhook was sent (at their first join here), until they close."""
+        self.placement: Placement | None = None
+        """Which node serves each room (several nodes); ``None``: this one serves every room."""
 
     async def store_intact(self) -> bool:
         return await self.admin.store_intact()
+
+    # --- which node serves the room -------------------------------------------------------------
+
+    async def hold(self, room: str) -> None:
+        """Before anyone joins or knocks here: this node serves ``room``. Raises ``ServiceError``
+        ``try_again`` when another node does (the client reconnects)."""
+        if self.placement is not None:
+            await self.placement.hold(room)
+
+    def present(self, room: str) -> bool:
+        """Whether anyone is in ``room`` here, seated or waiting in its lobby."""
+        return bool(self.hub.seats(room)) or bool(self.lobby.waiting(room))
+
+    async def adopt(self, room: str) -> None:
+        """This node took ``room`` over from a dead one: free the seats the dead node held (every
+        seat of a room is held by the node serving it) and let their holders back in as people
+        returning after a drop (through a lock, past the lobby)."""
+        now = self._clock()
+        for p in await self._store.seats.list(room, now):
+            if p.node != self._node:
+                await self._store.seats.release(room, p.sid, now)
+                self._dropped[(room, p.identity)] = now
+
+    def moved_away(self, room: str) -> None:
+        """Another node serves ``room`` now: everyone here reconnects, and lands there."""
+        msg = error_message("try_again", "this meeting moved to another server; reconnecting")
+        for seat in self.hub.seats(room):
+            seat.peer.close_with(msg, CloseCode.TRY_AGAIN)
+        for waiter in self.lobby.waiting(room):
+            if waiter.peer is not None:
+                waiter.peer.close_with(msg, CloseCode.TRY_AGAIN)
 
     # --- joins and leaves -------------------------------------------------------------------
 
@@ -187,6 +225,11 @@ class RoomService:
                 await self._reseat(name, lost, now)
 
     async def _reseat(self, room: str, sids: Iterable[str], now: float) -> None:
+        try:
+            await self.hold(room)  # never take seats again in a room another node serves now
+        except ServiceError:
+            self.moved_away(room)
+            return
         waiting = [seat for sid in sids if (seat := self.hub.seat(room, sid)) is not None]
         waiting.sort(key=lambda s: (s.participant.joined_at, s.sid))
         for seat in waiting:

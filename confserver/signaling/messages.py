@@ -42,6 +42,9 @@ class CloseCode(enum.IntEnum):
     """Never sent: what a client sees when the connection dropped without a close frame."""
     TOO_LARGE = 1009
     """A frame beyond the size cap (closed by the WebSocket layer before it is read)."""
+    TRY_AGAIN = 1013
+    """After ``error try_again``, or when the node that served this session through another one
+    is gone: the meeting is moving to another node; the client reconnects."""
     SERVER_ERROR = 1011
     """The server failed to send to this connection; the session ends and its seat is freed."""
     JOIN_REFUSED = 4000

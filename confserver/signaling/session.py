@@ -267,6 +267,7 @@ class Session:
     async def _admission(self, claims: JoinClaims, password: str | None) -> Room | None:
         """The room's own conditions, before a seat or the lobby: a lock refuses newcomers, and a
         password is asked of everyone but moderators. Raises ``ServiceError``."""
+        await self._rooms.hold(claims.room)  # this node serves the room, or the client reconnects
         room = await self._rooms.admin.find(claims.room)
         if room is None or "moderate" in claims.permissions:
             return room
@@ -349,7 +350,8 @@ class Session:
 
     def _fail_join(self, code: str, message: str, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
-        self._peer.close_with(m.error(code, message, "join", **extra), CloseCode.JOIN_REFUSED)
+        close = CloseCode.TRY_AGAIN if code == "try_again" else CloseCode.JOIN_REFUSED
+        self._peer.close_with(m.error(code, message, "join", **extra), close)
 
     # --- in the room ----------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..cluster import auth as cluster_auth
+from ..cluster.node import Cluster
+from ..cluster.relay import Upstream, room_of_join
 from ..config import SignalingConfig
 from ..contract import MEDIA_CLASSES
 from ..errors import ServiceError
@@ -130,6 +133,11 @@ class WsPeer:
         self._queue.append(m.encode(msg))
         self._begin_close(close_code, str(msg.get("code") or msg.get("reason") or msg.get("type")))
 
+    def close(self, code: int, reason: str) -> None:
+        """Close with ``code`` after what is queued, with no message of ours (a relayed close)."""
+        if not self._closing:
+            self._begin_close(code, reason)
+
     def _begin_close(self, code: int, reason: str) -> None:
         self._closing = True
         self._close_code = code
@@ -232,6 +240,8 @@ class SignalingContext:
     allowed_origins: frozenset[str]
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     media_timeout: float = MEDIA_CALL_TIMEOUT
+    cluster: Cluster | None = None
+    """Several nodes: a join for a room another node serves is relayed there."""
     unjoined: UnjoinedBudget = field(init=False)
 
     def __post_init__(self) -> None:
@@ -242,16 +252,35 @@ SIGNALING = web.AppKey("signaling", SignalingContext)
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, request.remote or "unknown", relayed=False)
+
+
+async def handle_relayed_ws(request: web.Request) -> web.StreamResponse:
+    """A session another node relays here, since this node serves its room (cluster/relay.py)."""
+    ctx = request.app[SIGNALING]
+    if ctx.cluster is None:
+        raise web.HTTPNotFound()
+    try:
+        ctx.cluster.verify(request.headers.get(cluster_auth.HEADER), "GET", request.path)
+    except cluster_auth.ClusterAuthError:
+        return web.json_response(
+            {"error": "cluster_auth_failed", "message": "node-to-node requests need the cluster secret"},
+            status=403,
+        )
+    client = request.headers.get(cluster_auth.CLIENT_ADDRESS, "")[:64] or request.remote or "unknown"
+    return await _serve(request, client, relayed=True)
+
+
+async def _serve(request: web.Request, address: str, *, relayed: bool) -> web.StreamResponse:
     ctx = request.app[SIGNALING]
     origin = request.headers.get("Origin")
-    if origin is not None and origin not in ctx.allowed_origins:
+    if not relayed and origin is not None and origin not in ctx.allowed_origins:
         ctx.metrics.ws_disconnects.labels("origin_refused").inc()
         return web.json_response(
             {"error": "origin_not_allowed", "message": "this origin may not open a signaling connection"},
             status=403,
         )
     cfg = ctx.cfg
-    address = request.remote or "unknown"
     if not ctx.unjoined.take(address):
         ctx.metrics.ws_disconnects.labels("too_many_unjoined").inc()
         return web.json_response(
@@ -284,7 +313,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         media=ctx.media,
         metrics=ctx.metrics,
         limits=SessionLimits(chat_max_chars=cfg.chat_max_chars, media_timeout=ctx.media_timeout),
-        client_ip=request.remote or "",
+        client_ip=address,
     )
     peer.sid = session.sid
     writer = asyncio.create_task(peer.run(), name=f"ws-writer-{session.sid}")
@@ -299,9 +328,11 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     bucket = TokenBucket(cfg.rate_per_second, cfg.rate_burst, loop.time())
     violations = 0
     reason = "disconnected"
+    upstream: Upstream | None = None
+    routed = relayed or ctx.cluster is None  # the first frame decides where the session is served
 
     async def read_frames() -> None:
-        nonlocal unjoined, violations, reason
+        nonlocal unjoined, violations, reason, upstream, routed
         while not peer.closing:  # once it is, the writer's close reads the client's Close frame
             with peer.receiving():
                 frame = await ws.receive()
@@ -314,6 +345,22 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
                     else:
                         session.send_error("rate_limited", "too many messages; this one was not processed")
                     continue
+                if upstream is not None:
+                    await upstream.send(frame.data)
+                    continue
+                if not routed:
+                    routed = True
+                    upstream = await _relay(ctx, peer, frame.data, address)
+                    if upstream is not None:
+                        timer.cancel()  # the owner keeps the join deadline
+                        if unjoined:
+                            unjoined = False
+                            ctx.unjoined.give_back(address)
+                        upstream.start(peer)
+                        await upstream.send(frame.data)
+                        continue
+                    if peer.closing:
+                        continue
                 await _process(ctx, session, frame.data)
                 if unjoined and session.joined:
                     unjoined = False
@@ -340,11 +387,14 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
                 await reader
         _break_cycles(request, reader)
         timer.cancel()
+        if upstream is not None:
+            await upstream.close()
+            reason = "relayed"
         if unjoined:
             ctx.unjoined.give_back(address)
         if ws.close_code == CloseCode.TOO_LARGE:
             reason = "too_large"
-        elif peer.close_reason != "closed":
+        elif peer.close_reason != "closed" and upstream is None:
             reason = peer.close_reason
         try:
             await session.end(reason if reason != "disconnected" or session.joined else "disconnected")
@@ -401,12 +451,38 @@ _REASONS = frozenset(
         "too_many_unjoined",
         "seat_lost",
         "origin_refused",
+        "relayed",
     }
 )
 
 
 def _reason_label(reason: str) -> str:
     return reason if reason in _REASONS else "other"
+
+
+async def _relay(ctx: SignalingContext, peer: WsPeer, data: str, address: str) -> Upstream | None:
+    """The relay to the node serving the room this first frame joins; ``None`` to serve it here."""
+    cluster = ctx.cluster
+    if cluster is None:
+        return None
+    room = room_of_join(data, ctx.verifier, ctx.cfg.max_message_bytes)
+    if room is None:
+        return None
+    try:
+        return await Upstream.open(
+            cluster,
+            room,
+            address,
+            max_bytes=ctx.cfg.max_message_bytes,
+            heartbeat=ctx.cfg.heartbeat_interval,
+            send_timeout=ctx.cfg.send_timeout,
+        )
+    except StoreUnavailableError:
+        return None  # served here: the join is answered store_unavailable like any other
+    except ServiceError as e:
+        ctx.metrics.ws_errors.labels(e.code).inc()
+        peer.close_with(m.error(e.code, e.message, "join"), CloseCode.TRY_AGAIN)
+        return None
 
 
 async def _process(ctx: SignalingContext, session: Session, data: str) -> None:

@@ -1,0 +1,1 @@
+"""Several nodes serving one service: the node registry, room ownership, relayed sessions."""
