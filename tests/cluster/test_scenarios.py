@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from confserver.cluster import auth as cluster_auth
 from confserver.tokens import SigningKey, mint_join_token
 
 from .clients import MediaMember, Member, decodes, raw_join
@@ -277,7 +278,16 @@ async def _all_zero(cluster: Cluster, room: str) -> bool:
 
 
 CLUSTER_WS = "/cluster/v1/ws"
-CLUSTER_SECRET_HEADER = "X-Cluster-Secret"
+
+
+def _signed(
+    path: str, *, key: bytes | None = None, ts: float | None = None, method: str = "GET"
+) -> dict[str, str]:
+    """The node-to-node header, signed with ``key`` (the cluster's own by default)."""
+    key = key if key is not None else cluster_auth.cluster_key("", API_SECRET)
+    return {
+        cluster_auth.HEADER: cluster_auth.sign(key, "node-a", method, path, time.time() if ts is None else ts)
+    }
 
 
 async def test_a_relay_socket_without_the_cluster_secret_is_refused(
@@ -285,21 +295,44 @@ async def test_a_relay_socket_without_the_cluster_secret_is_refused(
 ) -> None:
     (ana,) = await join_all(cluster, people, room, [("ana", 0, "participant")])
     token = await cluster.token(1, room, "intruder")
-    refused = (403,) if cluster.multi else (403, 404)  # one process may have no relay endpoint at all
-    attempts = [{}, {CLUSTER_SECRET_HEADER: "wrong-" + "x" * 40}, {CLUSTER_SECRET_HEADER: ""}]
+    refused = (403,) if cluster.multi else (404,)  # one process has no relay endpoint at all
+    bad = {
+        "no header": {},
+        "empty": {cluster_auth.HEADER: ""},
+        "malformed": {cluster_auth.HEADER: "node=node-a;sig=nothing"},
+        "zero signature": {cluster_auth.HEADER: f"node=node-a;ts={int(time.time())};sig={'0' * 64}"},
+        "wrong secret": _signed(CLUSTER_WS, key=b"not the cluster secret at all, 32+ chars"),
+        "other path": _signed("/cluster/v1/disconnect"),
+        "stale": _signed(CLUSTER_WS, ts=time.time() - 3600),
+        "client address, no signature": {cluster_auth.CLIENT_ADDRESS: "203.0.113.9"},
+    }
     async with aiohttp.ClientSession() as session:
         for i in range(cluster.size):
-            for headers in attempts:
-                url = cluster.node(i).url.replace("http", "ws", 1) + CLUSTER_WS
+            url = cluster.node(i).url.replace("http", "ws", 1) + CLUSTER_WS
+            for what, headers in bad.items():
                 try:
                     ws = await session.ws_connect(url, headers=headers)
                 except aiohttp.WSServerHandshakeError as exc:
-                    assert exc.status in refused, (i, headers, exc.status)
+                    assert exc.status in refused, (i, what, exc.status)
                     continue
                 # accepted by mistake: whatever it lets through must not take a seat
                 await ws.send_json({"type": "join", "token": token, "room": room})
                 await asyncio.sleep(0.3)
                 await ws.close()
-                raise AssertionError(f"node {i} accepted a relay socket with {headers}")
+                raise AssertionError(f"node {i} accepted a relay socket with {what}")
+            # an admin call that claims to come from a node: a bad signature is refused, and a good
+            # one does not stand in for the admin token
+            path = f"/api/v1/rooms/{room}/participants/ana"
+            admin = cluster.node(i).url + path
+            async with session.delete(admin, headers=bad["zero signature"]) as resp:
+                assert resp.status in (401, 403), (i, resp.status)
+            async with session.delete(admin, headers=_signed(path, method="DELETE")) as resp:
+                assert resp.status == 401, (i, resp.status, await resp.text())
+    if cluster.multi:  # the control: the same socket with a good signature is accepted
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(
+                cluster.node(1).ws_url.replace("/ws", CLUSTER_WS), headers=_signed(CLUSTER_WS)
+            )
+            await ws.close()
     await seats_everywhere(cluster, room, {"ana"})
     assert ana.joined and len(ana.joins) == 1
