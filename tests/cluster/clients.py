@@ -199,6 +199,12 @@ class Member:
     async def joined_times(self, times: int, timeout: float) -> None:
         await self.wait(lambda: len(self.joins) >= times, timeout, f"joined {times} times")
 
+    async def sees_session(self, identity: str, sid: str | None, timeout: float = 10) -> None:
+        """This client knows ``identity`` by session ``sid`` (a session that replaced another)."""
+        await self.wait(
+            lambda: self.others.get(identity, {}).get("sid") == sid, timeout, f"{identity} as {sid}"
+        )
+
     def state_of(self, identity: str, key: str) -> Any:
         return self.others.get(identity, {}).get("state", {}).get(key)
 

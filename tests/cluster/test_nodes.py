@@ -204,3 +204,41 @@ async def _rooms(cluster: Cluster, via: int, node_id: str, rooms: int) -> bool:
     """``GET /api/v1/nodes`` through node ``via`` counts ``rooms`` rooms on ``node_id`` (the counts
     are those of the nodes' last heartbeats)."""
     return {n["id"]: n["rooms"] for n in await cluster.node_list(via)}.get(node_id) == rooms
+
+
+async def test_a_relaying_node_killed_only_its_clients_reconnect(
+    fresh_nodes: Cluster, people: list[Any], room: str
+) -> None:
+    cluster = fresh_nodes
+    members = []
+    for i, name in enumerate(("ana", "budi", "citra")):
+        m = Member(entry(cluster, i), room, await cluster.token(i, room, name), name)
+        people.append(m)
+        await m.start()
+        members.append(m)
+    ana, budi, citra = members
+    await ana.sees({"budi", "citra"})
+
+    killed = time.monotonic()
+    cluster.nodes[1].kill9()  # relays budi's session to node 0, which serves the room
+    await budi.joined_times(2, 10)
+    print(
+        f"relaying node killed: budi joined again through another node after {time.monotonic() - killed:.1f} s"
+    )
+    assert budi.connected_to != cluster.nodes[1].ws_url
+    for m in (ana, citra):
+        await m.sees_session("budi", budi.sid)
+    await budi.sees({"ana", "citra"})
+    assert len(ana.joins) == 1 and len(citra.joins) == 1  # the meeting went on for them
+    await budi.chat("back")
+    for m in (ana, citra):
+        await m.expect("chat", text="back")
+    for i in (0, 2):  # the old session's seat is gone, the new one counted once
+        assert {p["identity"] for p in await cluster.participants(i, room)} == {"ana", "budi", "citra"}
+    await seats_on_live(cluster, room, 3)
+
+
+async def seats_on_live(cluster: Cluster, room: str, count: int) -> None:
+    for i, n in enumerate(cluster.nodes):
+        if n.alive:
+            assert await cluster.seat_count(i, room) == count
