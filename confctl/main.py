@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from confctl import __version__, audit, keys, output
+from confctl import __version__, audit, keys, nodes, output
 from confctl.client import AdminClient, ApiError, ConfctlError, UsageError, resolve_settings
 from confctl.loadtest import cli as loadtest_cli
 
@@ -189,7 +189,7 @@ def _done(args: argparse.Namespace, message: str) -> int:
 def _room_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The room settings given on the command line, as the API names them."""
     body: dict[str, Any] = {}
-    for flag in ("max_participants", "empty_timeout", "metadata", "lobby", "allow"):
+    for flag in ("max_participants", "empty_timeout", "metadata", "lobby", "allow", "e2ee"):
         if getattr(args, flag, None) is not None:
             body[flag] = getattr(args, flag)
     if getattr(args, "password", None) is not None:
@@ -422,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-password", action="store_true", help="remove the room password")
         p.add_argument("--allow", metavar="JSON", type=json_object,
                        help='who may join by single sign-on, e.g. {"domains": ["kominfo.go.id"]}')
+        p.add_argument("--e2ee", action=argparse.BooleanOptionalAction, default=None,
+                       help="media encrypted end to end in the browsers (update: only while empty)")
     command(rooms, "list", cmd_room_list, "list rooms")
     for name, handler, help_text, json_help in (
         ("show", cmd_room_show, "show one room", API_JSON_HELP),
@@ -486,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
         group("audit", "search, export and verify the tamper-evident audit log", API_JSON_HELP),
         command,
         _client,
+    )
+
+    nodes.register(
+        group("node", "list the nodes of a deployment and drain one", API_JSON_HELP), command, _client
     )
 
     keys_json_help = "print the key's kid, alg and file paths as JSON instead of text"

@@ -102,12 +102,13 @@ def room_table(doc: object) -> str:
             _text(r.get("num_participants")),
             _text(r.get("max_participants")),
             yes_no(r.get("locked")),
+            yes_no(r.get("e2ee")),
             format_duration(r.get("empty_timeout")),
             format_time(r.get("created_at")),
         ]
         for r in sorted(rooms, key=lambda r: str(r.get("name", "")))
     ]
-    return table(["NAME", "PARTICIPANTS", "MAX", "LOCKED", "EMPTY_TIMEOUT", "CREATED"], rows)
+    return table(["NAME", "PARTICIPANTS", "MAX", "LOCKED", "E2EE", "EMPTY_TIMEOUT", "CREATED"], rows)
 
 
 def room_details(doc: object) -> str:
@@ -122,6 +123,7 @@ def room_details(doc: object) -> str:
             ("Locked", yes_no(room.get("locked"))),
             ("Lobby", yes_no(room.get("lobby"))),
             ("Password", yes_no(room.get("password_protected"))),
+            ("End-to-end encrypted", yes_no(room.get("e2ee"))),
             (
                 "Sign-in policy",
                 "-" if not room.get("allow") else clean(json.dumps(room.get("allow"), sort_keys=True)),

@@ -173,6 +173,15 @@ def _access_options(data: dict[str, Any], *, removing: bool = False) -> dict[str
     return out
 
 
+def _e2ee(data: dict[str, Any]) -> bool | None:
+    """``e2ee``: media encrypted end to end in the browsers; ``None`` when not given."""
+    if "e2ee" not in data:
+        return None
+    if not isinstance(data["e2ee"], bool):
+        raise ServiceError("invalid_field", "e2ee must be true or false")
+    return data["e2ee"]
+
+
 async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
     return {
         "name": room.name,
@@ -183,6 +192,7 @@ async def _room_json(ctx: ApiContext, room: Room) -> dict[str, Any]:
         "lobby": room.lobby,
         "password_protected": bool(room.password_hash),
         "allow": dict(room.allow),
+        "e2ee": room.e2ee,
         "auto_created": room.auto_created,
         "created_at": int(room.created_at),
         "updated_at": int(room.updated_at),
@@ -202,7 +212,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     data = await read_body(request)
-    only(data, {"name", "max_participants", "empty_timeout", "metadata", *ACCESS_FIELDS})
+    only(data, {"name", "max_participants", "empty_timeout", "metadata", "e2ee", *ACCESS_FIELDS})
     if isinstance(data.get("name"), str):
         detail(request, room=data["name"][:128])
     if "name" not in data:
@@ -214,9 +224,10 @@ async def create_room(request: web.Request) -> web.Response:
         else None,
         empty_timeout=check_empty_timeout(integral(data.get("empty_timeout", 0))),
         metadata=check_metadata(data.get("metadata", {})),
+        e2ee=_e2ee(data),
         **_access_options(data),
     )
-    detail(request, room=room.name, conf={"max_participants": room.max_participants})
+    detail(request, room=room.name, conf={"max_participants": room.max_participants, "e2ee": room.e2ee})
     log.info(
         "admin created room",
         extra={"room": room.name, **by(request)},
@@ -234,7 +245,7 @@ async def update_room(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = check_room_name(request.match_info["name"])
     data = await read_body(request)
-    only(data, {"max_participants", "empty_timeout", "metadata", "locked", *ACCESS_FIELDS})
+    only(data, {"max_participants", "empty_timeout", "metadata", "locked", "e2ee", *ACCESS_FIELDS})
     if "locked" in data and not isinstance(data["locked"], bool):
         raise ServiceError("invalid_field", "locked must be true or false")
     access = _access_options(data, removing=True)
@@ -250,6 +261,7 @@ async def update_room(request: web.Request) -> web.Response:
         lobby=access.get("lobby"),
         password_hash=access.get("password_hash"),
         allow=access.get("allow"),
+        e2ee=_e2ee(data),
     )
     changed = sorted(k for k in data if k != "metadata") + (["metadata"] if "metadata" in data else [])
     if set(changed) == {"locked"}:

@@ -104,6 +104,7 @@ def create_app(
         audit=audit,
         lobby_max=cfg.rooms.lobby_max,
         lobby_knocks_per_minute=cfg.rooms.lobby_knocks_per_minute,
+        e2ee_default=cfg.rooms.e2ee_default,
     )
     registry = registry or MemoryRegistry()
     cluster = Cluster(

@@ -128,6 +128,8 @@ class RoomsConfig:
     """People waiting in one room's lobby at most (on this node); more get ``lobby_full``."""
     lobby_knocks_per_minute: int = 10
     """Times one identity may enter a room's lobby in a minute; more get ``rate_limited``."""
+    e2ee_default: bool = False
+    """Whether rooms created without saying (by the API or on a first join) are end-to-end encrypted."""
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,12 @@ _PASSWORD = {
 }
 
 
+_E2EE = {
+    "type": "boolean",
+    "description": "media encrypted end to end in the browsers; the default is rooms.e2ee_default",
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -156,6 +162,7 @@ _SCHEMAS: dict[str, Any] = {
             "empty_timeout",
             "metadata",
             "locked",
+            "e2ee",
             "auto_created",
             "created_at",
             "updated_at",
@@ -175,6 +182,7 @@ _SCHEMAS: dict[str, Any] = {
             "lobby": {"type": "boolean"},
             "password_protected": {"type": "boolean", "description": "the password itself is never returned"},
             "allow": _ALLOW,
+            "e2ee": _E2EE,
             "auto_created": {"type": "boolean"},
             "created_at": {"type": "integer", "description": "Unix seconds"},
             "updated_at": {"type": "integer"},
@@ -193,6 +201,7 @@ _SCHEMAS: dict[str, Any] = {
             "lobby": {"type": "boolean"},
             "password": _PASSWORD,
             "allow": _ALLOW,
+            "e2ee": _E2EE,
         },
     },
     "RoomUpdate": {
@@ -209,6 +218,7 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "a new password, or an empty string to remove it",
             },
             "allow": _ALLOW,
+            "e2ee": {**_E2EE, "description": "changed only while the room is empty (else 409 room_in_use)"},
         },
     },
     "Participant": {
@@ -445,7 +455,7 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
             "patch": _op(
                 "Update a room",
                 "rooms:write",
-                {"200": _resp("Updated", _ref("Room")), **_errors(400, 404, 413, 415)},
+                {"200": _resp("Updated", _ref("Room")), **_errors(400, 404, 409, 413, 415)},
                 _ref("RoomUpdate"),
             ),
             "delete": _op(

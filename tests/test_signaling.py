@@ -28,6 +28,7 @@ async def test_join_gets_room_info_and_the_others_see_presence(client: TestClien
         "locked": False,
         "lobby": False,
         "password": False,
+        "e2ee": False,
     }
     assert joined["self"]["identity"] == "ana" and joined["self"]["name"] == "Ana Putri"
     assert joined["participants"] == []

@@ -53,7 +53,7 @@ def documented_error_codes() -> frozenset[str]:
     codes: set[str] = set()
     for line in section.splitlines():
         if line.startswith("| `"):
-            codes.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+            codes.update(re.findall(r"`([a-z0-9_]+)`", line.split("|")[1]))
     return frozenset(codes)
 
 
@@ -75,6 +75,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "end_room": (),
     "admit": ("identity",),
     "deny": ("identity",),
+    "e2ee_identity": ("key",),
+    "e2ee_keys": ("keys",),
     "publish_offer": ("sdp", "tracks"),
     "subscribe_answer": ("sdp",),
     "ice_candidate": ("target", "candidate", "sdpMid", "sdpMLineIndex"),
@@ -104,6 +106,8 @@ PLAUSIBLE: dict[str, str] = {
     "sdpMid": '"0"',
     "sdpMLineIndex": "0",
     "track": '"TR_nope"',
+    "key": '"aWRlbnRpdHkta2V5"',
+    "keys": '[{"to":"PA_nobody","data":"a2V5LWRhdGE"}]',
 }
 # Message types a participant may send on a live connection and stay: ``leave`` ends it by design.
 LIVE_TYPES = tuple(t for t in CLIENT_TYPES if t != "leave")
@@ -180,6 +184,8 @@ def _inside(field_name: str, value: str) -> str:
             if value.startswith("[")
             else "{" + f'"hand_raised":{value}' + "}"
         )
+    if field_name == "keys":
+        return "[{" + f'"to":{value},"data":{value}' + "}]"
     if field_name == "tracks":
         return (
             "[{" + f'"mid":{value},"source":"camera","id":{value},"subscribe":true,"max_width":{value}' + "}]"
@@ -498,7 +504,7 @@ messages = st.fixed_dictionaries(
 
 
 def test_the_documented_error_codes_are_read_from_the_protocol_page() -> None:
-    assert {"bad_json", "bad_field", "bad_sdp", "rate_limited", "internal"} <= DOCUMENTED_CODES
+    assert {"bad_json", "bad_field", "bad_sdp", "rate_limited", "e2ee_off", "internal"} <= DOCUMENTED_CODES
 
 
 def test_every_client_type_has_its_fields_listed() -> None:

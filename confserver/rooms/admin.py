@@ -72,6 +72,7 @@ def room_info(room: Room) -> dict[str, Any]:
         "locked": room.locked,
         "lobby": room.lobby,
         "password": bool(room.password_hash),
+        "e2ee": room.e2ee,
     }
 
 
@@ -94,10 +95,17 @@ class RoomAdmin:
     """Rooms in the store, as the admin API and moderators change them."""
 
     def __init__(
-        self, store: Store, *, default_max_participants: int, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        *,
+        default_max_participants: int,
+        default_e2ee: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._default_max = default_max_participants
+        self.default_e2ee = default_e2ee
+        """Whether a room created without saying is end-to-end encrypted (``rooms.e2ee_default``)."""
         self._clock = clock
         self._known: dict[str, None] = {}
         """Rooms seen in the store (oldest first, at most ``MAX_KNOWN_ROOMS``). If the store loses
@@ -144,6 +152,7 @@ class RoomAdmin:
         lobby: bool = False,
         password_hash: str = "",
         allow: Mapping[str, Any] | None = None,
+        e2ee: bool | None = None,
     ) -> Room:
         now = self._clock()
         room = Room(
@@ -156,6 +165,7 @@ class RoomAdmin:
             lobby=lobby,
             password_hash=password_hash,
             allow=dict(allow or {}),
+            e2ee=self.default_e2ee if e2ee is None else e2ee,
         )
         try:
             await self._store.rooms.create(room)
@@ -187,6 +197,14 @@ class RoomAdmin:
     async def update_room(self, name: str, changes: RoomUpdate) -> Room:
         if changes.metadata is not None:
             check_metadata(dict(changes.metadata))
+        if changes.e2ee is not None:
+            current = await self.get_room(name)
+            if current.e2ee != changes.e2ee and await self.count(current.name) > 0:
+                raise ServiceError(
+                    "room_in_use",
+                    "end-to-end encryption can only be switched while the room is empty",
+                    409,
+                )
         room = await self._store.rooms.update(check_room_name(name), changes, self._clock())
         if room is None:
             raise not_found("room_not_found", f"no room named {name}")

@@ -40,14 +40,16 @@ class Seat:
     participant: Participant
     jti: str = ""
     """The id of the token the session joined with (to disconnect it on revocation)."""
+    e2ee_key: str = ""
+    """The identity public key announced with ``e2ee_identity`` (E2EE rooms); kept here only."""
 
     @property
     def sid(self) -> str:
         return self.participant.sid
 
 
-def participant_info(p: Participant) -> dict[str, Any]:
-    return {
+def participant_info(p: Participant, e2ee_key: str = "") -> dict[str, Any]:
+    info = {
         "sid": p.sid,
         "identity": p.identity,
         "name": p.name,
@@ -56,6 +58,9 @@ def participant_info(p: Participant) -> dict[str, Any]:
         "joined_at": int(p.joined_at),
         "state": {**DEFAULT_STATE, **p.state},
     }
+    if e2ee_key:
+        info["e2ee_key"] = e2ee_key
+    return info
 
 
 class Hub:
@@ -81,6 +86,11 @@ class Hub:
                 return seat
         return None
 
+    def describe(self, p: Participant) -> dict[str, Any]:
+        """``participant_info`` with the E2EE identity key of its seat here, if it announced one."""
+        seat = self.seat(p.room, p.sid)
+        return participant_info(p, seat.e2ee_key if seat is not None else "")
+
     def add(self, seat: Seat) -> None:
         self._rooms.setdefault(seat.participant.room, {})[seat.sid] = seat
         self._update_gauges()
@@ -104,6 +114,13 @@ class Hub:
         for seat in list(seats.values()):
             if seat.sid != exclude:
                 seat.peer.send_text(text)
+
+    def send_to_sid(self, room: str, sid: str, msg: Mapping[str, Any]) -> bool:
+        seat = self.seat(room, sid)
+        if seat is None:
+            return False
+        seat.peer.send_text(encode(msg))
+        return True
 
     def send_to_identity(self, room: str, identity: str, msg: Mapping[str, Any]) -> bool:
         seat = self.by_identity(room, identity)

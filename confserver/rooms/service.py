@@ -68,8 +68,11 @@ class RoomService:
         audit: AuditLog | None = None,
         lobby_max: int = 100,
         lobby_knocks_per_minute: int = 10,
+        e2ee_default: bool = False,
     ) -> None:
-        self.admin = RoomAdmin(store, default_max_participants=default_max_participants, clock=clock)
+        self.admin = RoomAdmin(
+            store, default_max_participants=default_max_participants, default_e2ee=e2ee_default, clock=clock
+        )
         self.hub = Hub(metrics)
         self._store = store
         self._clock = clock
@@ -168,6 +171,7 @@ class RoomService:
                 created_at=now,
                 updated_at=now,
                 auto_created=True,
+                e2ee=self.admin.default_e2ee,
             )
         result = await self._store.seats.claim(
             participant, now=now, lease=self._lease, auto_create=auto, bypass_lock=rejoining
@@ -305,7 +309,7 @@ class RoomService:
         # The display name lives with the connection; the store keeps the token's name.
         merged = replace(current, state={**DEFAULT_STATE, **merged_state}, name=name or current.name)
         seat.participant = merged
-        self.hub.broadcast(room, {"type": "participant_updated", "participant": participant_info(merged)})
+        self.hub.broadcast(room, {"type": "participant_updated", "participant": self.hub.describe(merged)})
         return merged
 
     async def mute(self, room: str, identity: str, kind: str, by: str) -> Participant:

@@ -27,6 +27,12 @@ MAX_NAME_CHARS = untrusted.MAX_NAME_CHARS
 MAX_IDENTITY_CHARS = 128
 MAX_SUBSCRIPTIONS = 100
 STATE_KEYS = ("audio_muted", "video_muted", "hand_raised")
+E2EE_TEXT_RE = re.compile(r"[A-Za-z0-9_-]+")
+"""base64url without padding: the characters of E2EE identity keys, key messages and session ids."""
+MAX_E2EE_KEY_CHARS = 256
+MAX_E2EE_DATA_CHARS = 1024
+MAX_E2EE_ENTRIES = 100
+MAX_SID_CHARS = 64
 MEDIA_KINDS = ("audio", "video")
 
 
@@ -147,6 +153,28 @@ class Deny:
     identity: str
 
 
+@dataclass(frozen=True)
+class E2eeIdentity:
+    """This participant's identity public key (opaque base64url), announced to the room."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class E2eeKey:
+    to: str
+    """The recipient's session id."""
+    data: str
+    """Opaque base64url the server cannot read; never logged or stored."""
+
+
+@dataclass(frozen=True)
+class E2eeKeys:
+    """Key messages, each for one other participant (at most one per recipient)."""
+
+    keys: tuple[E2eeKey, ...]
+
+
 ClientMessage = (
     Join
     | Ping
@@ -159,6 +187,8 @@ ClientMessage = (
     | EndRoom
     | Admit
     | Deny
+    | E2eeIdentity
+    | E2eeKeys
     | contract.MediaMessage
 )
 """Every client message: the signaling ones above and the media ones of ``confserver.contract``
@@ -303,6 +333,39 @@ def _lock(o: Mapping[str, Any]) -> LockRoom:
     return LockRoom(locked=_bool(o, "locked", "lock_room", default=True))
 
 
+def _e2ee_text(obj: Mapping[str, Any], key: str, ref: str, *, max_len: int) -> str:
+    value = _req_str(obj, key, ref, max_len=max_len)
+    if not E2EE_TEXT_RE.fullmatch(value):
+        raise ProtocolError("bad_field", f"{key} must be characters of A-Z a-z 0-9 _ -", ref)
+    return value
+
+
+def _e2ee_identity(o: Mapping[str, Any]) -> E2eeIdentity:
+    return E2eeIdentity(key=_e2ee_text(o, "key", "e2ee_identity", max_len=MAX_E2EE_KEY_CHARS))
+
+
+def _e2ee_keys(o: Mapping[str, Any]) -> E2eeKeys:
+    ref = "e2ee_keys"
+    entries = o.get("keys")
+    if entries is None:
+        raise ProtocolError("missing_field", "keys is required", ref)
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_E2EE_ENTRIES:
+        raise ProtocolError("bad_field", f"keys must be a list of 1-{MAX_E2EE_ENTRIES} entries", ref)
+    out: list[E2eeKey] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ProtocolError("bad_field", "each key entry must be an object with to and data", ref)
+        out.append(
+            E2eeKey(
+                to=_e2ee_text(entry, "to", ref, max_len=MAX_SID_CHARS),
+                data=_e2ee_text(entry, "data", ref, max_len=MAX_E2EE_DATA_CHARS),
+            )
+        )
+    if len({k.to for k in out}) != len(out):
+        raise ProtocolError("bad_field", "at most one key entry per recipient", ref)
+    return E2eeKeys(keys=tuple(out))
+
+
 def _media(kind: str) -> Callable[[Mapping[str, Any]], contract.MediaMessage]:
     def parse(o: Mapping[str, Any]) -> contract.MediaMessage:
         if kind == contract.IceCandidate.type:
@@ -328,6 +391,8 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
     "end_room": lambda o: EndRoom(),
     "admit": lambda o: Admit(identity=_req_str(o, "identity", "admit", max_len=MAX_IDENTITY_CHARS)),
     "deny": lambda o: Deny(identity=_req_str(o, "identity", "deny", max_len=MAX_IDENTITY_CHARS)),
+    "e2ee_identity": _e2ee_identity,
+    "e2ee_keys": _e2ee_keys,
     **{k: _media(k) for k in contract.MEDIA_TYPES},
 }
 CLIENT_TYPES = tuple(sorted(_PARSERS))

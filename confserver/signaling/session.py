@@ -25,6 +25,7 @@ from ..rooms import JoinRequest, Peer, RoomService, participant_info, room_info
 from ..store import Participant, RevocationStore, Room, RoomUpdate
 from ..tokens import JoinClaims, TokenError, TokenVerifier
 from . import messages as m
+from .e2ee import KEYS_BURST, KEYS_PER_SECOND, KeyBudget, KeyRelay
 from .messages import CloseCode
 
 log = logging.getLogger("confserver.signaling")
@@ -83,6 +84,8 @@ class Session:
         self._name = ""
         self._ended = False
         self._ice_refresh: asyncio.TimerHandle | None = None
+        self._e2ee: KeyRelay | None = None
+        """Set when joined to an E2EE room (which cannot be switched while anyone is in it)."""
 
     @property
     def joined(self) -> bool:
@@ -100,9 +103,9 @@ class Session:
     def send(self, msg: Mapping[str, Any]) -> None:
         self._peer.send_text(m.encode(msg))
 
-    def send_error(self, code: str, message: str, ref: str | None = None) -> None:
+    def send_error(self, code: str, message: str, ref: str | None = None, **extra: Any) -> None:
         self._metrics.ws_errors.labels(code).inc()
-        self.send(m.error(code, message, ref))
+        self.send(m.error(code, message, ref, **extra))
 
     async def handle(self, msg: m.ClientMessage) -> None:
         """Act on one message; refusals become ``error`` messages, the session goes on."""
@@ -154,11 +157,25 @@ class Session:
                 claims = self._moderator()
                 with self._audited("participant.deny", target=msg.identity):
                     self._rooms.deny(claims.room, msg.identity, claims.identity)
+            case m.E2eeIdentity():
+                self._key_relay().announce(msg)
+            case m.E2eeKeys():
+                unknown = self._key_relay().relay(msg, time.monotonic())
+                if unknown:
+                    self.send_error(
+                        "participant_not_found", "not delivered: not in this room", "e2ee_keys", sids=unknown
+                    )
             case PublishOffer() | SubscribeAnswer() | IceCandidate() | UpdateSubscription() | Unpublish():
                 claims = self._joined()
                 await self._media_call(self._media.handle(claims.room, self.sid, msg), msg.type)
             case _:
                 assert_never(msg)
+
+    def _key_relay(self) -> KeyRelay:
+        self._joined()
+        if self._e2ee is None:
+            raise ServiceError("e2ee_off", "this room is not end-to-end encrypted")
+        return self._e2ee
 
     @contextlib.contextmanager
     def _audited(self, action: str, target: str = "", **conf: Any) -> Iterator[None]:
@@ -312,6 +329,9 @@ class Session:
         self._claims = claims
         self._waiting = None
         self._name = name
+        if room.e2ee:
+            budget = KeyBudget(KEYS_PER_SECOND, KEYS_BURST, time.monotonic())
+            self._e2ee = KeyRelay(self._rooms.hub, room.name, self.sid, claims.identity, budget)
         self._record_join("", claims)
         ice_servers = self._media.ice_servers(claims.identity, not_after=claims.expires_at)
         self.send(
@@ -321,7 +341,7 @@ class Session:
                 "sid": self.sid,
                 "room": room_info(room),
                 "self": participant_info(me),
-                "participants": [participant_info(p) for p in others],
+                "participants": [self._rooms.hub.describe(p) for p in others],
                 "ice_servers": ice_servers,
                 "token_expires_at": claims.expires_at,
             }
@@ -497,5 +517,9 @@ def _ref(msg: m.ClientMessage) -> str:
             return "admit"
         case m.Deny():
             return "deny"
+        case m.E2eeIdentity():
+            return "e2ee_identity"
+        case m.E2eeKeys():
+            return "e2ee_keys"
         case _:
             assert_never(msg)

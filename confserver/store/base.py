@@ -35,6 +35,8 @@ class Room:
     """The room password's scrypt hash (``confserver.access``); empty: no password."""
     allow: Mapping[str, Any] = field(default_factory=dict)
     """Who may join by single sign-on, and who of them moderates (``confserver.access``)."""
+    e2ee: bool = False
+    """Media is encrypted end to end in the browsers; the server relays keys it cannot read."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class RoomUpdate:
     password_hash: str | None = None
     """A new hash, or ``""`` to remove the password."""
     allow: Mapping[str, Any] | None = None
+    e2ee: bool | None = None
 
 
 @dataclass(frozen=True)

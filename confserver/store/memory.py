@@ -104,6 +104,7 @@ class MemoryRoomStore:
             lobby=room.lobby if changes.lobby is None else changes.lobby,
             password_hash=room.password_hash if changes.password_hash is None else changes.password_hash,
             allow=room.allow if changes.allow is None else copy.deepcopy(dict(changes.allow)),
+            e2ee=room.e2ee if changes.e2ee is None else changes.e2ee,
             updated_at=now,
         )
         return _copy_room(entry.room)

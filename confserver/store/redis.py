@@ -312,6 +312,7 @@ class RedisRoomStore(_Part):
             "lobby": changes.lobby,
             "password_hash": changes.password_hash,
             "allow": None if changes.allow is None else dict(changes.allow),
+            "e2ee": changes.e2ee,
         }
         pairs = ["updated_at", json.dumps(float(now))]
         pairs += [x for key, value in given.items() if value is not None for x in (key, json.dumps(value))]

@@ -21,6 +21,7 @@ ROOM_FIELDS = (
     "lobby",
     "password_hash",
     "allow",
+    "e2ee",
 )
 SEAT_FIELDS = ("room", "sid", "identity", "name", "role", "permissions", "joined_at", "node")
 

@@ -7,6 +7,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import stat
@@ -34,7 +35,7 @@ KEY = "APIdevKey123"
 SECRET = "dev-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 ROOM = {
     "name": "standup", "max_participants": 10, "empty_timeout": 300, "metadata": {"team": "core"},
-    "locked": False, "auto_created": False, "created_at": 1795442700, "updated_at": 1795442760,
+    "locked": False, "e2ee": False, "auto_created": False, "created_at": 1795442700, "updated_at": 1795442760,
     "num_participants": 2,
 }
 PARTICIPANT = {
@@ -237,13 +238,13 @@ def test_each_request_has_fresh_jti(server: FakeServer, pki: PKI) -> None:
 
 
 def test_room_list_table(server: FakeServer, pki: PKI, capsys: Any) -> None:
-    server.route("GET", "/rooms", 200, {"rooms": [ROOM, {**ROOM, "name": "zz", "locked": True,
+    server.route("GET", "/rooms", 200, {"rooms": [ROOM, {**ROOM, "name": "zz", "locked": True, "e2ee": True,
                                                            "empty_timeout": 0, "num_participants": 0}]})
     assert main([*conn(server, pki), "room", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "PARTICIPANTS", "MAX", "LOCKED", "EMPTY_TIMEOUT", "CREATED"]
-    assert lines[1].split() == ["standup", "2", "10", "no", "5m", "2026-11-23", "14:05:00Z"]
-    assert lines[2].split() == ["zz", "0", "10", "yes", "never", "2026-11-23", "14:05:00Z"]
+    assert lines[0].split() == ["NAME", "PARTICIPANTS", "MAX", "LOCKED", "E2EE", "EMPTY_TIMEOUT", "CREATED"]
+    assert lines[1].split() == ["standup", "2", "10", "no", "no", "5m", "2026-11-23", "14:05:00Z"]
+    assert lines[2].split() == ["zz", "0", "10", "yes", "yes", "never", "2026-11-23", "14:05:00Z"]
     assert lines[0].index("PARTICIPANTS") == lines[1].index("2")
 
 
@@ -293,6 +294,17 @@ def test_room_create_lock_unlock_delete(server: FakeServer, pki: PKI, capsys: An
     assert capsys.readouterr().out == "Deleted room standup\n"
     assert main([*conn(server, pki), "--json", "room", "delete", "standup"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_room_e2ee_flags_are_sent_and_shown(server: FakeServer, pki: PKI, capsys: Any) -> None:
+    server.route("POST", "/rooms", 201, {**ROOM, "e2ee": True})
+    assert main([*conn(server, pki), "room", "create", "standup", "--e2ee"]) == 0
+    assert server.requests[0].body == {"name": "standup", "e2ee": True}
+    assert re.search(r"^End-to-end encrypted:\s+yes$", capsys.readouterr().out, re.MULTILINE)
+    server.route("PATCH", "/rooms/standup", 200, ROOM)
+    assert main([*conn(server, pki), "room", "update", "standup", "--no-e2ee"]) == 0
+    assert server.requests[1].body == {"e2ee": False}
+    assert re.search(r"^End-to-end encrypted:\s+no$", capsys.readouterr().out, re.MULTILINE)
 
 
 def test_token_create(server: FakeServer, pki: PKI, capsys: Any) -> None:

@@ -61,6 +61,18 @@ def test_a_token_for_an_existing_room_comes_without_a_warning(server: Server) ->
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
+def test_an_e2ee_room_is_created_listed_and_switched_off_while_empty(server: Server) -> None:
+    assert server.confctl("room", "create", "secret", "--e2ee").returncode == 0
+    shown = server.confctl("room", "show", "secret")
+    assert re.search(r"^End-to-end encrypted:\s+yes$", shown.stdout, re.MULTILINE), shown.stdout
+    listed = server.confctl("room", "list").stdout.splitlines()
+    column = listed[0].split().index("E2EE")
+    assert next(line.split() for line in listed if line.startswith("secret "))[column] == "yes"
+    done = server.confctl("--json", "room", "update", "secret", "--no-e2ee")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["e2ee"] is False
+
+
 def test_the_dev_ca_is_where_cli_md_says(server: Server) -> None:
     """docs/CLI.md: the dev CA is ``certs/ca.pem`` under the directory confserver started in."""
     assert Path(server.home, "certs", "ca.pem").is_file()

@@ -87,6 +87,18 @@ async def test_update_changes_only_given_fields(store: Store) -> None:
                          created_at=NOW, updated_at=NOW + 9, locked=True)
 
 
+async def test_e2ee_option_reads_back_and_changes_alone(store: Store) -> None:
+    await store.rooms.create(make_room(e2ee=True, lobby=True))
+    got = await store.rooms.get("standup")
+    assert got is not None and got.e2ee is True and got.lobby is True
+    off = await store.rooms.update("standup", RoomUpdate(e2ee=False), NOW + 5)
+    assert off is not None and off.e2ee is False and off.lobby is True
+    again = await store.rooms.get("standup")
+    assert again is not None and again.e2ee is False
+    unchanged = await store.rooms.update("standup", RoomUpdate(locked=True), NOW + 6)
+    assert unchanged is not None and unchanged.e2ee is False and unchanged.locked is True
+
+
 async def test_update_of_missing_room_returns_none(store: Store) -> None:
     assert await store.rooms.update("missing", RoomUpdate(locked=True), NOW) is None
     assert await store.rooms.get("missing") is None
@@ -470,6 +482,22 @@ async def test_redis_that_restarted_empty_is_reported_as_state_lost(redis_url: s
         await client.aclose()
         await node_a.close()
         await node_b.close()
+
+
+@pytest.mark.redis
+async def test_redis_room_written_before_the_e2ee_option_reads_as_not_encrypted(redis_url: str) -> None:
+    prefix = f"old:{NOW}:"
+    impl = await open_store("redis", redis_url=redis_url, prefix=prefix)
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await impl.rooms.create(make_room(e2ee=True))
+        await client.hdel(f"{prefix}room:standup", "e2ee")  # as an older server wrote it
+        got = await impl.rooms.get("standup")
+        assert got is not None and got.e2ee is False and got.max_participants == 10
+    finally:
+        await client.flushdb()
+        await client.aclose()
+        await impl.close()
 
 
 @pytest.mark.redis
