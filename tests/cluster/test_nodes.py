@@ -167,10 +167,19 @@ async def test_drain_moves_new_rooms_away_and_keeps_meetings(
     assert done.returncode == 0, done.stdout + done.stderr
     await wait_for(lambda: cluster.readyz(1) == 503, 5, "/readyz 503 on the drained node")
     assert cluster.readyz(0) == 200 and cluster.readyz(2) == 200
-    listed = cluster.confctl(2, "--json", "node", "list")
-    assert listed.returncode == 0, listed.stderr
-    states = {n["id"]: n["state"] for n in json.loads(listed.stdout)["nodes"]}
-    assert states == {"node-a": "active", "node-b": "draining", "node-c": "active"}, states
+
+    def listed_states() -> dict[str, str]:
+        listed = cluster.confctl(2, "--json", "node", "list")
+        assert listed.returncode == 0, listed.stderr
+        return {n["id"]: n["state"] for n in json.loads(listed.stdout)["nodes"]}
+
+    # the list reads the nodes' records, which say "draining" from the drained node's next heartbeat
+    drained_at = time.monotonic()
+    await wait_for(
+        lambda: listed_states().get("node-b") == "draining", NODE_TTL, "node-b draining in the list"
+    )
+    print(f"confctl node list shows draining {time.monotonic() - drained_at:.2f} s after /readyz said 503")
+    assert listed_states() == {"node-a": "active", "node-b": "draining", "node-c": "active"}
     table = cluster.confctl(0, "node", "list").stdout
     assert "draining" in table and drained.node_id in table
 
