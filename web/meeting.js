@@ -366,6 +366,8 @@ export class Meeting extends EventTarget {
       this._stopPings();
       this._setStatus("password");
       this._emit("password-needed", { wrong: msg.code === "bad_password" });
+    } else if (msg.ref === "join" && msg.code === "try_again") {
+      // the meeting is moving between servers: the close (1013) that follows reconnects
     } else if (msg.ref === "join") {
       this._end({ kind: "refused", code: msg.code, reason: msg.reason, message: msg.message });
     } else if (MEDIA_REQUEST_TYPES.has(msg.ref) || msg.code === "media_unavailable") {

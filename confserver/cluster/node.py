@@ -195,7 +195,7 @@ class Cluster:
         live = [
             n.info
             for n in await self.registry.nodes()
-            if n.alive and not n.info.draining and n.info.id != self.node and n.info.url
+            if n.state == "active" and n.info.id != self.node and n.info.url
         ]
         return min(live, key=lambda n: (n.participants, n.load, n.id), default=None)
 

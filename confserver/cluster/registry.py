@@ -71,12 +71,14 @@ class Listed:
     info: NodeInfo
     alive: bool
     seen_at: float
+    draining: bool = False
+    """An admin asked it to drain (its own record says so only from its next heartbeat)."""
 
     @property
     def state(self) -> str:
         if not self.alive:
             return "dead"
-        return "draining" if self.info.draining else "active"
+        return "draining" if self.draining or self.info.draining else "active"
 
 
 class Outcome(enum.Enum):
@@ -160,7 +162,10 @@ class MemoryRegistry:
         self._drain.discard(node)
 
     async def nodes(self) -> list[Listed]:
-        return [Listed(info, self._alive(nid), seen) for nid, (info, _, seen) in sorted(self._nodes.items())]
+        return [
+            Listed(info, self._alive(nid), seen, nid in self._drain)
+            for nid, (info, _, seen) in sorted(self._nodes.items())
+        ]
 
     async def node(self, node: str) -> NodeInfo | None:
         return self._nodes[node][0] if self._alive(node) else None
@@ -222,10 +227,11 @@ class RedisRegistry:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "conf:") -> RedisRegistry:
-        client = redis.asyncio.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, max_connections=16
+        """A join storm waits up to 5 s for one of 32 connections rather than failing."""
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=32, timeout=5, socket_timeout=5, socket_connect_timeout=2
         )
-        return cls(client, prefix=prefix)
+        return cls(redis.asyncio.Redis(connection_pool=pool), prefix=prefix)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -257,11 +263,15 @@ class RedisRegistry:
         if not members:
             return []
         ids = [m.decode() if isinstance(m, bytes) else str(m) for m, _ in members]
-        records = await self._call(self._client.mget([self._p + "node:" + i for i in ids]))
+        keys = [self._p + "node:" + i for i in ids] + [self._p + "drain:" + i for i in ids]
+        found = await self._call(self._client.mget(keys))
+        records, drains = found[: len(ids)], found[len(ids) :]
         listed = []
-        for nid, (_, seen), record in zip(ids, members, records, strict=True):
+        for nid, (_, seen), record, drain in zip(ids, members, records, drains, strict=True):
             info = NodeInfo.from_json(record) if record is not None else None
-            listed.append(Listed(info or NodeInfo(id=nid, url=""), info is not None, float(seen)))
+            listed.append(
+                Listed(info or NodeInfo(id=nid, url=""), info is not None, float(seen), drain is not None)
+            )
         return sorted(listed, key=lambda n: n.info.id)
 
     async def node(self, node: str) -> NodeInfo | None:

@@ -117,6 +117,21 @@ test("a server going away (close 1001) is rejoined; a removal is not", (t) => {
   assert.deepEqual(removed.ended, [{ kind: "kicked", reason: "removed", message: "bye", by: "admin" }]);
 });
 
+test("a meeting moving between servers (try_again, close 1013) is rejoined, not ended", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  const moving = joinedMeeting(t);
+  moving.connections[0].closeWith(CLOSE.TRY_AGAIN);
+  assert.equal(moving.meeting.status, "reconnecting");
+  t.mock.timers.tick(10_000);
+  const again = moving.connections.at(-1);
+  assert.notEqual(again, moving.connections[0]);
+  again.open();
+  again.deliver({ type: "error", code: "try_again", message: "moving", ref: "join" });
+  again.closeWith(CLOSE.TRY_AGAIN);
+  assert.deepEqual(moving.ended, []);
+  assert.equal(moving.meeting.status, "reconnecting");
+});
+
 function freshMeeting(t) {
   const connections = [];
   const meeting = new Meeting({
