@@ -19,6 +19,8 @@ from confserver.contract import MediaMessage, PublishOffer
 from confserver.errors import ServiceError
 from tests.sfu.peers import Peer, wait_until
 
+from .harness import client_session
+
 FINAL_CLOSES = (4000, 4001, 4002)  # join refused, removed, room closed: the browser stops there
 MEDIA_TYPES = {
     "publish_answer", "publish_layers", "subscribe_offer", "ice_candidate", "track_published",
@@ -70,7 +72,7 @@ class Member:
 
     async def start(self, timeout: float = 15) -> dict[str, Any]:
         """Connect and join (retrying as the browser does); returns the ``joined`` message."""
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._session = client_session()
         self._task = asyncio.create_task(self._run())
         await self.wait(lambda: self.joins or self.final is not None, timeout, "joined")
         if not self.joins:

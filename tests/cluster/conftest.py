@@ -18,7 +18,8 @@ from .harness import KINDS, Cluster, start_cluster
 @pytest.fixture(scope="session", params=KINDS)
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """``single``: one process, memory store; ``workers``: one process with two media workers;
-    ``nodes``: three processes sharing one redis-server. Shared by the tests that leave the
+    ``nodes``: three processes sharing one redis-server; ``nodes-tls``: the same with dev TLS, a
+    certificate of each node's own (relays pin the owner's certificate). Shared by the tests that leave the
     service as they found it (each uses rooms of its own)."""
     made = start_cluster(request.param, tmp_path_factory.mktemp(f"cluster-{request.param}"))
     try:

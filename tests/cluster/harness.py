@@ -1,7 +1,7 @@
 """Real processes for the scenario suite: a redis-server and ``confserver`` nodes on loopback.
 
-Every node runs with TLS off on 127.0.0.1 (allowed on a loopback host), the same API key and
-secret, its own media UDP port and its own audit directory. ``Cluster`` is what a test gets: the
+Every node runs on 127.0.0.1 with TLS off (allowed on a loopback host) or, in ``nodes-tls``, with
+dev TLS (a CA and certificate of each node's own), the same API key and secret, its own media UDP port and its own audit directory. ``Cluster`` is what a test gets: the
 nodes' URLs, the admin API and ``confctl`` through any node, and join tokens minted by the real
 admin API. For the one-process set-ups every node index maps to the one process.
 """
@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ API_KEY = "AKclustertests01"
 API_SECRET = "cluster-tests-secret-" + "c" * 24
 BIN = Path(sys.executable).parent
 NODE_TTL = 2  # seconds a node's heartbeat lives (the node-loss tests wait for it to lapse)
-KINDS = ("single", "workers", "nodes")
+KINDS = ("single", "workers", "nodes", "nodes-tls")
 
 # a server that knows the cluster settings; before they exist the env stays valid for it
 _STORE_FIELDS = {f.name for f in dataclasses.fields(StoreConfig)}
@@ -122,15 +123,24 @@ class Node:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     udp_port: int = 0
+    tls: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws"
+
+    @property
+    def cacert(self) -> Path:
+        """The dev CA this node made (``tls``)."""
+        return self.workdir / f"certs-{self.node_id}" / "ca.pem"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.cacert)) if self.tls else None
 
     @property
     def log(self) -> Path:
@@ -150,7 +160,9 @@ class Node:
             if self.proc is None or self.proc.poll() is not None:
                 raise AssertionError(f"confserver {self.node_id} exited: {self.tail()}")
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                with urllib.request.urlopen(
+                    self.url + "/readyz", timeout=1, context=self.ssl_context()
+                ) as resp:
                     if resp.status == 200:
                         return
             except (OSError, urllib.error.HTTPError):
@@ -261,7 +273,7 @@ class Cluster:
     ) -> tuple[int, Any]:
         """``method`` ``/api/v1`` + ``path`` on node ``i``; with ``ok`` a status >= 400 fails."""
         async with (
-            aiohttp.ClientSession() as session,
+            client_session() as session,
             session.request(
                 method,
                 self.url(i) + "/api/v1" + path,
@@ -317,6 +329,8 @@ class Cluster:
         env.update(
             CONF_URL=self.url(i), CONF_API_KEY=API_KEY, CONF_API_SECRET=API_SECRET, HOME=str(self.workdir)
         )
+        if self.node(i).tls:  # confctl checks the certificate: against the node's own dev CA
+            env["CONF_CACERT"] = str(self.node(i).cacert)
         return subprocess.run(
             [str(BIN / "confctl"), *args], env=env, cwd=self.workdir, capture_output=True, text=True,
             timeout=timeout,
@@ -324,7 +338,9 @@ class Cluster:
 
     def readyz(self, i: int) -> int:
         try:
-            with urllib.request.urlopen(self.url(i) + "/readyz", timeout=3) as resp:
+            with urllib.request.urlopen(
+                self.url(i) + "/readyz", timeout=3, context=self.node(i).ssl_context()
+            ) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as e:
             return int(e.code)
@@ -380,7 +396,8 @@ def start_cluster(kind: str, workdir: Path, extra_env: dict[str, str] | None = N
                 **extra,
             })  # fmt: skip
             cluster.nodes.append(Node(0, f"{kind}-0", workdir, env, udp_port=udp))
-        elif kind == "nodes":
+        elif kind in ("nodes", "nodes-tls"):
+            tls = kind == "nodes-tls"
             cluster.redis = RedisServer(workdir)
             cluster.redis.start()
             prefix = f"cl{secrets.token_hex(3)}:"
@@ -397,9 +414,12 @@ def start_cluster(kind: str, workdir: Path, extra_env: dict[str, str] | None = N
                     env["CONF_STORE_NODE_TTL"] = str(NODE_TTL)
                 if "seat_lease" in _STORE_FIELDS:
                     env["CONF_STORE_SEAT_LEASE"] = "30"
+                if tls:  # dev TLS, a CA and certificate of each node's own
+                    env["CONF_TLS_MODE"] = "dev"
+                    env["CONF_TLS_DEV_DIR"] = str(workdir / f"certs-{node_id}")
                 env.update(extra)
                 cluster.nodes.append(
-                    Node(i, node_id, workdir, _node_env(workdir, node_id, env), udp_port=udp)
+                    Node(i, node_id, workdir, _node_env(workdir, node_id, env), udp_port=udp, tls=tls)
                 )
         else:
             raise ValueError(kind)
@@ -411,6 +431,12 @@ def start_cluster(kind: str, workdir: Path, extra_env: dict[str, str] | None = N
         cluster.stop()
         raise
     return cluster
+
+
+def client_session() -> aiohttp.ClientSession:
+    """A session for the test's clients: no pool limit (a test opens 1,000 sockets at once) and no
+    certificate check (the nodes' dev certificates; ``confctl`` checks them, with each node's CA)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=False))
 
 
 async def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:

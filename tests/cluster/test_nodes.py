@@ -9,10 +9,8 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
 from .clients import MediaMember, Member, candidate_ports, decodes, raw_join
-from .harness import NODE_TTL, Cluster, Node, wait_for
+from .harness import NODE_TTL, Cluster, Node, client_session, wait_for
 from .test_scenarios import seats_everywhere
 
 
@@ -115,7 +113,7 @@ async def test_redis_restarted_during_a_meeting(fresh_nodes: Cluster, people: li
     for m in members:
         await m.expect("chat", text="redis is down")
         await m.expect("chat", text="we carry on")
-    async with aiohttp.ClientSession() as session:
+    async with client_session() as session:
         ws, refused = await raw_join(cluster.node(1).ws_url, late_tokens["during"], room, session)
         await ws.close()
     assert refused.get("code") == "store_unavailable", refused

@@ -1,4 +1,4 @@
-"""One scenario suite, run against every set-up (``single``, ``workers``, ``nodes``): what a
+"""One scenario suite, run against every set-up (``single``, ``workers``, ``nodes``, ``nodes-tls``): what a
 meeting needs works whichever node each participant came in through. Participant i connects
 through node i % 3 (in the one-process set-ups, the one process)."""
 
@@ -16,7 +16,7 @@ from confserver.cluster import auth as cluster_auth
 from confserver.tokens import SigningKey, mint_join_token
 
 from .clients import MediaMember, Member, decodes, raw_join
-from .harness import API_KEY, API_SECRET, Cluster, wait_for
+from .harness import API_KEY, API_SECRET, Cluster, client_session, wait_for
 
 
 async def join_all(
@@ -243,7 +243,7 @@ async def test_exact_cap_under_a_thousand_concurrent_joins(cluster: Cluster, roo
     answers: dict[str, int] = {}
     sockets: list[aiohttp.ClientWebSocketResponse] = []
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with client_session() as session:
 
         async def one(i: int) -> None:
             for _attempt in range(20):
@@ -306,7 +306,7 @@ async def test_a_relay_socket_without_the_cluster_secret_is_refused(
         "stale": _signed(CLUSTER_WS, ts=time.time() - 3600),
         "client address, no signature": {cluster_auth.CLIENT_ADDRESS: "203.0.113.9"},
     }
-    async with aiohttp.ClientSession() as session:
+    async with client_session() as session:
         for i in range(cluster.size):
             url = cluster.node(i).url.replace("http", "ws", 1) + CLUSTER_WS
             for what, headers in bad.items():
@@ -329,7 +329,7 @@ async def test_a_relay_socket_without_the_cluster_secret_is_refused(
             async with session.delete(admin, headers=_signed(path, method="DELETE")) as resp:
                 assert resp.status == 401, (i, resp.status, await resp.text())
     if cluster.multi:  # the control: the same socket with a good signature is accepted
-        async with aiohttp.ClientSession() as session:
+        async with client_session() as session:
             ws = await session.ws_connect(
                 cluster.node(1).ws_url.replace("/ws", CLUSTER_WS), headers=_signed(CLUSTER_WS)
             )
