@@ -1,9 +1,9 @@
 """Real processes for the scenario suite: a redis-server and ``confserver`` nodes on loopback.
 
 Every node runs on 127.0.0.1 with TLS off (allowed on a loopback host) or, in ``nodes-tls``, with
-dev TLS (a CA and certificate of each node's own), the same API key and secret, its own media UDP port and its own audit directory. ``Cluster`` is what a test gets: the
-nodes' URLs, the admin API and ``confctl`` through any node, and join tokens minted by the real
-admin API. For the one-process set-ups every node index maps to the one process.
+dev TLS (a CA and certificate of each node's own); all have the same API key and secret, and each
+its own media UDP port and audit directory. ``Cluster`` is what a test gets: the nodes' URLs, the
+admin API and ``confctl`` through any node, and join tokens minted by the real admin API. For the one-process set-ups every node index maps to the one process.
 """
 
 from __future__ import annotations
