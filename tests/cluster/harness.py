@@ -241,6 +241,8 @@ class Cluster:
     workdir: Path
     nodes: list[Node]
     redis: RedisServer | None = None
+    cluster_secret: str = ""
+    """``store.cluster_secret`` as configured (empty: derived from the API secret)."""
 
     @property
     def urls(self) -> list[str]:
@@ -401,6 +403,8 @@ def start_cluster(kind: str, workdir: Path, extra_env: dict[str, str] | None = N
             cluster.redis = RedisServer(workdir)
             cluster.redis.start()
             prefix = f"cl{secrets.token_hex(3)}:"
+            if kind == "nodes-tls":
+                cluster.cluster_secret = secrets.token_urlsafe(32)
             for i in range(3):
                 node_id = f"node-{'abc'[i]}"
                 udp = free_udp_ports(1)
@@ -414,9 +418,10 @@ def start_cluster(kind: str, workdir: Path, extra_env: dict[str, str] | None = N
                     env["CONF_STORE_NODE_TTL"] = str(NODE_TTL)
                 if "seat_lease" in _STORE_FIELDS:
                     env["CONF_STORE_SEAT_LEASE"] = "30"
-                if tls:  # dev TLS, a CA and certificate of each node's own
+                if tls:  # dev TLS, a CA and certificate of each node's own, and a cluster secret set
                     env["CONF_TLS_MODE"] = "dev"
                     env["CONF_TLS_DEV_DIR"] = str(workdir / f"certs-{node_id}")
+                    env["CONF_STORE_CLUSTER_SECRET"] = cluster.cluster_secret
                 env.update(extra)
                 cluster.nodes.append(
                     Node(i, node_id, workdir, _node_env(workdir, node_id, env), udp_port=udp, tls=tls)

@@ -281,13 +281,12 @@ CLUSTER_WS = "/cluster/v1/ws"
 
 
 def _signed(
-    path: str, *, key: bytes | None = None, ts: float | None = None, method: str = "GET"
+    cluster: Cluster, path: str, *, key: bytes | None = None, ts: float | None = None, method: str = "GET"
 ) -> dict[str, str]:
     """The node-to-node header, signed with ``key`` (the cluster's own by default)."""
-    key = key if key is not None else cluster_auth.cluster_key("", API_SECRET)
-    return {
-        cluster_auth.HEADER: cluster_auth.sign(key, "node-a", method, path, time.time() if ts is None else ts)
-    }
+    key = key if key is not None else cluster_auth.cluster_key(cluster.cluster_secret, API_SECRET)
+    when = time.time() if ts is None else ts
+    return {cluster_auth.HEADER: cluster_auth.sign(key, "node-a", method, path, when)}
 
 
 async def test_a_relay_socket_without_the_cluster_secret_is_refused(
@@ -301,11 +300,15 @@ async def test_a_relay_socket_without_the_cluster_secret_is_refused(
         "empty": {cluster_auth.HEADER: ""},
         "malformed": {cluster_auth.HEADER: "node=node-a;sig=nothing"},
         "zero signature": {cluster_auth.HEADER: f"node=node-a;ts={int(time.time())};sig={'0' * 64}"},
-        "wrong secret": _signed(CLUSTER_WS, key=b"not the cluster secret at all, 32+ chars"),
-        "other path": _signed("/cluster/v1/disconnect"),
-        "stale": _signed(CLUSTER_WS, ts=time.time() - 3600),
+        "wrong secret": _signed(cluster, CLUSTER_WS, key=b"not the cluster secret at all, 32+ chars"),
+        "other path": _signed(cluster, "/cluster/v1/disconnect"),
+        "stale": _signed(cluster, CLUSTER_WS, ts=time.time() - 3600),
         "client address, no signature": {cluster_auth.CLIENT_ADDRESS: "203.0.113.9"},
     }
+    if cluster.cluster_secret:  # a secret is set: the one derived from the API secret is no good
+        bad["derived from the API secret"] = _signed(
+            cluster, CLUSTER_WS, key=cluster_auth.cluster_key("", API_SECRET)
+        )
     async with client_session() as session:
         for i in range(cluster.size):
             url = cluster.node(i).url.replace("http", "ws", 1) + CLUSTER_WS
@@ -326,12 +329,12 @@ async def test_a_relay_socket_without_the_cluster_secret_is_refused(
             admin = cluster.node(i).url + path
             async with session.delete(admin, headers=bad["zero signature"]) as resp:
                 assert resp.status in (401, 403), (i, resp.status)
-            async with session.delete(admin, headers=_signed(path, method="DELETE")) as resp:
+            async with session.delete(admin, headers=_signed(cluster, path, method="DELETE")) as resp:
                 assert resp.status == 401, (i, resp.status, await resp.text())
     if cluster.multi:  # the control: the same socket with a good signature is accepted
         async with client_session() as session:
             ws = await session.ws_connect(
-                cluster.node(1).ws_url.replace("/ws", CLUSTER_WS), headers=_signed(CLUSTER_WS)
+                cluster.node(1).ws_url.replace("/ws", CLUSTER_WS), headers=_signed(cluster, CLUSTER_WS)
             )
             await ws.close()
     await seats_everywhere(cluster, room, {"ana"})
