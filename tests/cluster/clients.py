@@ -70,10 +70,18 @@ class Member:
 
     # --- life ---------------------------------------------------------------------------------
 
-    async def start(self, timeout: float = 15) -> dict[str, Any]:
-        """Connect and join (retrying as the browser does); returns the ``joined`` message."""
+    async def start(self, timeout: float = 15, *, until: str = "joined") -> dict[str, Any]:
+        """Connect and join (retrying as the browser does); returns the ``joined`` message, or with
+        ``until="lobby"`` the ``lobby`` message (the client waits there to be admitted)."""
         self._session = client_session()
         self._task = asyncio.create_task(self._run())
+        if until == "lobby":
+            await self.wait(lambda: self.of_type("lobby") or self.final is not None, timeout, "in the lobby")
+            if not self.of_type("lobby"):
+                raise AssertionError(
+                    f"{self.identity}: not in the lobby: {self.seen[-3:]} close {self.final}"
+                )
+            return self.of_type("lobby")[-1]
         await self.wait(lambda: self.joins or self.final is not None, timeout, "joined")
         if not self.joins:
             raise AssertionError(f"{self.identity}: not joined: {self.refusals[-1:]} close {self.final}")

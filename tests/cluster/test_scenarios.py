@@ -339,3 +339,46 @@ async def test_a_relay_socket_without_the_cluster_secret_is_refused(
             await ws.close()
     await seats_everywhere(cluster, room, {"ana"})
     assert ana.joined and len(ana.joins) == 1
+
+
+async def test_lobby_admit_and_deny_through_the_websocket_and_another_nodes_api(
+    cluster: Cluster, people: list[Any], room: str
+) -> None:
+    await cluster.create_room(0, room, lobby=True)
+    (mod,) = await join_all(cluster, people, room, [("mod", 0, "moderator")])  # moderators skip the lobby
+
+    async def knock(identity: str, node: int) -> Member:
+        m = Member(cluster.node(node).ws_url, room, await cluster.token(node, room, identity), identity)
+        people.append(m)
+        await m.start(until="lobby")
+        return m
+
+    ana = await knock("ana", 2)
+    await mod.wait(lambda: any(w["identity"] == "ana" for u in mod.of_type("lobby_updated") for w in u["waiting"]),
+                   5, "ana waiting")  # fmt: skip
+    _, waiting = await cluster.api(1, "GET", f"/rooms/{room}/lobby")
+    assert [w["identity"] for w in waiting["waiting"]] == ["ana"]
+    await seats_everywhere(cluster, room, {"mod"})  # waiting takes no seat
+
+    status, _ = await cluster.api(1, "POST", f"/rooms/{room}/lobby/ana/admit")  # node 1 admits node 2's guest
+    assert status == 204
+    await ana.wait(lambda: ana.joins, 5, "ana admitted")
+    await mod.sees({"ana"})
+    await ana.sees({"mod"})
+
+    budi = await knock("budi", 1)
+    status, _ = await cluster.api(2, "POST", f"/rooms/{room}/lobby/budi/deny")
+    assert status == 204
+    assert await budi.ended() == 4000
+    assert [r["code"] for r in budi.refusals] == ["lobby_denied"]
+
+    citra = await knock("citra", 2)
+    await mod.send({"type": "admit", "identity": "citra"})  # the moderator (node 0) admits node 2's guest
+    await citra.wait(lambda: citra.joins, 5, "citra admitted")
+    dewi = await knock("dewi", 1)
+    await mod.send({"type": "deny", "identity": "dewi"})
+    assert await dewi.ended() == 4000
+    await ana.sees({"mod", "citra"})
+    await seats_everywhere(cluster, room, {"mod", "ana", "citra"})
+    _, waiting = await cluster.api(2, "GET", f"/rooms/{room}/lobby")
+    assert waiting["waiting"] == []
