@@ -38,6 +38,16 @@ def fresh_nodes(tmp_path: Path) -> Iterator[Cluster]:
         made.stop()
 
 
+@pytest.fixture(params=["nodes", "nodes-tls"])
+def fresh_nodes_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """``fresh_nodes``, without and with TLS between the nodes."""
+    made = start_cluster(request.param, tmp_path)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
 @pytest.fixture
 def room() -> str:
     return "sc-" + secrets.token_hex(4)

@@ -37,9 +37,9 @@ def offers(m: MediaMember, since_reset: bool = True) -> list[str]:
 
 
 async def test_the_owner_node_killed_everyone_is_back_with_media_within_10s(
-    fresh_nodes: Cluster, people: list[Any], room: str
+    fresh_nodes_any: Cluster, people: list[Any], room: str
 ) -> None:
-    cluster = fresh_nodes
+    cluster = fresh_nodes_any
     who = [MediaMember(entry(cluster, i), room, await cluster.token(i, room, name), name)
            for i, name in enumerate(("ana", "budi", "citra"))]  # fmt: skip
     people.extend(who)
@@ -69,7 +69,9 @@ async def test_the_owner_node_killed_everyone_is_back_with_media_within_10s(
         decodes(ana.peer, "citra", 5, left),
     )
     back = time.monotonic() - killed
-    print(f"owner {owner.node_id} killed: joined again after {rejoined:.1f} s, media back after {back:.1f} s")
+    print(
+        f"[{cluster.kind}] owner {owner.node_id} killed: joined again after {rejoined:.1f} s, media back after {back:.1f} s"
+    )
     assert back < 10.0, f"media back after {back:.1f} s"
 
     new_owner = owner_by_media(cluster, [sdp for m in who for sdp in offers(m)])
