@@ -168,6 +168,7 @@ class Cluster:
         ``ServiceError`` (``try_again``) when another live node does."""
         claim = await self.registry.claim(room, self.node, may_claim=not self.draining)
         if claim.outcome is Outcome.ELSEWHERE:
+            log.info("join refused: another node serves the room", extra={"room": room, "owner": claim.node})
             raise try_again("this meeting is served by another node; reconnecting")
         if claim.outcome is Outcome.UNOWNED:
             raise try_again("this server is draining and no other one can take the meeting")
