@@ -15,7 +15,12 @@ import pytest
 from .harness import KINDS, Cluster, start_cluster
 
 
-@pytest.fixture(scope="session", params=KINDS)
+def _kinds(kinds: tuple[str, ...]) -> list[Any]:
+    """The set-ups as parameters; those with a redis-server carry the ``redis`` mark."""
+    return [pytest.param(k, marks=pytest.mark.redis) if k.startswith("nodes") else k for k in kinds]
+
+
+@pytest.fixture(scope="session", params=_kinds(KINDS))
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """``single``: one process, memory store; ``workers``: one process with two media workers;
     ``nodes``: three processes sharing one redis-server; ``nodes-tls``: the same with dev TLS, a
@@ -38,7 +43,7 @@ def fresh_nodes(tmp_path: Path) -> Iterator[Cluster]:
         made.stop()
 
 
-@pytest.fixture(params=["nodes", "nodes-tls"])
+@pytest.fixture(params=_kinds(("nodes", "nodes-tls")))
 def fresh_nodes_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     """``fresh_nodes``, without and with TLS between the nodes."""
     made = start_cluster(request.param, tmp_path)

@@ -17,7 +17,7 @@ from tests.conftest import skip_or_fail
 
 from .harness import Cluster, start_cluster, wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.media]
+pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.redis]
 
 
 def _two_pages(links: dict[str, str]) -> dict[str, float]:

@@ -9,9 +9,13 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from .clients import MediaMember, Member, candidate_ports, decodes, raw_join
 from .harness import NODE_TTL, Cluster, Node, client_session, wait_for
 from .test_scenarios import seats_everywhere
+
+pytestmark = pytest.mark.redis
 
 
 def entry(cluster: Cluster, first: int) -> list[str]:
