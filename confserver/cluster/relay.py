@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("confserver.cluster")
 
 RELAY_PATH = "/cluster/v1/ws"
+OWNER_MAX_FRAME = 16 * 1024 * 1024
+"""The largest frame taken from the owner: server messages (an offer for a full room) exceed the
+cap on client frames, and a direct client would get them whole."""
 
 
 def room_of_join(data: str, verifier: TokenVerifier, max_bytes: int) -> str | None:
@@ -65,7 +68,6 @@ class Upstream:
         room: str,
         client_ip: str,
         *,
-        max_bytes: int,
         heartbeat: float,
         send_timeout: float,
     ) -> Upstream | None:
@@ -79,7 +81,7 @@ class Upstream:
                 headers=cluster.signed("GET", RELAY_PATH, client_ip),
                 ssl=cluster.ssl_for(target),
                 heartbeat=heartbeat,
-                max_msg_size=max_bytes * 4,
+                max_msg_size=OWNER_MAX_FRAME,  # the owner is trusted; it sends what a client gets
                 timeout=aiohttp.ClientWSTimeout(ws_close=send_timeout),
                 autoping=True,
             )

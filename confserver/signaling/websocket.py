@@ -473,7 +473,6 @@ async def _relay(ctx: SignalingContext, peer: WsPeer, data: str, address: str) -
             cluster,
             room,
             address,
-            max_bytes=ctx.cfg.max_message_bytes,
             heartbeat=ctx.cfg.heartbeat_interval,
             send_timeout=ctx.cfg.send_timeout,
         )
