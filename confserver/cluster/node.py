@@ -197,6 +197,15 @@ class Cluster:
             raise try_again("this server is draining and no other one can take the meeting")
         await self._adopt(room, claim)
 
+    async def confirm(self, room: str) -> None:
+        """After a seat was taken here: this node still serves ``room`` (it may have been taken for
+        dead meanwhile). Raises ``ServiceError`` (``try_again``): the caller gives the seat back."""
+        claim = await self.registry.claim(room, self.node, may_claim=True, may_take_over=False)
+        if claim.outcome not in (Outcome.MINE, Outcome.CLAIMED):
+            self._owned.pop(room, None)
+            raise try_again("this meeting moved to another server; reconnecting")
+        self._owned[room] = claim.token
+
     async def route(self, room: str) -> NodeInfo | None:
         """Where a join for ``room`` arriving here goes: ``None`` to be served here, or the node
         to relay it to. A draining node places a new room on the least-loaded active node."""

@@ -13,6 +13,7 @@ start), ``owner:ROOM`` (hash ``node``, ``token``), ``fence`` (the token counter)
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import time
@@ -23,6 +24,7 @@ import redis.asyncio
 import redis.exceptions
 
 from ..store import StoreUnavailableError
+from .pulse import Pulse
 
 DEAD_LISTED = 3600.0
 """Seconds a dead node stays in the listing."""
@@ -226,11 +228,14 @@ return 0
 class RedisRegistry:
     shared = True
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "conf:") -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "conf:", url: str = "") -> None:
         self._client = client
         self._p = prefix + "cluster:"
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._url = url
+        self._pulse: Pulse | None = None
+        """Renews this node's record from a thread (made at the first heartbeat, given a URL)."""
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "conf:") -> RedisRegistry:
@@ -238,7 +243,7 @@ class RedisRegistry:
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=32, timeout=5, socket_timeout=5, socket_connect_timeout=2
         )
-        return cls(redis.asyncio.Redis(connection_pool=pool), prefix=prefix)
+        return cls(redis.asyncio.Redis(connection_pool=pool), prefix=prefix, url=url)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -247,6 +252,10 @@ class RedisRegistry:
             raise StoreUnavailableError(str(e)) from None
 
     async def heartbeat(self, info: NodeInfo, ttl: float) -> bool:
+        if self._url and self._pulse is None:
+            self._pulse = Pulse(self._url, self._p + "node:" + info.id, ttl)
+        if self._pulse is not None:
+            self._pulse.beat(info.to_json())
         pipe = self._client.pipeline(transaction=False)
         pipe.set(self._p + "node:" + info.id, info.to_json(), px=int(ttl * 1000))
         pipe.zadd(self._p + "nodes", {info.id: time.time()})
@@ -298,4 +307,6 @@ class RedisRegistry:
         return bool(done)
 
     async def close(self) -> None:
+        if self._pulse is not None:
+            await asyncio.to_thread(self._pulse.stop)
         await self._client.aclose()

@@ -32,6 +32,8 @@ from .lobby import Enter, Lobby
 class Placement(Protocol):
     async def hold(self, room: str) -> None: ...
 
+    async def confirm(self, room: str) -> None: ...
+
 log = logging.getLogger("confserver.rooms")
 
 MODERATE = "moderate"
@@ -178,6 +180,12 @@ class RoomService:
         )
         if result is not ClaimResult.ADMITTED:
             raise claim_error(result)
+        if self.placement is not None:
+            try:
+                await self.placement.confirm(req.room)  # a node taken for dead keeps no new seat
+            except ServiceError:
+                await self._store.seats.release(req.room, req.sid, now)
+                raise
         room = await self._store.rooms.get(req.room)
         if room is None:  # deleted between claim and read
             await self._store.seats.release(req.room, req.sid, now)
