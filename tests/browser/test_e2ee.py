@@ -153,6 +153,36 @@ def test_everyone_shows_the_same_safety_code_and_can_mark_who_compared(trio: dic
     ana.screenshot("e2ee-safety-code", docs="e2ee-safety-code")
 
 
+def test_simulcast_layers_and_a_screen_share_work_encrypted(trio: dict[str, Person]) -> None:
+    ana, budi, citra = trio["ana"], trio["budi"], trio["citra"]
+    # each layer is encrypted by itself: the SFU still picks the high one for a pinned tile and
+    # the low one for a thumbnail (it reads keyframes and sizes from the clear VP8 prefix)
+    ana.tile("citra").hover()
+    ana.tile("citra").locator(".tile-pin").click()
+    try:
+        seen = ana.page.wait_for_function(
+            """() => {
+                const big = document.querySelector('.stage-main [data-participant="citra"] video');
+                const small = document.querySelector('.strip-tiles [data-participant="budi"] video');
+                const ok = big && small && big.videoWidth >= 960 && small.videoWidth > 0 && small.videoWidth <= 320;
+                return ok ? {big: big.videoWidth, small: small.videoWidth} : null;
+            }""",
+            timeout=60_000,
+        ).json_value()
+        assert seen["big"] >= 960 and 0 < seen["small"] <= 320, seen
+    finally:
+        ana.page.get_by_test_id("layout").click()
+        expect(ana.page.get_by_test_id("stage")).to_have_attribute("data-layout", "grid")
+    budi.page.get_by_test_id("screen-share").click()
+    try:
+        for person in (ana, citra):
+            wait_for_video(person, "budi", "screen", timeout_ms=30_000)
+            expect(person.tile("budi", "screen")).to_have_attribute("data-e2ee", "ok")
+    finally:
+        budi.page.get_by_test_id("screen-share").click()
+    expect(ana.tile("budi", "screen")).to_have_count(0)
+
+
 # A participant whose worker is given no receive keys: the frames reach it, none can be decoded.
 NO_RECEIVE_KEYS = """
 (() => {
