@@ -15,15 +15,12 @@ import { StatsSampler, rateQuality } from "./quality.js";
 import { roomTitle } from "./roomtitle.js";
 import { Stage } from "./stage.js";
 import { ChatPanel } from "./chat.js";
-import { E2eeSession } from "./e2ee/session.js";
-import { FrameTransforms, encodedTransformSupport } from "./e2ee/transforms.js";
-import { SecurityPanel } from "./securitypanel.js";
+import { E2eeCall } from "./e2eecall.js";
 import { SHORTCUTS, Toolbar } from "./toolbar.js";
 
 const SPEAKER_HOLD_MS = 1500;
 const QUIET_ABOVE = 15; // no "joined"/"left" toasts in larger meetings
 const QUALITY_INTERVAL_MS = 3000;
-const E2EE_WORKER_URL = "/static/e2ee/worker.js";
 
 export class Call {
   /** `onEnded(reason)` when this client is out of the meeting (Meeting "ended" reasons). */
@@ -36,8 +33,6 @@ export class Call {
     this.onEnded = onEnded;
     this.meeting = new Meeting({ url: wsUrl, room, token });
     this.media = null;
-    this.e2ee = null; // E2eeSession in an end-to-end encrypted room, made anew on every join
-    this._verified = new Map(); // identity → public key when its safety code was compared
     this.local = null;
     this.mode = "grid";
     this.pinned = null;
@@ -60,8 +55,6 @@ export class Call {
       panel: byId("m-panel"),
       chat: byId("panel-chat"),
       people: byId("panel-people"),
-      e2eeBadge: byId("m-e2ee"),
-      security: byId("panel-e2ee"),
     };
     this.audio = new AudioPlayer(byId("audio-sink"));
     this.admission = new Admission({ i18n, notices, meeting: this.meeting, title: () => this.title(), openPeople: () => this.panel !== "people" && this.togglePanel("people"), onChange: () => this.render() });
@@ -114,13 +107,7 @@ export class Call {
         deny: (identity) => m.deny(identity),
       },
     });
-    this.security = new SecurityPanel({
-      i18n: this.i18n,
-      root: this.el.security,
-      onClose: () => this.togglePanel("e2ee"),
-      onVerify: (identity, on) => this.e2ee && this.e2ee.setVerified(identity, on),
-    });
-    this.el.e2eeBadge.addEventListener("click", () => this.togglePanel("e2ee"));
+    this.secure = new E2eeCall({ i18n: this.i18n, meeting: m, onToggle: () => this.togglePanel("e2ee"), onChange: () => this.render(), onFrames: () => this.stage.refreshVideo() });
     this._listen();
     for (const v of document.querySelectorAll(".view")) v.hidden = v !== this.el.view;
     this.el.sharing.querySelector("button").addEventListener("click", () => this.local.stopScreen());
@@ -147,13 +134,11 @@ export class Call {
     m.addEventListener("joined", (ev) => this._onJoined(ev.detail.rejoin));
     m.addEventListener("participant-joined", (ev) => {
       const { participant, returning } = ev.detail;
-      if (this.e2ee) this.e2ee.joined(participant);
       if (!returning && m.participants.size < QUIET_ABOVE) this.notices.toast(t("notice.joined", { name: participant.name }));
       this.render();
     });
     m.addEventListener("participant-left", (ev) => {
       const { participant, reason } = ev.detail;
-      if (this.e2ee) this.e2ee.left(participant.sid);
       if (this.pinned === participant.sid) this.pinned = null;
       if (reason === "removed") this.notices.toast(t("notice.removed", { name: participant.name }), { testid: "removed-notice" });
       else if (reason !== "replaced" && m.participants.size < QUIET_ABOVE) this.notices.toast(t("notice.left", { name: participant.name }));
@@ -161,7 +146,6 @@ export class Call {
     });
     m.addEventListener("participant-updated", (ev) => {
       const { participant: p, previous } = ev.detail;
-      if (this.e2ee) this.e2ee.updated(p);
       if (p.state.hand_raised && !(previous && previous.state.hand_raised)) this.notices.toast(t("notice.hand_raised", { name: p.name }));
       this.render();
     });
@@ -183,7 +167,6 @@ export class Call {
       });
     });
     m.addEventListener("media", (ev) => this.media && this.media.handle(ev.detail.message));
-    m.addEventListener("e2ee", (ev) => this.e2ee && this.e2ee.handle(ev.detail.message));
     m.addEventListener("error", (ev) => this._onError(ev.detail));
     m.addEventListener("rtt", () => this._renderQuality());
     m.addEventListener("ended", (ev) => this._onEnded(ev.detail));
@@ -207,12 +190,9 @@ export class Call {
     if (rejoin) this.notices.toast(this.i18n.t("notice.reconnected"));
     else this.notices.announce(this.i18n.t("notice.you_joined", { room: this.title() }));
     this._closeMedia();
-    let transforms = null;
-    if (m.room && m.room.e2ee) {
-      transforms = this._startE2ee();
-      if (!transforms) return;
-    }
-    const media = new MediaSession({ send: (msg) => m.sendMedia(msg), iceServers: m.iceServers, selfSid: m.self.sid, permissions: m.self.permissions, e2ee: transforms });
+    const e2ee = m.room && m.room.e2ee ? this.secure.start() : null; // null: this browser left
+    if (m.room && m.room.e2ee && !e2ee) return;
+    const media = new MediaSession({ send: (msg) => m.sendMedia(msg), iceServers: m.iceServers, selfSid: m.self.sid, permissions: m.self.permissions, e2ee });
     this.media = media;
     media.addEventListener("status", (ev) => this._onMediaStatus(ev.detail.status));
     media.addEventListener("tracks", () => this.render());
@@ -227,39 +207,10 @@ export class Call {
     this.render();
   }
 
-  /** An end-to-end encrypted room: a new identity key and worker for this session. Without
-   *  encoded transforms this browser would send in clear: it leaves instead (null). */
-  _startE2ee() {
-    const m = this.meeting;
-    const mode = encodedTransformSupport();
-    let worker = null;
-    try {
-      if (mode) worker = new Worker(E2EE_WORKER_URL, { type: "module" });
-    } catch {
-      worker = null;
-    }
-    if (!worker) {
-      m.quit({ kind: "refused", code: "e2ee_unsupported" });
-      return null;
-    }
-    const session = new E2eeSession({ self: m.self, send: (msg) => m.sendMedia(msg), worker, verified: this._verified });
-    this.e2ee = session;
-    session.addEventListener("safety", () => this.render());
-    session.addEventListener("status", () => this.stage.refreshVideo());
-    session.addEventListener("log", (ev) => console.warn(ev.detail.message));
-    session.addEventListener("failed", () => m.quit({ kind: "refused", code: "e2ee_unsupported" }));
-    session.start([...m.participants.values()]);
-    return new FrameTransforms({ worker, mode });
-  }
-
   _closeMedia() {
+    if (this.secure) this.secure.close();
     if (this.media) this.media.close();
     this.media = null;
-    if (this.e2ee) {
-      this.e2ee.close();
-      this.e2ee.worker.terminate();
-    }
-    this.e2ee = null;
     this.speaking.clear();
     this._syncAudio();
   }
@@ -413,13 +364,11 @@ export class Call {
     this.el.panel.hidden = !this.panel;
     this.el.chat.hidden = this.panel !== "chat";
     this.el.people.hidden = this.panel !== "people";
-    this.el.security.hidden = this.panel !== "e2ee";
+    this.secure.setOpen(this.panel === "e2ee", name === "e2ee");
     this.chat.setOpen(this.panel === "chat");
     if (this.panel === "chat") this.chat.focus();
     else if (this.panel === "people") this.el.people.querySelector("button")?.focus();
-    else if (this.panel === "e2ee") this.el.security.querySelector("button")?.focus();
-    else if (name === "e2ee") this.el.e2eeBadge.focus();
-    else byId(`toolbar`).querySelector(`[data-testid=${name === "chat" ? "chat-toggle" : "people-toggle"}]`)?.focus();
+    else if (name !== "e2ee") byId(`toolbar`).querySelector(`[data-testid=${name === "chat" ? "chat-toggle" : "people-toggle"}]`)?.focus();
     this.render();
   }
 
@@ -462,11 +411,10 @@ export class Call {
       presenting: this.presenting,
       mode: this.mode,
       videoFor: (sid, source) => this._videoFor(sid, source),
-      keysMissing: this.e2ee ? (sid) => this.e2ee.senderState(sid) !== "ok" : null,
+      keysMissing: this.secure.keysMissing,
     });
-    const isVerified = this.e2ee ? (identity) => this.e2ee.isVerified(identity) : null;
-    this.people.render({ people, selfSid: m.self.sid, isModerator: m.isModerator, canChat: m.can("chat"), waiting: m.waiting, isVerified });
-    if (this.e2ee) this.security.render({ code: this.e2ee.code, others: people.filter((p) => p.sid !== m.self.sid), isVerified });
+    this.people.render({ people, selfSid: m.self.sid, isModerator: m.isModerator, canChat: m.can("chat"), waiting: m.waiting, isVerified: this.secure.isVerified });
+    this.secure.render(people, m.self.sid, this.panel === "e2ee");
     this.chat.setPeople(people, m.self.identity);
     this._renderToolbar();
     this._renderTopbar(people.length);
@@ -503,14 +451,6 @@ export class Call {
     this.el.room.dir = "auto";
     this.el.lock.hidden = !locked;
     this.el.lock.replaceChildren(svgIcon(ICONS.lock, "icon"), h("span", {}, t("room.locked")));
-    const e2ee = !!(this.meeting.room && this.meeting.room.e2ee);
-    this.el.e2eeBadge.hidden = !e2ee;
-    if (e2ee) {
-      this.el.e2eeBadge.replaceChildren(svgIcon(ICONS.lock, "icon"), h("span", {}, t("e2ee.badge")));
-      this.el.e2eeBadge.setAttribute("aria-label", t("e2ee.badge_label"));
-      this.el.e2eeBadge.setAttribute("aria-expanded", String(this.panel === "e2ee"));
-      this.el.e2eeBadge.title = t("e2ee.badge_label");
-    }
     document.title = pageTitle(this.i18n, this.brand, t("room.page_title", { room: this.title(), count }));
     this.el.sharing.hidden = !this.local.sharing;
     this.el.sharing.querySelector("span").textContent = t("sharing.active");
