@@ -146,11 +146,11 @@ def test_everyone_shows_the_same_safety_code_and_can_mark_who_compared(trio: dic
     # Ana read the code aloud with Budi: she marks him, and her people list shows it
     ana.page.locator('[data-verify-row="budi"] [data-testid=verify]').click()
     expect(ana.page.locator('[data-verify-row="budi"]')).to_have_attribute("data-verified", "true")
+    ana.screenshot("e2ee-safety-code", docs="e2ee-safety-code")
     ana.open_people()
     expect(ana.row("budi")).to_have_attribute("data-verified", "true")
     expect(ana.row("citra")).to_have_attribute("data-verified", "false")
     expect(ana.row("budi").locator(".state-verified")).to_be_visible()
-    ana.screenshot("e2ee-safety-code", docs="e2ee-safety-code")
 
 
 def test_simulcast_layers_and_a_screen_share_work_encrypted(trio: dict[str, Person]) -> None:
