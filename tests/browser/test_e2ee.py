@@ -225,6 +225,38 @@ def test_the_media_is_encrypted_on_the_wire(
         crowd.close(failed=False)
 
 
+ONLY_ENCODED_STREAMS = """
+(() => { delete window.RTCRtpScriptTransform; })();
+"""
+
+
+def test_browsers_with_only_encoded_streams_take_part(
+    trio: dict[str, Person], browser: Any, media_server: Server
+) -> None:
+    crowd = Crowd(browser, media_server, "e2ee-streams")
+    try:
+        fajar = crowd.open(
+            ROOM,
+            "fajar",
+            name="Fajar Nugroho",
+            join=False,
+            init_script=COLLECT_PEER_CONNECTIONS + COLLECT_WORKERS + ONLY_ENCODED_STREAMS,
+        )
+        if not fajar.page.evaluate("typeof RTCRtpSender.prototype.createEncodedStreams === 'function'"):
+            pytest.skip("this Chromium has no createEncodedStreams")
+        fajar.join()
+        require_media(fajar)
+        assert fajar.page.evaluate(
+            "window.__pcs.every((pc) => pc.getConfiguration().encodedInsertableStreams)"
+        )
+        wait_for_video(fajar, "ana", timeout_ms=30_000)
+        expect(fajar.tile("ana")).to_have_attribute("data-e2ee", "ok")
+        wait_for_video(trio["ana"], "fajar", timeout_ms=30_000)
+        expect(trio["ana"].tile("fajar")).to_have_attribute("data-e2ee", "ok")
+    finally:
+        crowd.close(failed=False)
+
+
 NO_ENCODED_TRANSFORMS = """
 (() => {
   delete window.RTCRtpScriptTransform;
