@@ -15,6 +15,7 @@ import { StatsSampler, rateQuality } from "./quality.js";
 import { roomTitle } from "./roomtitle.js";
 import { Stage } from "./stage.js";
 import { ChatPanel } from "./chat.js";
+import { E2eeCall } from "./e2eecall.js";
 import { SHORTCUTS, Toolbar } from "./toolbar.js";
 
 const SPEAKER_HOLD_MS = 1500;
@@ -106,6 +107,7 @@ export class Call {
         deny: (identity) => m.deny(identity),
       },
     });
+    this.secure = new E2eeCall({ i18n: this.i18n, meeting: m, onToggle: () => this.togglePanel("e2ee"), onChange: () => this.render(), onFrames: () => this.stage.refreshVideo() });
     this._listen();
     for (const v of document.querySelectorAll(".view")) v.hidden = v !== this.el.view;
     this.el.sharing.querySelector("button").addEventListener("click", () => this.local.stopScreen());
@@ -188,7 +190,9 @@ export class Call {
     if (rejoin) this.notices.toast(this.i18n.t("notice.reconnected"));
     else this.notices.announce(this.i18n.t("notice.you_joined", { room: this.title() }));
     this._closeMedia();
-    const media = new MediaSession({ send: (msg) => m.sendMedia(msg), iceServers: m.iceServers, selfSid: m.self.sid, permissions: m.self.permissions });
+    const e2ee = m.room && m.room.e2ee ? this.secure.start() : null; // null: this browser left
+    if (m.room && m.room.e2ee && !e2ee) return;
+    const media = new MediaSession({ send: (msg) => m.sendMedia(msg), iceServers: m.iceServers, selfSid: m.self.sid, permissions: m.self.permissions, e2ee });
     this.media = media;
     media.addEventListener("status", (ev) => this._onMediaStatus(ev.detail.status));
     media.addEventListener("tracks", () => this.render());
@@ -204,6 +208,7 @@ export class Call {
   }
 
   _closeMedia() {
+    if (this.secure) this.secure.close();
     if (this.media) this.media.close();
     this.media = null;
     this.speaking.clear();
@@ -359,10 +364,11 @@ export class Call {
     this.el.panel.hidden = !this.panel;
     this.el.chat.hidden = this.panel !== "chat";
     this.el.people.hidden = this.panel !== "people";
+    this.secure.setOpen(this.panel === "e2ee", name === "e2ee");
     this.chat.setOpen(this.panel === "chat");
     if (this.panel === "chat") this.chat.focus();
     else if (this.panel === "people") this.el.people.querySelector("button")?.focus();
-    else byId(`toolbar`).querySelector(`[data-testid=${name === "chat" ? "chat-toggle" : "people-toggle"}]`)?.focus();
+    else if (name !== "e2ee") byId(`toolbar`).querySelector(`[data-testid=${name === "chat" ? "chat-toggle" : "people-toggle"}]`)?.focus();
     this.render();
   }
 
@@ -405,8 +411,10 @@ export class Call {
       presenting: this.presenting,
       mode: this.mode,
       videoFor: (sid, source) => this._videoFor(sid, source),
+      keysMissing: this.secure.keysMissing,
     });
-    this.people.render({ people, selfSid: m.self.sid, isModerator: m.isModerator, canChat: m.can("chat"), waiting: m.waiting });
+    this.people.render({ people, selfSid: m.self.sid, isModerator: m.isModerator, canChat: m.can("chat"), waiting: m.waiting, isVerified: this.secure.isVerified });
+    this.secure.render(people, m.self.sid, this.panel === "e2ee");
     this.chat.setPeople(people, m.self.identity);
     this._renderToolbar();
     this._renderTopbar(people.length);

@@ -22,6 +22,7 @@ const REFUSALS = {
   lobby_denied: "lobby_denied",
   lobby_full: "lobby_full",
   rate_limited: "rate_limited",
+  e2ee_unsupported: "e2ee_unsupported",
 };
 
 /** Which end screen fits a Meeting `ended` reason (or a token problem found before joining). */
@@ -49,7 +50,7 @@ export function endScreenKey(reason) {
 
 /** Screens that offer to join again with the same link (when it is still in memory). */
 const CAN_RETRY = new Set(["left", "duplicate", "connection_lost", "unreachable", "room_full", "room_locked", "join_failed", "lobby_full", "rate_limited"]);
-const IS_PROBLEM = new Set(["missing", "invalid", "expired", "wrong_room", "revoked", "not_yet_valid", "room_full", "room_locked", "room_not_found", "forbidden", "outdated", "join_failed", "unreachable", "connection_lost", "lobby_denied", "lobby_full", "rate_limited"]);
+const IS_PROBLEM = new Set(["missing", "invalid", "expired", "wrong_room", "revoked", "not_yet_valid", "room_full", "room_locked", "room_not_found", "forbidden", "outdated", "join_failed", "unreachable", "connection_lost", "lobby_denied", "lobby_full", "rate_limited", "e2ee_unsupported"]);
 
 export class EndScreen {
   constructor({ i18n, brand = null }) {

@@ -20,8 +20,12 @@ import { SubscriptionPlanner } from "./subscriptions.js";
 export const SOURCES = ["camera", "microphone", "screen", "screen_audio"];
 
 export class MediaSession extends EventTarget {
-  constructor({ send, iceServers = [], selfSid, permissions = [], PeerConnection = globalThis.RTCPeerConnection }) {
+  /** `e2ee`: FrameTransforms (e2ee/transforms.js) in an end-to-end encrypted room, else null:
+   *  then every sender and receiver of both connections goes through the E2EE worker. */
+  constructor({ send, iceServers = [], selfSid, permissions = [], PeerConnection = globalThis.RTCPeerConnection, e2ee = null }) {
     super();
+    this._e2ee = e2ee;
+    this._targets = new WeakMap(); // RTCRtpReceiver → the sender sid its decryption was told
     this._send = send;
     this._iceServers = iceServers;
     this._PeerConnection = PeerConnection;
@@ -48,7 +52,7 @@ export class MediaSession extends EventTarget {
       return;
     }
     if (this._permissions.has("subscribe")) {
-      this.subscriber = new Subscriber({ iceServers: this._iceServers, send: this._send, PeerConnection: this._PeerConnection });
+      this.subscriber = new Subscriber({ iceServers: this._iceServers, send: this._send, PeerConnection: this._PeerConnection, e2ee: this._e2ee });
       this.subscriber.addEventListener("change", () => this._emit("tracks"));
       this.subscriber.addEventListener("state", () => this._updateStatus());
       this.subscriber.addEventListener("error", (ev) => this._warn("subscribe_failed", String(ev.detail.error)));
@@ -62,7 +66,7 @@ export class MediaSession extends EventTarget {
 
   _ensurePublisher() {
     if (this.publisher || !this.available) return this.publisher;
-    this.publisher = new Publisher({ iceServers: this._iceServers, send: this._send, PeerConnection: this._PeerConnection });
+    this.publisher = new Publisher({ iceServers: this._iceServers, send: this._send, PeerConnection: this._PeerConnection, e2ee: this._e2ee });
     this.publisher.addEventListener("state", () => this._updateStatus());
     this.publisher.addEventListener("error", (ev) => {
       if (this.available) this._warn("publish_failed", String(ev.detail.error && ev.detail.error.message));
@@ -261,7 +265,19 @@ export class MediaSession extends EventTarget {
     this._emit("warning", { code, message });
   }
 
+  /** Points each receiver's decryption at the publisher whose track it carries now. */
+  _retarget() {
+    if (!this._e2ee || !this.subscriber) return;
+    for (const { receiver, trackId } of this.subscriber.receivers()) {
+      const pub = trackId ? this.remote.get(trackId) : null;
+      if (!pub || this._targets.get(receiver) === pub.sid) continue;
+      this._targets.set(receiver, pub.sid);
+      this._e2ee.retarget(receiver, pub.sid);
+    }
+  }
+
   _emit(type, detail) {
+    if (type === "tracks") this._retarget();
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 }

@@ -16,6 +16,7 @@
 //   muted-by      {kind, by}                    a moderator muted this participant
 //   unmute-requested {kind, by}
 //   media         {message}                     media messages and errors, for media.js
+//   e2ee          {message}                     e2ee_identity, e2ee_key and errors of e2ee requests
 //   error         {code, message, ref}          a refused request (not join, not media)
 //   rtt           {ms}
 //   ended         {kind, code?, reason?, by?, message?}
@@ -98,6 +99,14 @@ export class Meeting extends EventTarget {
     } else {
       this._end({ kind: "left" });
     }
+  }
+
+  /** Leaves at once for a reason of this client's (it cannot take part): `ended` gets `reason`. */
+  quit(reason) {
+    if (this.status === "ended") return;
+    if (this._sig && this._sig.isOpen) this._sig.send({ type: "leave" });
+    this._leaving = true;
+    this._end(reason);
   }
 
   /** The browser reports the network gone: the connection cannot be trusted any more. */
@@ -283,6 +292,9 @@ export class Meeting extends EventTarget {
         return this._end({ kind: "left" });
       case "bye":
         return this._onBye();
+      case "e2ee_identity":
+      case "e2ee_key":
+        return this._emit("e2ee", { message: msg });
       case "pong":
         if (typeof msg.t === "number") {
           this.rttMs = Math.max(0, this._now() - msg.t);
@@ -370,6 +382,8 @@ export class Meeting extends EventTarget {
       // the meeting is moving between servers: the close (1013) that follows reconnects
     } else if (msg.ref === "join") {
       this._end({ kind: "refused", code: msg.code, reason: msg.reason, message: msg.message });
+    } else if (msg.ref === "e2ee_keys" || msg.ref === "e2ee_identity") {
+      this._emit("e2ee", { message: msg }); // a key for someone who just left: not the user's business
     } else if (MEDIA_REQUEST_TYPES.has(msg.ref) || msg.code === "media_unavailable") {
       this._emit("media", { message: msg });
     } else {

@@ -22,7 +22,8 @@ export class PeoplePanel {
     i18n.addEventListener("change", () => this.model && this.render(this.model));
   }
 
-  /** model: {people (self first), selfSid, isModerator, canChat, waiting} */
+  /** model: {people (self first), selfSid, isModerator, canChat, waiting, isVerified(identity)?}
+   *  isVerified: in an end-to-end encrypted meeting, whether the safety code was compared */
   render(model) {
     this.model = model;
     const t = (k, p) => this.i18n.t(k, p);
@@ -61,7 +62,9 @@ export class PeoplePanel {
       el.title = t(labelKey);
       return el;
     };
+    const verified = !isSelf && model.isVerified ? model.isVerified(p.identity) : false;
     const states = [
+      verified ? status(ICONS.shield, true, "e2ee.verified", "state-verified") : null,
       s.hand_raised ? status(ICONS.hand, true, "state.hand_raised", "state-hand") : null,
       status(s.audio_muted ? ICONS.micOff : ICONS.mic, !s.audio_muted, s.audio_muted ? "state.mic_off" : "state.mic_on", "state-mic"),
       status(s.video_muted ? ICONS.camOff : ICONS.cam, !s.video_muted, s.video_muted ? "state.cam_off" : "state.cam_on", "state-cam"),
@@ -85,7 +88,7 @@ export class PeoplePanel {
       "li",
       {
         class: "person" + (s.hand_raised ? " has-hand" : ""),
-        dataset: { participantRow: p.identity, audio: s.audio_muted ? "off" : "on", video: s.video_muted ? "off" : "on", hand: String(!!s.hand_raised) },
+        dataset: { participantRow: p.identity, verified: String(verified), audio: s.audio_muted ? "off" : "on", video: s.video_muted ? "off" : "on", hand: String(!!s.hand_raised) },
       },
       avatar,
       h(

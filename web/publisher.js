@@ -21,10 +21,12 @@ const ANSWER_TIMEOUT_MS = 15_000;
 
 export class Publisher extends EventTarget {
   /** `send(msg)` queues a signaling message. Events: `state` {state}, `error` {error}. */
-  constructor({ iceServers, send, PeerConnection = globalThis.RTCPeerConnection }) {
+  /** `e2ee`: FrameTransforms (e2ee/transforms.js) in an end-to-end encrypted room, else null. */
+  constructor({ iceServers, send, PeerConnection = globalThis.RTCPeerConnection, e2ee = null }) {
     super();
     this._send = send;
-    this.pc = new PeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    this._e2ee = e2ee;
+    this.pc = new PeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", ...(e2ee ? e2ee.rtcConfig() : {}) });
     this._transceivers = new Map(); // source -> RTCRtpTransceiver
     this._dims = new Map(); // source -> {width, height}
     this._pendingCandidates = [];
@@ -75,7 +77,9 @@ export class Publisher extends EventTarget {
     if (source === "camera") init.sendEncodings = CAMERA_LAYERS.map((l) => ({ ...l }));
     if (source === "screen") init.sendEncodings = [{ ...SCREEN_ENCODING }];
     const transceiver = this.pc.addTransceiver(track, init);
-    if (source === "camera" || source === "screen") preferCodecs(transceiver);
+    if (source === "camera" || source === "screen") preferCodecs(transceiver, !!this._e2ee);
+    // every frame of every layer is encrypted before it leaves; nothing is sent before that
+    if (this._e2ee) this._e2ee.attachSender(transceiver.sender, track.kind);
     this._transceivers.set(source, transceiver);
     this.negotiate();
   }
@@ -222,12 +226,16 @@ function trackSize(track) {
   return s.width && s.height ? { width: s.width, height: s.height } : {};
 }
 
-/** Prefer VP8 (simulcast in every browser, forwarded by the SFU), then H.264, then the rest. */
-function preferCodecs(transceiver) {
+/** Prefer VP8 (simulcast in every browser, forwarded by the SFU), then H.264, then the rest. With
+ *  end-to-end encryption only VP8 and H.264 (and their helpers: RTX, RED, FEC) are offered: the
+ *  frame encryption leaves other codecs' frames unsent (e2ee/frame.js). */
+export function preferCodecs(transceiver, e2ee = false) {
   const caps = globalThis.RTCRtpSender && RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities("video");
   if (!caps || !transceiver.setCodecPreferences) return;
   const rank = (c) => (/vp8$/i.test(c.mimeType) ? 0 : /h264$/i.test(c.mimeType) ? 1 : 2);
-  const codecs = [...caps.codecs].sort((a, b) => rank(a) - rank(b));
+  const media = (c) => !/\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType);
+  const allowed = (c) => !e2ee || !media(c) || rank(c) < 2;
+  const codecs = [...caps.codecs].filter(allowed).sort((a, b) => rank(a) - rank(b));
   try {
     transceiver.setCodecPreferences(codecs);
   } catch {

@@ -113,8 +113,8 @@ export class Stage {
       tile = new Tile({ i18n: this.i18n, participant, source, isSelf: participant.sid === this.model.selfSid, onPin: this.onPin });
       this.tiles.set(key, tile);
     }
-    const { speaking, pinned, videoFor } = this.model;
-    tile.update({ participant, track: videoFor(participant.sid, source), speaking: speaking.has(participant.sid), pinned: pinned === participant.sid });
+    const { speaking, pinned, videoFor, keysMissing } = this.model;
+    tile.update({ participant, track: videoFor(participant.sid, source), speaking: speaking.has(participant.sid), pinned: pinned === participant.sid, keysMissing: keysMissing ? keysMissing(participant.sid) : null });
     return tile;
   }
 
@@ -195,12 +195,13 @@ export class Stage {
   refreshVideo() {
     if (!this.model) return;
     for (const tile of this.tiles.values()) {
-      const { speaking, pinned, videoFor } = this.model;
+      const { speaking, pinned, videoFor, keysMissing } = this.model;
       tile.update({
         participant: tile.participant,
         track: videoFor(tile.participant.sid, tile.source),
         speaking: speaking.has(tile.participant.sid),
         pinned: pinned === tile.participant.sid,
+        keysMissing: keysMissing ? keysMissing(tile.participant.sid) : null,
       });
     }
   }

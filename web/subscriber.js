@@ -8,10 +8,12 @@ import { candidateMessage, remoteCandidate } from "./candidates.js";
 
 export class Subscriber extends EventTarget {
   /** Events: `change` (tracks or their mapping changed), `state` {state}, `error` {error}. */
-  constructor({ iceServers, send, PeerConnection = globalThis.RTCPeerConnection }) {
+  /** `e2ee`: FrameTransforms (e2ee/transforms.js) in an end-to-end encrypted room, else null. */
+  constructor({ iceServers, send, PeerConnection = globalThis.RTCPeerConnection, e2ee = null }) {
     super();
     this._send = send;
-    this.pc = new PeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    this._e2ee = e2ee;
+    this.pc = new PeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", ...(e2ee ? e2ee.rtcConfig() : {}) });
     this._trackMap = new Map(); // MID -> remote track id
     this._pendingCandidates = [];
     this._chain = Promise.resolve();
@@ -25,7 +27,11 @@ export class Subscriber extends EventTarget {
       if (this._answered) this._send(msg);
       else this._localCandidates.push(msg);
     });
-    this.pc.addEventListener("track", () => this._changed());
+    this.pc.addEventListener("track", (ev) => {
+      // before the first frame reaches the decoder; the sender is told later (retarget)
+      if (this._e2ee && ev.receiver) this._e2ee.attachReceiver(ev.receiver, ev.track.kind);
+      this._changed();
+    });
     this.pc.addEventListener("connectionstatechange", () => {
       this.dispatchEvent(new CustomEvent("state", { detail: { state: this.pc.connectionState } }));
     });
@@ -105,6 +111,11 @@ export class Subscriber extends EventTarget {
     return this._receiving()
       .filter((t) => t.receiver.track.kind === "audio")
       .map((t) => ({ mid: t.mid, trackId: this._trackMap.get(t.mid) || null, track: t.receiver.track }));
+  }
+
+  /** Every receiving m-line: [{mid, trackId, receiver}] (for pointing decryption at its sender). */
+  receivers() {
+    return this._receiving().map((t) => ({ mid: t.mid, trackId: this._trackMap.get(t.mid) || null, receiver: t.receiver }));
   }
 
   getStats() {

@@ -17,6 +17,7 @@ export class Tile {
     this.name = h("span", { class: "tile-name" });
     this.micIcon = h("span", { class: "tile-mic" });
     this.handIcon = h("span", { class: "tile-hand", hidden: true }, svgIcon(ICONS.hand));
+    this.keysNotice = h("div", { class: "tile-keys", role: "status", hidden: true }, svgIcon(ICONS.lock, "icon"), h("span"));
     this.pinButton = h("button", { type: "button", class: "icon-btn tile-pin", onclick: () => onPin(participant.sid) });
     this.el = h(
       "div",
@@ -27,6 +28,7 @@ export class Tile {
       },
       this.video,
       this.avatar,
+      this.keysNotice,
       h("div", { class: "tile-footer" }, this.micIcon, this.name, this.handIcon),
       this.pinButton,
     );
@@ -34,8 +36,10 @@ export class Tile {
     this.video.addEventListener("loadeddata", () => this._syncVideoFlag());
   }
 
-  /** Updates what the tile shows. `track`: a video MediaStreamTrack or null. */
-  update({ participant, track, speaking = false, pinned = false }) {
+  /** Updates what the tile shows. `track`: a video MediaStreamTrack or null. `keysMissing`: in an
+   *  end-to-end encrypted meeting, whether this sender's frames cannot be decrypted (yet); null
+   *  elsewhere. Undecryptable frames never reach the decoder, so the tile says why it is empty. */
+  update({ participant, track, speaking = false, pinned = false, keysMissing = null }) {
     this.participant = participant;
     const { state, name, identity } = participant;
     const t = (k, p) => this.i18n.t(k, p);
@@ -61,6 +65,12 @@ export class Tile {
       this.micIcon.hidden = true;
       this.handIcon.hidden = true;
     }
+    const waiting = keysMissing === true && !this.isSelf && !!this._track;
+    this.keysNotice.hidden = !waiting;
+    this.keysNotice.lastElementChild.textContent = t("e2ee.waiting_for_keys");
+    if (keysMissing === null || this.isSelf) delete this.el.dataset.e2ee;
+    else this.el.dataset.e2ee = waiting ? "waiting" : "ok";
+    this.el.classList.toggle("is-waiting-keys", waiting);
     this.el.dataset.audio = state.audio_muted ? "off" : "on";
     this.el.classList.toggle("is-speaking", speaking);
     this.el.classList.toggle("is-pinned", pinned);

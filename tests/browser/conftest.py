@@ -76,7 +76,9 @@ class Server:
         media: bool = False,
         env: dict[str, str] | None = None,
         config_file: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        self.command = command  # another build of the server (a test's own), same CONF_* env
         self.workdir = workdir
         self.config_file = config_file  # for what the environment cannot set (TOML tables)
         self.media = media
@@ -107,6 +109,9 @@ class Server:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "confserver.main"]
         if os.environ.get("BROWSER_TESTS_SERVER_CMD"):  # another build of the server, same CONF_* env
             cmd = shlex.split(os.environ["BROWSER_TESTS_SERVER_CMD"])
+        if self.command is not None:
+            cmd = list(self.command)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         if self.config_file is not None:
             cmd = [*cmd, "--config", str(self.config_file)]
         log = self.log.open("ab")

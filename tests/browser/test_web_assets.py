@@ -21,7 +21,7 @@ DYNAMIC_KEYS = [
     *(f"end.{r}.{part}" for r in (
         "missing", "invalid", "expired", "wrong_room", "revoked", "not_yet_valid", "room_full", "room_locked",
         "room_not_found", "forbidden", "outdated", "join_failed", "removed", "duplicate", "ended", "closed",
-        "left", "connection_lost", "unreachable",
+        "left", "connection_lost", "unreachable", "e2ee_unsupported",
     ) for part in ("title", "text")),
     *(f"errors.{c}" for c in ("forbidden", "participant_not_found", "chat_too_long", "rate_limited", "store_unavailable", "generic")),
     *(f"quality.{q}" for q in ("good", "fair", "poor", "unknown")),

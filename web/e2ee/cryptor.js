@@ -101,9 +101,55 @@ export class FrameCryptor {
     return result;
   }
 
+  /**
+   * For a stream that carries several senders in turn (an audio slot follows the loudest): tries
+   * the `hints` first (the sender it carried last, the one the server says it carries), then every
+   * other sender holding the frame's KID or a key of its epoch, until the AEAD tag verifies.
+   * `{status, data, kid, sender}`; sender is the one that opened it, or the first hint.
+   */
+  async decryptAny(hints, codec, data) {
+    const first = hints.find((s) => typeof s === "string" && s !== "") ?? null;
+    if (data.length === 0) return { status: "ok", data, kid: null, sender: first };
+    const read = readEncryptedFrame(codec, data);
+    let failed = read.error ? { status: read.error } : { status: "missing_key", kid: Number(read.header.kid) };
+    if (!read.error) {
+      const tried = new Set();
+      const candidates = [...hints, ...this.candidatesFor(read.header.kid)];
+      for (const sender of candidates) {
+        if (typeof sender !== "string" || tried.has(sender) || !this.senders.has(sender)) continue;
+        tried.add(sender);
+        const result = await this.openRead(sender, read);
+        if (result.status === "ok") {
+          this.note(sender, "ok", result.kid);
+          return { ...result, sender };
+        }
+        if (failed.status === "missing_key") failed = result;
+      }
+    }
+    if (first !== null) this.note(first, failed.status, failed.kid);
+    return { ...failed, sender: first };
+  }
+
+  /** Senders that could open a frame under `kid`: they hold it, or an earlier step of its epoch. */
+  candidatesFor(kidValue) {
+    const parts = splitKid(kidValue);
+    if (parts === null) return [];
+    const kid = Number(kidValue);
+    const out = [];
+    for (const [sender, ring] of this.senders) {
+      if (ring.keys.has(kid)) out.unshift(sender);
+      else if ([...ring.keys.values()].some((k) => k.epoch === parts.epoch && k.step < parts.step)) out.push(sender);
+    }
+    return out;
+  }
+
   async open(sender, codec, data) {
     const read = readEncryptedFrame(codec, data);
     if (read.error) return { status: read.error };
+    return this.openRead(sender, read);
+  }
+
+  async openRead(sender, read) {
     const parts = splitKid(read.header.kid);
     if (parts === null) return { status: "bad_frame" };
     const kid = Number(read.header.kid);

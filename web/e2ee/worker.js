@@ -17,6 +17,10 @@
 //   {type: "keyResult", op, sender, kid, result}   result of a key message (cryptor.js)
 //   {type: "status", sender, state, kid}           throttled per sender; sender null = sending;
 //       state "ok" | "missing_key" | "bad_frame" | "unsupported_codec" | "no_send_key"
+//   {type: "stats", encrypt, decrypt}              answer to {type: "stats"}: {frames, dropped,
+//       ms} each, frames passed and dropped since the start and the milliseconds spent on them
+// A receive stream opens each frame with the key of whichever sender it belongs to (its SFrame
+// KID), the one it carried last and the one it was pointed at tried first.
 
 import { FrameCryptor } from "./cryptor.js";
 import { codecFromMimeType } from "./frame.js";
@@ -24,7 +28,25 @@ import { codecFromMimeType } from "./frame.js";
 const STATUS_FLUSH_MS = 1000;
 
 const cryptor = new FrameCryptor();
-const streams = new Map(); // id → {sender}
+const streams = new Map(); // id → {sender, last}
+
+/** Frames passed and dropped and the time spent on them, for diagnostics and benchmarks. */
+class Timing {
+  constructor() {
+    this.frames = 0;
+    this.dropped = 0;
+    this.ms = 0;
+  }
+  add(ms, ok) {
+    this.ms += ms;
+    if (ok) this.frames += 1;
+    else this.dropped += 1;
+  }
+  toJSON() {
+    return { frames: this.frames, dropped: this.dropped, ms: this.ms };
+  }
+}
+const timing = { encrypt: new Timing(), decrypt: new Timing() };
 let pending = Promise.resolve();
 
 function postStatus() {
@@ -41,21 +63,27 @@ function codecOf(frame, fallback) {
 
 function frameTransform(options) {
   const direction = options.direction === "send" ? "send" : "recv";
-  const stream = { sender: typeof options.sender === "string" ? options.sender : "" };
+  // sender: whom the server says this stream carries; last: who opened its last frame (an audio
+  // slot switches between publishers, so every frame may be someone else's: cryptor.decryptAny)
+  const stream = { sender: typeof options.sender === "string" ? options.sender : "", last: null };
   if (typeof options.id === "string") streams.set(options.id, stream);
   return new TransformStream({
     async transform(frame, controller) {
       const data = new Uint8Array(frame.data);
       const codec = codecOf(frame, options.codec);
+      const started = performance.now();
       if (direction === "send") {
         const sealed = await cryptor.encrypt(codec, data);
+        timing.encrypt.add(performance.now() - started, sealed.ok);
         if (sealed.ok) {
           frame.data = sealed.data.buffer.slice(sealed.data.byteOffset, sealed.data.byteOffset + sealed.data.length);
           controller.enqueue(frame);
         }
       } else {
-        const opened = await cryptor.decrypt(stream.sender, codec, data);
+        const opened = await cryptor.decryptAny([stream.last, stream.sender], codec, data);
+        timing.decrypt.add(performance.now() - started, opened.status === "ok");
         if (opened.status === "ok") {
+          stream.last = opened.sender;
           frame.data = opened.data.buffer.slice(opened.data.byteOffset, opened.data.byteOffset + opened.data.length);
           controller.enqueue(frame);
         }
@@ -97,6 +125,9 @@ async function handle(message) {
     }
     case "stream":
       attach(message.readable, message.writable, message);
+      break;
+    case "stats":
+      self.postMessage({ type: "stats", encrypt: timing.encrypt.toJSON(), decrypt: timing.decrypt.toJSON() });
       break;
     default:
       break;
