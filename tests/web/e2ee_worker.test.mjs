@@ -9,6 +9,11 @@ await import("../../web/e2ee/worker.js");
 
 const send = (data) => self.onmessage({ data });
 const settle = () => new Promise((r) => setTimeout(r, 30));
+/** Waits until `ok()` holds (the worker answers asynchronously; a busy machine is slow). */
+async function until(ok, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (!ok() && Date.now() < deadline) await settle();
+}
 const SECRET = new Uint8Array(16).fill(9);
 const KID = 0x01000001;
 
@@ -24,9 +29,15 @@ async function run(options, frames) {
       c.close();
     },
   });
-  const writable = new WritableStream({ write: (f) => out.push(new Uint8Array(f.data)) });
+  let closed = false;
+  const writable = new WritableStream({
+    write: (f) => out.push(new Uint8Array(f.data)),
+    close: () => {
+      closed = true;
+    },
+  });
   send({ type: "stream", readable, writable, ...options });
-  await settle();
+  await until(() => closed);
   return out;
 }
 
@@ -37,7 +48,7 @@ test("without a send key nothing leaves; with one, frames leave encrypted and co
   assert.deepEqual(await run({ direction: "send" }, [fakeFrame(VP8, "video/VP8")]), []);
   send({ type: "setSendKey", kid: KID, secret: SECRET });
   send({ type: "setReceiveKey", sender: "peer", kid: KID, secret: SECRET });
-  await settle();
+  await until(() => posted.some((m) => m.type === "keyResult" && m.result === "ok"));
   assert.ok(posted.some((m) => m.type === "keyResult" && m.result === "ok"));
   const sealed = await run({ direction: "send" }, [fakeFrame(VP8, "video/VP8"), fakeFrame(OPUS, "audio/opus")]);
   assert.equal(sealed.length, 2);
