@@ -53,6 +53,7 @@ class KeyPeer:
         self.sent: Counter[str] = Counter()  # "messages", "bytes", and messages by type
         self.received: Counter[str] = Counter()
         self.inbox: list[dict[str, Any]] = []  # every message after joined
+        self.key_outbox: list[dict[str, Any]] = []  # every e2ee_keys message sent
         self.last_received_at = 0.0
         self.ended: str | None = None  # "kicked", "closed" (not by us)
 
@@ -82,6 +83,8 @@ class KeyPeer:
         self.sent["messages"] += 1
         self.sent["bytes"] += len(text.encode())
         self.sent[str(message.get("type"))] += 1
+        if message.get("type") == "e2ee_keys":
+            self.key_outbox.append(dict(message))
         with contextlib.suppress(aiohttp.ClientError, ConnectionError):
             await ws.send_str(text)
 
