@@ -58,6 +58,8 @@ class Event:
     rotations: tuple[int, int] = (0, 0)  # fresh keys per remaining sender: min, max
     incomplete: int = 0  # receivers that did not get there within TIMEOUT
     spread: float = 0.0  # seconds between the first and the last leave
+    other_percent: float | None = None  # CPU of other programs (of one core) during the event
+    cpu: tuple[float, float] = (0.0, 0.0)  # CPU seconds of the server, of all participants
 
     def row(self) -> dict[str, Any]:
         s = sorted(self.seconds)
@@ -78,6 +80,9 @@ class Event:
             "up_messages_per_participant": round(self.up_messages / n, 1),
             "down_messages_per_participant": round(self.down_messages / n, 1),
             "rotations_per_sender": list(self.rotations),
+            "other_programs_percent": self.other_percent,
+            "server_cpu_s": round(self.cpu[0], 3),
+            "participants_cpu_s": round(self.cpu[1], 3),
         }
 
 
@@ -88,6 +93,36 @@ def _pct(values: list[float], p: int) -> float | None:
     return round(values[k], 3)
 
 
+class CpuWatch:
+    """The machine's busy CPU seconds less this process's and the server's: other programs."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.pid = server_pid
+        self.start = (time.monotonic(), self._other(), self._server(), time.process_time())
+
+    def _server(self) -> float:
+        if self.pid is None:
+            return 0.0
+        with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / 100
+
+    def used(self) -> tuple[float, float]:
+        """CPU seconds since the start: the server's, this process's."""
+        return self._server() - self.start[2], time.process_time() - self.start[3]
+
+    def _other(self) -> float:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+        busy = (sum(fields) - fields[3] - fields[4]) / 100
+        return busy - self._server() - time.process_time()
+
+    def percent(self) -> float:
+        at, other = self.start[:2]
+        seconds = time.monotonic() - at
+        return round(max(0.0, (self._other() - other) / seconds * 100), 1) if seconds > 0 else 0.0
+
+
 class Bench:
     def __init__(self, url: str, tls: ssl.SSLContext | None, key: SigningKey) -> None:
         self.url = url
@@ -96,6 +131,7 @@ class Bench:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self.peers: list[KeyPeer] = []
         self.joined = 0
+        self.server_pid: int | None = None
 
     async def new_peer(self) -> KeyPeer:
         self.joined += 1
@@ -149,6 +185,7 @@ class Bench:
         event.participants = len(self.peers)
 
     async def leave(self, count: int, spread: float) -> Event:
+        watch = CpuWatch(self.server_pid)
         leavers = random.sample(self.peers, count)
         everyone = list(self.peers)
         before = self.totals(everyone)
@@ -174,7 +211,7 @@ class Bench:
         await self.quiet()
         await asyncio.sleep(1.0)  # any second rotation would have started by now
         await self.quiet()
-        event = Event(f"leave {count}", spread=spread)
+        event = Event(f"leave {count}", spread=spread, other_percent=watch.percent(), cpu=watch.used())
         for r in stay:
             times = [r.holds(s.sid, fresh.get(s.sid)) for s in stay if s is not r]
             if ok and all(t is not None for t in times):
@@ -189,6 +226,7 @@ class Bench:
         return event
 
     async def join(self) -> Event:
+        watch = CpuWatch(self.server_pid)
         before = self.totals()
         t0 = time.monotonic()
         peer = await self.new_peer()
@@ -196,7 +234,7 @@ class Bench:
         others = [s for s in self.peers if s is not peer]
         ok = await self.until(lambda: all(peer.holds(s.sid) is not None for s in others), "join")
         await self.quiet()
-        event = Event("join 1")
+        event = Event("join 1", other_percent=watch.percent(), cpu=watch.used())
         held = [peer.holds(s.sid) for s in others]
         if ok and all(t is not None for t in held):
             event.seconds.append(max(t for t in held if t is not None) - t0)
@@ -237,6 +275,7 @@ async def run(participants: int, rounds: int) -> list[Event]:
             tls,
             SigningKey.hs256(creds["api_key"], creds["api_secret"]),
         )
+        bench.server_pid = server.pid
         events: list[Event] = []
         try:
             started = time.monotonic()
@@ -288,6 +327,9 @@ def show(rows: list[dict[str, Any]]) -> str:
         ("KB down", "down_bytes"),
         ("KB up/p", "up_bytes_per_participant"),
         ("KB down/p", "down_bytes_per_participant"),
+        ("server CPU s", "server_cpu_s"),
+        ("participants CPU s", "participants_cpu_s"),
+        ("other programs %", "other_programs_percent"),
         ("rotations/sender", "rotations_per_sender"),
     )
     lines = [" | ".join(label for label, _ in columns)]
