@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 
 from bench import server as bench_server
+from bench.run import wait_for_quiet
 from confctl.loadtest.keypeer import KeyPeer
 from confserver.tokens import SigningKey, mint_admin_token, mint_join_token
 
@@ -351,7 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--quiet-limit",
+        type=float,
+        default=200.0,
+        help="first wait until other programs use less than this (%% of one core; default: no wait)",
+    )
     ns = parser.parse_args(argv)
+    if ns.quiet_limit < 200:
+        wait_for_quiet(ns.quiet_limit)
     events = asyncio.run(run(ns.participants, ns.rounds))
     rows = summary(events)
     print(f"median of {ns.rounds} rounds, {ns.participants} participants:")

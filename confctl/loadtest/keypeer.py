@@ -102,15 +102,16 @@ class KeyPeer:
         ws = self._ws
         if ws is None:
             return
-        async for frame in ws:
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                continue
-            msg = self._count_in(frame.data)
-            self.inbox.append(msg)
-            if msg.get("type") == "kicked":
-                self.ended = "kicked"
-            if self.keys is not None:
-                await self.keys.handle(msg)
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError):  # the connection ended
+            async for frame in ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                msg = self._count_in(frame.data)
+                self.inbox.append(msg)
+                if msg.get("type") == "kicked":
+                    self.ended = "kicked"
+                if self.keys is not None:
+                    await self.keys.handle(msg)
         if self.ended is None:
             self.ended = "closed"
         if self.keys is not None:
