@@ -252,3 +252,31 @@ async def test_only_the_key_holder_sees_the_picture(server: Server, credentials:
     assert outsider.received().video >= 300
     assert outsider.keys is None
     assert seen["outsider"].count(True) == 0
+
+
+def test_load_test_e2ee_publishes_ciphertext_that_its_decoders_open(server: Server) -> None:
+    done = server.confctl(
+        *("load-test", "--room", "sealed-run", "--e2ee", "-P", "1", "-A", "1", "-S", "2", "--decoders", "1"),
+        *("--duration", "4s", "--warmup", "2s", "--metrics-url", server.metrics_url, "--json"),
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    e2ee = doc["e2ee"]
+    assert doc["setup"]["e2ee"] is True and doc["participants"]["failed"] == 0
+    # one camera (30 frames/s) and one microphone (50/s), each frame encrypted before it is sent
+    assert e2ee["frames_encrypted_per_s"] > 50 and e2ee["frames_dropped_per_s"] == 0
+    # the decoder opens what it is sent and decodes it; the key messages went both ways
+    assert e2ee["frames_decrypted_per_s"] > 20 and doc["decoded_fps"] > 20
+    assert e2ee["key_blobs_out"] >= 2 and e2ee["key_messages_in"] == e2ee["key_blobs_out"]
+
+
+def test_load_test_refuses_to_mix_plain_and_e2ee_rooms(server: Server) -> None:
+    assert server.confctl("room", "create", "plain-room").returncode == 0
+    common = ("-S", "1", "--duration", "1s", "--no-metrics")
+    done = server.confctl("load-test", "--room", "plain-room", "--e2ee", *common)
+    assert done.returncode == 2 and "not end-to-end encrypted" in done.stderr
+    assert server.confctl("room", "create", "sealed-room", "--e2ee").returncode == 0
+    done = server.confctl("load-test", "--room", "sealed-room", *common)
+    assert done.returncode == 2 and "add --e2ee" in done.stderr
+    done = server.confctl("load-test", "--room", "x", "--e2ee", "--sender", "aiortc", "-A", "1", *common)
+    assert done.returncode == 2 and "--sender crafted" in done.stderr
