@@ -71,7 +71,8 @@ def ensure_room(client: AdminClient, room: str, e2ee: bool = False) -> bool:
     except ApiError as exc:
         if exc.status != 404:
             raise
-        client.request("POST", ["rooms"], {"name": room, **({"e2ee": True} if e2ee else {})})
+        # explicit either way: a server may make E2EE rooms by default (rooms.e2ee_default)
+        client.request("POST", ["rooms"], {"name": room, "e2ee": e2ee})
         return True
     has = bool(doc.get("e2ee")) if isinstance(doc, dict) else False
     if has != e2ee:
