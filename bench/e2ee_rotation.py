@@ -71,6 +71,7 @@ class Event:
             "p95_s": _pct(s, 95),
             "max_s": round(s[-1], 3) if s else None,
             "p95_after_last_s": _pct([x - self.spread for x in s], 95),
+            "leaves_spread_s": round(self.spread, 3),
             "incomplete": self.incomplete,
             "up_messages": self.up_messages,
             "up_bytes": self.up_bytes,
@@ -191,11 +192,10 @@ class Bench:
         everyone = list(self.peers)
         before = self.totals(everyone)
         t0 = time.monotonic()
-        for i, peer in enumerate(leavers):
-            if i:
-                await asyncio.sleep(spread / max(1, count - 1))
+        for i, peer in enumerate(leavers):  # on a fixed timetable; connections closed afterwards
+            await asyncio.sleep(max(0.0, t0 + spread * i / max(1, count - 1) - time.monotonic()))
             self.peers.remove(peer)
-            await peer.leave()
+            await peer.send({"type": "leave"})
         spread = time.monotonic() - t0
         stay = self.peers
         fresh: dict[str, int] = {}
