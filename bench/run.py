@@ -94,6 +94,8 @@ def scenario_args(ns: argparse.Namespace) -> list[str]:
         args = ["-N", "100", "-A", "100", "--speakers", "3", "-S", "100", "--warmup", "0s"]
     else:
         args = ["-S", str(ns.subscribers or 100)]
+    if ns.e2ee:
+        args.append("--e2ee")
     return [*args, "--duration", ns.duration, "--processes", str(ns.processes)]
 
 
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "--participants", type=int, help="meeting: size (default 100; a quarter with cameras)"
     )
     parser.add_argument("--single-layer", action="store_true", help="meeting: no simulcast")
+    parser.add_argument("--e2ee", action="store_true", help="an end-to-end encrypted room (encrypted frames)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", default="30s")
     parser.add_argument("--processes", type=int, default=1)

@@ -146,6 +146,13 @@ def register(groups: Any) -> None:
         help="the last K subscribers decode what they receive (proves the media is real)",
     )
     p.add_argument(
+        "--e2ee",
+        action="store_true",
+        help="an end-to-end encrypted room (created with e2ee if missing; an existing room must have it): "
+        "participants exchange keys as browsers do, publishers encrypt every frame (SFrame), decoders "
+        "decrypt before decoding",
+    )
+    p.add_argument(
         "--duration", metavar="TIME", type=_seconds, default=60.0, help="measurement window (default 60s)"
     )
     p.add_argument(
@@ -211,6 +218,7 @@ def options_from(args: argparse.Namespace) -> Options:
             ramp=args.ramp,
             join_timeout=args.join_timeout,
             processes=args.processes,
+            e2ee=args.e2ee,
             metrics_url=metrics,
         ).check()
     except PlanError as exc:

@@ -9,6 +9,11 @@ A counting subscriber never decodes: ``confctl.loadtest.glue.take_over_media`` h
 instead (the header it reads is in the clear), so counting costs no decryption and no trip
 through aiortc's receive path. A decoding subscriber reads its tracks through aiortc as a real
 client would, and counts decoded frames.
+
+With ``--e2ee`` it takes part in the room's key exchange as a browser does
+(``confctl.loadtest.keyexchange``): publishers encrypt every frame before packetizing it, and a
+decoding subscriber decrypts each frame before aiortc decodes it. Counting subscribers exchange
+keys too but count packets without opening them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from aiortc.mediastreams import MediaStreamError
 from confctl.loadtest import sdpinfo
 from confctl.loadtest.clips import ClipSet
 from confctl.loadtest.glue import gather_on_loopback, take_over_media, tap_rtp_datagrams
+from confctl.loadtest.keyexchange import KeyExchange, decrypt_before_decoding
 from confctl.loadtest.plan import Options, Role
 from confctl.loadtest.publishing import CraftedMedia, add_aiortc_tracks
 from confctl.loadtest.rawmedia import Pacer
@@ -87,6 +93,8 @@ class Participant:
         self._first_frame_at: float | None = None
         self._stock_sent = 0
         self._decoded = ReceiveTotals()
+        self.keys: KeyExchange | None = None  # in an E2EE room with --e2ee
+        self.frame_sink: Callable[[Any], None] | None = None  # sees every decoded frame
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -134,6 +142,8 @@ class Participant:
         self.leaving = True
         if self._crafted is not None:
             self._crafted.stop()
+        if self.keys is not None:
+            self.keys.close()
         for task in list(self._tasks):
             task.cancel()
         await self._signaling.close()
@@ -164,6 +174,13 @@ class Participant:
         if kind == "joined":
             self.sid = str(msg.get("sid", ""))
             self.joined_at = time.monotonic()
+            if self._env.options.e2ee:
+                if not (msg.get("room") or {}).get("e2ee"):
+                    self._fail("--e2ee: the room is not end-to-end encrypted")
+                    await self._signaling.close()
+                    return
+                self.keys = KeyExchange(self.sid, self.role.identity, self._signaling.send)
+                await self.keys.start(msg)
             if self.role.publishes:
                 self._spawn(self._publish())
         elif kind == "subscribe_offer":
@@ -196,6 +213,8 @@ class Participant:
                 self.errors[code] = self.errors.get(code, 0) + 1
         elif kind in ("kicked", "room_closed"):
             self._fail(f"{kind}: {msg.get('reason', '')}")
+        if self.keys is not None and kind != "joined":
+            await self.keys.handle(msg)
 
     # --- publishing -----------------------------------------------------------------------------
 
@@ -249,7 +268,8 @@ class Participant:
         env = self._env
         pc = self._publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._watch(pc, "publish")
-        crafted = self._crafted = CraftedMedia(self.role, env.options, env.clips, env.pacer)
+        encrypt = self.keys.encrypt if self.keys is not None else None
+        crafted = self._crafted = CraftedMedia(self.role, env.options, env.clips, env.pacer, encrypt)
         crafted.add_transceivers(pc)
         await self._negotiate_publish(pc, crafted.offer)
         crafted.start(pc)
@@ -270,6 +290,8 @@ class Participant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self.role.decode:
             take_over_media(pc, self.counter.on_rtp, _ignore)
+        elif self.keys is not None:
+            decrypt_before_decoding(pc, self.keys)
         self.counter.set_streams(
             sdpinfo.ssrc_kinds(sdp), sdpinfo.ssrc_extension_ids(sdp, sdpinfo.URI_ABS_SEND_TIME)
         )
@@ -284,8 +306,10 @@ class Participant:
     async def _consume(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
             while True:
-                await track.recv()
+                frame = await track.recv()
                 self.frames_decoded += 1
+                if self.frame_sink is not None:
+                    self.frame_sink(frame)
                 if self._first_frame_at is None:
                     self._first_frame_at = time.monotonic()
 

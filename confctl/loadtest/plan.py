@@ -59,6 +59,7 @@ class Options:
     ramp: float = 0.0
     join_timeout: float = 60.0
     processes: int = 1
+    e2ee: bool = False  # the room is end-to-end encrypted: exchange keys, encrypt and decrypt frames
     metrics_url: str | None = "http://127.0.0.1:9464/metrics"
 
     @property
@@ -106,6 +107,8 @@ class Options:
             raise PlanError("--sender must be crafted or aiortc")
         if self.simulcast and self.sender == "aiortc":
             raise PlanError("--simulcast needs --sender crafted: aiortc's sender cannot send simulcast")
+        if self.e2ee and self.sender != "crafted":
+            raise PlanError("--e2ee needs --sender crafted: frames are encrypted before they are packetized")
         if self.duration <= 0:
             raise PlanError("--duration must be greater than zero")
         if self.warmup < 0 or self.ramp < 0 or self.join_timeout <= 0:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
+from functools import partial
 
 from aiortc import MediaStreamTrack, RTCPeerConnection
 
@@ -20,6 +22,8 @@ from confctl.loadtest.glue import RtpSender, take_over_media
 from confctl.loadtest.plan import Options, Role
 from confctl.loadtest.rawmedia import Pacer, RawStream, one_byte_extensions, stamped_extensions
 from confctl.loadtest.tracks import ClipTrack, SpeechTrack
+
+Encrypt = Callable[[str, bytes], bytes | None]  # (codec, encoded frame) -> frame to send or None
 
 RTCP_PSFB = 206
 FMT_PLI = 1
@@ -61,8 +65,12 @@ def keyframe_requests(data: bytes) -> list[int]:
 class CraftedMedia:
     """Crafted RTP of one publish connection."""
 
-    def __init__(self, role: Role, options: Options, clips: ClipSet, pacer: Pacer) -> None:
+    def __init__(
+        self, role: Role, options: Options, clips: ClipSet, pacer: Pacer, encrypt: Encrypt | None = None
+    ) -> None:
+        """``encrypt``: applied to every frame before it is packetized (an E2EE room)."""
         self._role = role
+        self._encrypt = encrypt
         self._clips = clips
         self._pacer = pacer
         self._rids = tuple(rid for rid, *_ in LAYERS) if options.simulcast and role.video else ()
@@ -107,7 +115,9 @@ class CraftedMedia:
             first = random.choice(clips.layers[0].keyframes)
             for rid, clip in zip(self._rids or ("",), clips.layers, strict=True):
                 ext, at = stamped_extensions({**ids, self._rid_ext: rid.encode()} if rid else ids, stamp_id)
-                stream = RawStream(clip, v.codecs["vp8"], ext, writer.send_rtp, first, at)
+                stream = RawStream(
+                    clip, v.codecs["vp8"], ext, writer.send_rtp, first, at, self._transform("vp8")
+                )
                 self.streams.append(stream)
                 self._layers[rid] = stream
         if self._audio is not None:
@@ -123,11 +133,16 @@ class CraftedMedia:
             if level_ext:
                 elements[level_ext] = bytes([(0x80 if self._role.speaker else 0) | sound.level])
             ext = one_byte_extensions(elements)
-            self.streams.append(RawStream(sound, a.codecs["opus"], ext, writer.send_rtp))
+            self.streams.append(
+                RawStream(sound, a.codecs["opus"], ext, writer.send_rtp, transform=self._transform("opus"))
+            )
         for stream in self.streams:
             self._pacer.add(stream)
         if self._wanted is not None and self._video is not None:
             self.set_layers(self._video.mid, self._wanted, asyncio.get_running_loop().time())
+
+    def _transform(self, codec: str) -> Callable[[bytes], bytes | None] | None:
+        return None if self._encrypt is None else partial(self._encrypt, codec)
 
     def set_layers(self, mid: object, layers: object, now: float) -> None:
         """``publish_layers``: send only the video layers the server asks for."""

@@ -30,6 +30,7 @@ _RTP_HEADER = struct.Struct("!BBHII")
 _EXT_HEADER = struct.Struct("!HH")
 
 SendFn = Callable[[bytes], bool]
+Transform = Callable[[bytes], bytes | None]  # an encoded frame -> what is sent (None: drop it)
 
 
 def one_byte_extensions(elements: dict[int, bytes]) -> bytes:
@@ -85,6 +86,7 @@ class RawStream:
         "send",
         "sent",
         "ssrc",
+        "transform",
     )
 
     def __init__(
@@ -95,8 +97,10 @@ class RawStream:
         send: SendFn,
         first: int = 0,
         stamp_at: int = 0,
+        transform: Transform | None = None,
     ) -> None:
-        """``stamp_at``: where in ``extensions`` each frame's abs-send-time goes (0: none)."""
+        """``stamp_at``: where in ``extensions`` each frame's abs-send-time goes (0: none);
+        ``transform``: applied to each encoded frame before it is packetized (E2EE encryption)."""
         self.clip = clip
         self.ssrc = secrets.randbits(32) or 1
         self.send = send
@@ -104,6 +108,7 @@ class RawStream:
         self.due = 0.0
         self.paused_at: float | None = None  # loop time the server paused the stream (dynacast)
         self.rate = planned_rate(clip)
+        self.transform = transform
         self._pt = payload_type
         self._ext = extensions
         self._stamp_at = stamp_at
@@ -136,6 +141,12 @@ class RawStream:
         clip = self.clip
         frame = clip.frames[self._index % len(clip.frames)]
         self._index = (self._index + 1) % len(clip.frames)
+        if self.transform is not None:
+            sealed = self.transform(frame)
+            if sealed is None:  # dropped, as an encoder's frame that may not leave in clear
+                self._timestamp += clip.ticks_per_frame
+                return
+            frame = sealed
         if clip.kind == "video":
             payloads = vp8_payloads(frame, self._picture_id)
             self._picture_id = (self._picture_id + 1) & 0x7FFF

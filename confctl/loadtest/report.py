@@ -112,6 +112,7 @@ def build(options: Options, w: Window) -> dict[str, Any]:
             "tiles": options.tiles,
             "speaker_view": options.speaker_view,
             "processes": options.processes,
+            "e2ee": options.e2ee,
         },
         "participants": {
             "total": c1.participants,
@@ -141,6 +142,7 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         "delay_ms": delay_percentiles(got.delays_since(before)),
         "retransmissions": got.retransmissions - before.retransmissions,
         "decoded_fps": _rate(c1.frames_decoded - c0.frames_decoded, seconds) if options.decoders else None,
+        "e2ee": _e2ee(c0.e2ee, c1.e2ee, seconds) if options.e2ee else None,
         "server": _server(options, w, packets, _rate(c1.sent - c0.sent, seconds)),
         "generator": {
             "cpu_percent": round(w.generator_cpu / seconds * 100, 1) if seconds > 0 else None,
@@ -148,6 +150,31 @@ def build(options: Options, w: Window) -> dict[str, Any]:
         },
     }
     return doc
+
+
+def _e2ee(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, Any]:
+    """Key exchange since the start (keys are exchanged while joining); frames in the window."""
+    names = ("encrypted", "dropped", "decrypted", "missing_key", "bad_frame")
+    frames = tuple("frames_" + name for name in names)
+    doc: dict[str, Any] = {k: v for k, v in sorted(after.items()) if k not in frames}
+    for key in frames:
+        doc[key + "_per_s"] = _rate(after.get(key, 0) - before.get(key, 0), seconds)
+    return doc
+
+
+def _e2ee_rows(e2ee: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not e2ee:
+        return []
+
+    def per_s(name: str) -> str:
+        return _fmt(e2ee[f"frames_{name}_per_s"]) + "/s"
+
+    frames = f"encrypted {per_s('encrypted')}, decrypted {per_s('decrypted')}"
+    frames += f", no key {per_s('missing_key')}, failed {per_s('bad_frame')}"
+    keys = f"{e2ee.get('key_frames_out', 0)} e2ee_keys sent ({e2ee.get('key_blobs_out', 0)} blobs), "
+    keys += f"{e2ee.get('key_messages_in', 0)} e2ee_key received"
+    keys += f", {e2ee.get('key_messages_refused', 0)} refused"
+    return [("E2EE frames", frames), ("  key exchange", keys)]
 
 
 def _busy(w: Window, seconds: float) -> dict[str, Any]:
@@ -348,6 +375,7 @@ def render(doc: dict[str, Any]) -> str:
     ]
     if doc["decoded_fps"] is not None:
         rows.append(("Decoded", _fmt(doc["decoded_fps"], " frames/s")))
+    rows += _e2ee_rows(doc.get("e2ee"))
     if s:
         rows += [
             ("Server CPU", f"{_fmt(s['cpu_percent'], ' %')} of one core"),

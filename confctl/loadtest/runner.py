@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-from confctl.client import AdminClient, ApiError
+from confctl.client import AdminClient, ApiError, UsageError
 from confctl.loadtest import clips as clip_factory
 from confctl.loadtest import plan, report, scrape, workers
 from confctl.loadtest.plan import Options, Role
@@ -63,16 +63,22 @@ class Progress:
             self._dirty = False
 
 
-def ensure_room(client: AdminClient, room: str) -> bool:
-    """True when the room had to be created."""
+def ensure_room(client: AdminClient, room: str, e2ee: bool = False) -> bool:
+    """True when the room had to be created (with ``e2ee`` as asked). An existing room must
+    match: ``--e2ee`` against a plain room, or none against an E2EE room, is refused."""
     try:
-        client.request("GET", ["rooms", room])
-        return False
+        doc = client.request("GET", ["rooms", room])
     except ApiError as exc:
         if exc.status != 404:
             raise
-    client.request("POST", ["rooms"], {"name": room})
-    return True
+        # explicit either way: a server may make E2EE rooms by default (rooms.e2ee_default)
+        client.request("POST", ["rooms"], {"name": room, "e2ee": e2ee})
+        return True
+    has = bool(doc.get("e2ee")) if isinstance(doc, dict) else False
+    if has != e2ee:
+        state = "is" if has else "is not"
+        raise UsageError(f"room {room!r} {state} end-to-end encrypted: {'add' if has else 'drop'} --e2ee")
+    return False
 
 
 def mint_tokens(client: AdminClient, room: str, people: list[Role]) -> list[str]:
@@ -160,7 +166,7 @@ class Run:
 
     async def execute(self) -> dict[str, Any]:
         o = self.options
-        created = await asyncio.to_thread(ensure_room, self.client, o.room)
+        created = await asyncio.to_thread(ensure_room, self.client, o.room, o.e2ee)
         try:
             return await self._execute()
         finally:

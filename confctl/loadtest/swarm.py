@@ -64,6 +64,7 @@ class Snapshot:
     received: ReceiveTotals = field(default_factory=ReceiveTotals)
     frames_decoded: int = 0
     awaiting_media: int = 0  # subscribers that expect media and have none yet
+    e2ee: dict[str, int] = field(default_factory=dict)  # key exchange and frame counters (--e2ee)
 
     @staticmethod
     def merge(parts: Iterable[Snapshot]) -> Snapshot:
@@ -72,10 +73,12 @@ class Snapshot:
             return Snapshot()
         failures: Counter[str] = Counter()
         errors: Counter[str] = Counter()
+        e2ee: Counter[str] = Counter()
         received = ReceiveTotals()
         for s in items:
             failures.update(s.failures)
             errors.update(s.errors)
+            e2ee.update(s.e2ee)
             received += s.received
         return Snapshot(
             at=max(s.at for s in items),
@@ -97,6 +100,7 @@ class Snapshot:
             received=received,
             frames_decoded=sum(s.frames_decoded for s in items),
             awaiting_media=sum(s.awaiting_media for s in items),
+            e2ee=dict(e2ee),
         )
 
 
@@ -162,8 +166,11 @@ class Swarm:
             received += p.received()
         failures = Counter(p.failure for p in ps if p.failure is not None)
         errors: Counter[str] = Counter()
+        e2ee: Counter[str] = Counter()
         for p in ps:
             errors.update(p.errors)
+            if p.keys is not None:
+                e2ee.update(p.keys.counts)
 
         def latencies(points: list[tuple[float | None, float | None]]) -> tuple[float, ...]:
             return tuple(end - start for start, end in points if start is not None and end is not None)
@@ -192,6 +199,7 @@ class Swarm:
             received=received,
             frames_decoded=sum(p.frames_decoded for p in ps),
             awaiting_media=awaiting,
+            e2ee=dict(e2ee),
         )
 
     async def stop(self) -> None:
