@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=ns.duration,
         processes=1,
         subscribers=None,
+        e2ee=False,
     )
     args = scenario_args(meeting)
     server = srv.start({"CONF_SFU_WORKERS": ns.workers})
