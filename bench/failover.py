@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench.server import Server, free_port, start
+from bench.server import Server, start, start_redis
 from confctl.loadtest.clips import build
 from confctl.loadtest.participant import Environment, Participant
 from confctl.loadtest.plan import Options, Role
@@ -182,18 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-ttl", type=float, default=3.0)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds of meeting before each kill")
     ns = parser.parse_args(argv)
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is needed")
-    work = Path(tempfile.mkdtemp(prefix="failover-"))
-    redis_port = free_port()
-    redis = subprocess.Popen(  # noqa: S603 - the local redis-server
-        [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(work)],
-        stdout=subprocess.DEVNULL,
-    )
+    redis, redis_port, work = start_redis("failover-")
     cluster = Cluster(redis_port, work / "certs", ns.node_ttl)
     try:
-        time.sleep(0.3)
         for _ in range(3):
             cluster.start_node()
         back = asyncio.run(run(ns, cluster, work))

@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
-from bench.server import free_port, start
+from bench.server import start, start_redis
 from confserver.tokens import SigningKey, mint_join_token
 
 API_KEY = "AKbenchrelay0001"
@@ -96,15 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--joins", type=int, default=100)
     ns = parser.parse_args(argv)
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is needed")
-    workdir = Path(tempfile.mkdtemp(prefix="relaybench-"))
-    redis_port = free_port()
-    redis = subprocess.Popen(  # noqa: S603 - the local redis-server
-        [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
+    redis, redis_port, _ = start_redis("relaybench-")
     env = {
         "CONF_STORE_KIND": "redis",
         "CONF_STORE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -116,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     servers = []
     try:
-        time.sleep(0.3)
         servers = [start({**env, "CONF_SIGNALING_NODE_ID": name}) for name in ("a", "b")]
         found = asyncio.run(measure((servers[0].port, servers[1].port), ns.rounds, ns.joins))
     finally:

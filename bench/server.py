@@ -5,6 +5,7 @@ and the credentials file land there), media sockets on 127.0.0.1 only, metrics o
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,3 +92,19 @@ def start(extra_env: dict[str, str] | None = None) -> Server:
     if proc.poll() is not None:
         raise RuntimeError(f"confserver exited with {proc.returncode}")
     return Server(proc, home, port, metrics_port)
+
+
+def start_redis(prefix: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A redis-server on a free loopback port, without persistence, in a new temporary
+    directory: (process, port, directory)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is needed (apt-get install redis-server)")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 - the local redis-server
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    return proc, port, workdir
