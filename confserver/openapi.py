@@ -9,12 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .access import MAX_ALLOW_ENTRIES, MAX_ALLOW_ENTRY_CHARS, MAX_PASSWORD_CHARS
-from .adminkeys import MAX_KEY_NAME_CHARS, SCOPES
-from .rooms import MAX_EMPTY_TIMEOUT, MAX_METADATA_BYTES
-from .store import ROOM_CAP
-from .text import MAX_DEPTH
-from .tokens import MAX_JOIN_TTL, PERMISSIONS, ROLES
+from .openapischemas import IDENTITY_SCHEMA, PRINTABLE, schemas
+from .tokens import MAX_JOIN_TTL
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -61,35 +57,6 @@ def _query(name: str, description: str, fmt: str = "") -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-_NAMES = {
-    "type": "array",
-    "maxItems": MAX_ALLOW_ENTRIES,
-    "items": {"type": "string", "minLength": 1, "maxLength": MAX_ALLOW_ENTRY_CHARS},
-}
-_ALLOW_LISTS = {"identities": _NAMES, "domains": _NAMES, "groups": _NAMES}
-_ALLOW = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "who may join by single sign-on (identities, e-mail domains, groups); who moderates",
-    "properties": {
-        **_ALLOW_LISTS,
-        "moderators": {"type": "object", "additionalProperties": False, "properties": _ALLOW_LISTS},
-    },
-}
-_PASSWORD = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_PASSWORD_CHARS,
-    "description": "the room password; stored as a scrypt hash only",
-}
-
-
-_E2EE = {
-    "type": "boolean",
-    "description": "media encrypted end to end in the browsers; the default is rooms.e2ee_default",
-}
-
-
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -100,31 +67,19 @@ _NAME = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
 }
-_PRINTABLE = {
-    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$",
-    "description": "printable characters: no control, format, surrogate, private-use or unassigned "
-    "characters, no separators other than the space",
-}
-_IDENTITY_SCHEMA = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 128,
-    **_PRINTABLE,
-    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
-}
-_IDENTITY = {"name": "identity", "in": "path", "required": True, "schema": _IDENTITY_SCHEMA}
+_IDENTITY = {"name": "identity", "in": "path", "required": True, "schema": IDENTITY_SCHEMA}
 _JTI = {
     "name": "jti",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 128, **_PRINTABLE},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, **PRINTABLE},
 }
 
 _KEY_ID = {
     "name": "key_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 128, **_PRINTABLE},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, **PRINTABLE},
 }
 _NODE_ID = {
     "name": "node_id",
@@ -132,191 +87,6 @@ _NODE_ID = {
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 64},
 }
-_SCOPE = {"type": "string", "enum": list(SCOPES)}
-_KEY_PROPERTIES: dict[str, Any] = {
-    "id": {"type": "string", "description": "the key id: the kid of the admin tokens it signs"},
-    "name": {"type": "string"},
-    "scopes": {"type": "array", "items": _SCOPE},
-    "created_at": {"type": "integer", "description": "Unix seconds"},
-    "revoked": {"type": "boolean"},
-    "revoked_at": {"type": "integer", "description": "Unix seconds; present once revoked"},
-}
-
-_METADATA = {
-    "type": "object",
-    "description": f"any JSON object of at most {MAX_METADATA_BYTES} bytes as JSON; integers within "
-    f"2^53 in magnitude, no lone surrogates in text, nesting at most {MAX_DEPTH} deep in the whole body",
-}
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "Room": {
-        "type": "object",
-        "required": [
-            "name",
-            "max_participants",
-            "empty_timeout",
-            "metadata",
-            "locked",
-            "e2ee",
-            "auto_created",
-            "created_at",
-            "updated_at",
-            "num_participants",
-        ],
-        "properties": {
-            "name": {"type": "string"},
-            "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
-            "empty_timeout": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": MAX_EMPTY_TIMEOUT,
-                "description": "seconds; 0 = never",
-            },
-            "metadata": _METADATA,
-            "locked": {"type": "boolean"},
-            "lobby": {"type": "boolean"},
-            "password_protected": {"type": "boolean", "description": "the password itself is never returned"},
-            "allow": _ALLOW,
-            "e2ee": _E2EE,
-            "auto_created": {"type": "boolean"},
-            "created_at": {"type": "integer", "description": "Unix seconds"},
-            "updated_at": {"type": "integer"},
-            "num_participants": {"type": "integer"},
-        },
-    },
-    "RoomCreate": {
-        "type": "object",
-        "required": ["name"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-            "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
-            "empty_timeout": {"type": "integer", "minimum": 0, "maximum": MAX_EMPTY_TIMEOUT},
-            "metadata": _METADATA,
-            "lobby": {"type": "boolean"},
-            "password": _PASSWORD,
-            "allow": _ALLOW,
-            "e2ee": _E2EE,
-        },
-    },
-    "RoomUpdate": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "max_participants": {"type": "integer", "minimum": 1, "maximum": ROOM_CAP},
-            "empty_timeout": {"type": "integer", "minimum": 0, "maximum": MAX_EMPTY_TIMEOUT},
-            "metadata": _METADATA,
-            "locked": {"type": "boolean"},
-            "lobby": {"type": "boolean"},
-            "password": {
-                "anyOf": [_PASSWORD, {"const": ""}],
-                "description": "a new password, or an empty string to remove it",
-            },
-            "allow": _ALLOW,
-            "e2ee": {**_E2EE, "description": "changed only while the room is empty (else 409 room_in_use)"},
-        },
-    },
-    "Participant": {
-        "type": "object",
-        "required": ["sid", "identity", "name", "role", "permissions", "joined_at", "state"],
-        "properties": {
-            "sid": {"type": "string"},
-            "identity": {"type": "string"},
-            "name": {"type": "string"},
-            "role": {"type": "string", "enum": list(ROLES)},
-            "permissions": {"type": "array", "items": {"type": "string"}},
-            "joined_at": {"type": "integer"},
-            "state": {"type": "object", "additionalProperties": {"type": "boolean"}},
-        },
-    },
-    "Mute": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"kind": {"type": "string", "enum": ["audio", "video"]}, "muted": {"const": True}},
-    },
-    "TokenCreate": {
-        "type": "object",
-        "required": ["room", "identity"],
-        "additionalProperties": False,
-        "properties": {
-            "room": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-            "identity": _IDENTITY_SCHEMA,
-            "name": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 64,
-                "pattern": "\\S",
-                "description": "display name: 1-64 characters after stripping surrounding whitespace; "
-                "no control, surrogate or bidirectional-override characters",
-            },
-            "role": {"type": "string", "enum": list(ROLES)},
-            "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_JOIN_TTL, "description": "seconds"},
-            "permissions": {
-                "type": "array",
-                "items": {
-                    "type": "string",
-                    "enum": list(PERMISSIONS),
-                },
-            },
-        },
-    },
-    "Token": {
-        "type": "object",
-        "required": ["token", "jti", "expires_at", "join_url"],
-        "properties": {
-            "token": {"type": "string"},
-            "jti": {"type": "string"},
-            "expires_at": {"type": "integer"},
-            "join_url": {"type": "string", "description": "https://HOST:PORT/r/ROOM#token=TOKEN"},
-        },
-    },
-    "AdminKey": {
-        "type": "object",
-        "required": ["id", "name", "scopes", "created_at", "revoked"],
-        "properties": _KEY_PROPERTIES,
-    },
-    "AdminKeyCreate": {
-        "type": "object",
-        "required": ["name", "scopes"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {
-                **_IDENTITY_SCHEMA,
-                "maxLength": MAX_KEY_NAME_CHARS,
-                "description": "who holds the key: a person or a system; printable, not blank",
-            },
-            "scopes": {"type": "array", "minItems": 1, "items": _SCOPE},
-        },
-    },
-    "AdminKeyCreated": {
-        "type": "object",
-        "required": ["id", "name", "scopes", "created_at", "revoked", "secret"],
-        "properties": {
-            **_KEY_PROPERTIES,
-            "secret": {"type": "string", "description": "the key's secret; shown this once, never again"},
-        },
-    },
-    "Revoked": {
-        "type": "object",
-        "required": ["jti", "revoked_until", "sessions_closed"],
-        "properties": {
-            "jti": {"type": "string"},
-            "revoked_until": {"type": "integer"},
-            "sessions_closed": {"type": "integer"},
-        },
-    },
-}
-
-
-def _with_token_max_ttl(token_max_ttl: int) -> dict[str, Any]:
-    create = _SCHEMAS["TokenCreate"]
-    ttl = {**create["properties"]["ttl"], "maximum": token_max_ttl}
-    return {**_SCHEMAS, "TokenCreate": {**create, "properties": {**create["properties"], "ttl": ttl}}}
 
 
 def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
@@ -586,7 +356,7 @@ def openapi_document(*, token_max_ttl: int = MAX_JOIN_TTL) -> dict[str, Any]:
         "security": [{"adminBearer": []}],
         "paths": paths,
         "components": {
-            "schemas": _with_token_max_ttl(token_max_ttl),
+            "schemas": schemas(token_max_ttl),
             "securitySchemes": {
                 "adminBearer": {
                     "type": "http",
