@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -49,6 +50,8 @@ LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 KeyAlg = Literal["EdDSA", "ES256"]
 
+NODE_ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+"""A node id: it travels in node-to-node signatures and in URLs."""
 ENV_PREFIX = "CONF_"
 CLIENT_ENV = frozenset(
     {"CONF_URL", "CONF_API_KEY", "CONF_API_SECRET", "CONF_CACERT", "CONF_CREDENTIALS_FILE"}
@@ -169,7 +172,7 @@ class SignalingConfig:
     rate_burst: int = 60
     chat_max_chars: int = 2000
     node_id: str = ""
-    """This node's id in the store; a random one per start when empty."""
+    """This node's id in the store (``NODE_ID_PATTERN``); a random one per start when empty."""
 
 
 @dataclass(frozen=True)
@@ -518,6 +521,11 @@ def _check(cfg: Config) -> None:
         cfg.store.seat_lease > s.heartbeat_interval,
         "store.seat_lease",
         "must exceed signaling.heartbeat_interval",
+    )
+    need(
+        s.node_id == "" or re.fullmatch(NODE_ID_PATTERN, s.node_id) is not None,
+        "signaling.node_id",
+        "1-64 characters of A-Z a-z 0-9 . _ -",
     )
     need(s.join_timeout > 0, "signaling.join_timeout", "must be > 0")
     need(1 <= s.max_unjoined <= 1_000_000, "signaling.max_unjoined", "must be 1-1000000")

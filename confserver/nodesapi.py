@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
 from .apibase import by
 from .auditapi import detail
 from .cluster.routes import CLUSTER
+from .config import NODE_ID_PATTERN
 from .errors import ServiceError, not_found
 
 log = logging.getLogger("confserver.api")
@@ -42,7 +44,7 @@ async def list_nodes(request: web.Request) -> web.Response:
 async def _set_drain(request: web.Request, draining: bool) -> web.Response:
     cluster = _cluster(request)
     node = request.match_info["node_id"]
-    if len(node) > 64 or not await cluster.registry.set_drain(node, draining):
+    if re.fullmatch(NODE_ID_PATTERN, node) is None or not await cluster.registry.set_drain(node, draining):
         raise not_found("node_not_found", "no such node")
     if node == cluster.node:
         cluster.draining = draining  # at once here; the others learn it at their next heartbeat

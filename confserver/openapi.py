@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .config import NODE_ID_PATTERN
 from .openapischemas import IDENTITY_SCHEMA, PRINTABLE, schemas
 from .tokens import MAX_JOIN_TTL
 
@@ -85,7 +86,7 @@ _NODE_ID = {
     "name": "node_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    "schema": {"type": "string", "pattern": f"^{NODE_ID_PATTERN}$"},
 }
 
 

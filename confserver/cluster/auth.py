@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import re
 
+from ..config import NODE_ID_PATTERN
+
 HEADER = "X-Conf-Cluster"
 """Carries ``node=ID;ts=UNIX;sig=HEX``."""
 CLIENT_ADDRESS = "X-Conf-Client-Address"
@@ -20,7 +22,7 @@ WINDOW = 300.0
 """Seconds a signature is accepted before or after its time: clocks a minute apart still work."""
 MAX_HEADER = 256
 
-_FORMAT = re.compile(r"node=([A-Za-z0-9._-]{1,64});ts=(\d{1,12});sig=([0-9a-f]{64})")
+_FORMAT = re.compile(rf"node=({NODE_ID_PATTERN});ts=(\d{{1,12}});sig=([0-9a-f]{{64}})")
 
 
 class ClusterAuthError(Exception):

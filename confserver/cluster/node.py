@@ -267,11 +267,13 @@ class Cluster:
             raise
 
     def ssl_for(self, target: NodeInfo) -> aiohttp.Fingerprint | bool:
+        """Plain HTTP, the node's pinned certificate, or (no fingerprint known) the usual checks."""
         if not target.url.startswith("https://"):
             return False
-        if not target.fingerprint:
-            return False
-        return aiohttp.Fingerprint(bytes.fromhex(target.fingerprint))
+        try:
+            return aiohttp.Fingerprint(bytes.fromhex(target.fingerprint))
+        except ValueError:  # none, or not a SHA-256 in hex
+            return True
 
     @property
     def http(self) -> aiohttp.ClientSession:

@@ -76,7 +76,7 @@ class Upstream:
         if target is None:
             return None
         try:
-            ws = await cluster.http.ws_connect(
+            connect = cluster.http.ws_connect(
                 target.url + RELAY_PATH,
                 headers=cluster.signed("GET", RELAY_PATH, client_ip),
                 ssl=cluster.ssl_for(target),
@@ -85,6 +85,7 @@ class Upstream:
                 timeout=aiohttp.ClientWSTimeout(ws_close=send_timeout),
                 autoping=True,
             )
+            ws = await asyncio.wait_for(connect, CALL_TIMEOUT)  # an owner that accepts, then stalls
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             cluster.metrics_relay_failure("connect")
             log.warning("could not reach the node serving a room", extra={"node": target.id, "error": str(e)})

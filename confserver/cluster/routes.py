@@ -12,6 +12,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..apibase import error_response
+from ..rooms.admin import ROOM_NAME_RE
 from ..signaling.websocket import SIGNALING, handle_relayed_ws
 from ..store import StoreUnavailableError
 from ..tokens import validate_jti
@@ -41,7 +42,8 @@ def _live_state_route(request: web.Request) -> str | None:
         return None
     if resource.canonical == ROOM_ROUTES and request.method not in ("PATCH", "DELETE"):
         return None
-    return request.match_info.get("name")
+    name = request.match_info.get("name", "")
+    return name if ROOM_NAME_RE.fullmatch(name) else None  # garbage: the handler refuses it here
 
 
 @web.middleware

@@ -18,7 +18,7 @@ from confserver.app import create_app
 from confserver.cluster import auth
 from confserver.cluster.registry import RedisRegistry
 from confserver.cluster.routes import CLUSTER
-from confserver.config import ServerConfig, SignalingConfig, StoreConfig
+from confserver.config import ConfigError, ServerConfig, SignalingConfig, StoreConfig, load_config
 from confserver.metrics import Metrics
 from confserver.store.redis import RedisStore
 
@@ -213,9 +213,30 @@ async def test_when_the_serving_node_stops_relayed_clients_are_told_to_reconnect
 
 
 def test_config_refuses_a_short_cluster_secret() -> None:
-    from confserver.config import ConfigError, load_config
-
     with pytest.raises(ConfigError, match=r"store\.cluster_secret"):
         load_config(env={"CONF_STORE_CLUSTER_SECRET": "short"})
     with pytest.raises(ConfigError, match=r"store\.node_ttl"):
         load_config(env={"CONF_STORE_NODE_TTL": "0"})
+
+
+@pytest.mark.parametrize("bad", ["%ED%A0%80", "%FF", "a" * 3000, "%00x", "%F0%9F%98%80" * 40])
+async def test_garbage_room_names_on_the_other_node_get_a_clear_error(
+    nodes: list[Node], http: aiohttp.ClientSession, bad: str
+) -> None:
+    a, b = nodes
+    ana, _ = await joined(http, a, "real", "ana")
+    for method, suffix in (("GET", "/participants"), ("DELETE", ""), ("PATCH", ""), ("GET", "/lobby")):
+        resp = await http.request(
+            method, f"{b.url}/api/v1/rooms/{bad}{suffix}", headers=admin_headers(), json={}
+        )
+        assert 400 <= resp.status < 500, (method, resp.status, await resp.text())
+        assert "error" in await resp.json()
+    resp = await http.get(b.url + "/api/v1/rooms/real/participants", headers=admin_headers())
+    assert [p["identity"] for p in (await resp.json())["participants"]] == ["ana"]
+    await ana.close()
+
+
+def test_config_refuses_a_node_id_the_signatures_cannot_carry() -> None:
+    with pytest.raises(ConfigError, match=r"signaling\.node_id"):
+        load_config(env={"CONF_SIGNALING_NODE_ID": "node a;ts=1"})
+    assert load_config(env={"CONF_SIGNALING_NODE_ID": "node-a.1_x"}).signaling.node_id == "node-a.1_x"
