@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.workers import worker_pids
 from confserver.contract import MediaMessage, PublishOffer, ServiceError
 
 from .conftest import free_port
@@ -114,22 +115,6 @@ def two_workers(tmp_path: Path) -> Iterator[Server]:
     if srv.proc.poll() is None:
         srv.proc.kill()
         srv.proc.wait()
-
-
-def worker_pids(server_pid: int) -> dict[int, int]:
-    """Worker index -> pid, for the server's media worker processes (from /proc)."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == server_pid and b"sfu.worker" in argv:
-            out[int(argv[argv.index(b"--index") + 1])] = int(entry.name)
-    return out
 
 
 def sample(metrics: str, name: str, labels: Mapping[str, str]) -> float | None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from bench.workers import worker_pids
+
 from .conftest import Server, free_port
 from .helpers import Crowd
 from .test_media import COLLECT_PEER_CONNECTIONS, require_media, wait_for_video
@@ -31,21 +33,6 @@ async () => {
   return { frames, live, made: window.__pcs.length };
 }
 """
-
-
-def worker_pids(server_pid: int) -> dict[int, int]:
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == server_pid and b"sfu.worker" in argv:
-            out[int(argv[argv.index(b"--index") + 1])] = int(entry.name)
-    return out
 
 
 def room_worker(metrics_port: int) -> int:
